@@ -1,0 +1,138 @@
+"""`cams.yaml`: the one configuration file (SPEC §8). Secrets appear only as env var names."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_HOME = Path(".cams")
+DEFAULT_PARTITIONS_START = "2026-01-01"
+
+
+class ConfigError(ValueError):
+    """cams.yaml is missing something or holds a value that cannot work."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where one usage source is read from: a drop directory of JSONL files or an HTTP API."""
+
+    name: str
+    mode: str = "files"
+    drop_dir: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    page_size: int = 500
+    timeout_s: float = 10.0
+    max_retries: int = 5
+
+    def api_key(self) -> str | None:
+        if not self.api_key_env:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ConfigError(f"sources.{self.name}.api_key_env names {self.api_key_env}, which is not set")
+        return key
+
+
+@dataclass(frozen=True)
+class CamsConfig:
+    """The parsed configuration with defaults filled in."""
+
+    sources: dict[str, SourceConfig]
+    pricing: dict[str, Any] = field(default_factory=dict)
+    budgets: list[dict[str, Any]] = field(default_factory=list)
+    selection: dict[str, Any] = field(default_factory=dict)
+    alerts: dict[str, Any] = field(default_factory=dict)
+    partitions_start: str = DEFAULT_PARTITIONS_START
+    path: str | None = None
+
+    @property
+    def overrides(self) -> list[dict[str, Any]]:
+        return list(self.pricing.get("overrides") or [])
+
+    @property
+    def discounts(self) -> list[dict[str, Any]]:
+        return list(self.pricing.get("discounts") or [])
+
+
+def _reject_inline_secrets(node: Any, where: str) -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if str(k).lower() in {"api_key", "secret", "password", "token"} and v:
+                raise ConfigError(f"{where}.{k}: secrets go in env vars; name one with {k}_env")
+            _reject_inline_secrets(v, f"{where}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _reject_inline_secrets(v, f"{where}[{i}]")
+
+
+def parse(data: dict[str, Any] | None, path: str | None = None) -> CamsConfig:
+    """Validate a loaded cams.yaml mapping."""
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError("cams.yaml must be a mapping at the top level")
+    _reject_inline_secrets(data, "cams.yaml")
+    sources: dict[str, SourceConfig] = {}
+    raw_sources = data.get("sources") or {}
+    for name in ("relaycore", "auterity"):
+        raw = dict(raw_sources.get(name) or {})
+        mode = raw.get("mode", "files")
+        if mode not in ("files", "api"):
+            raise ConfigError(f"sources.{name}.mode must be files or api, not {mode!r}")
+        if mode == "files":
+            raw.setdefault("drop_dir", str(DEFAULT_HOME / "drop" / name))
+        elif not raw.get("base_url"):
+            raise ConfigError(f"sources.{name}: mode api needs base_url")
+        known = {f for f in SourceConfig.__dataclass_fields__ if f != "name"}
+        unknown = set(raw) - known
+        if unknown:
+            raise ConfigError(f"sources.{name}: unknown keys {sorted(unknown)}")
+        sources[name] = SourceConfig(name=name, **raw)
+    start = str(data.get("partitions", {}).get("start_date", DEFAULT_PARTITIONS_START))
+    try:
+        date.fromisoformat(start)
+    except ValueError as exc:
+        raise ConfigError(f"partitions.start_date must be YYYY-MM-DD, not {start!r}") from exc
+    return CamsConfig(
+        sources=sources,
+        pricing=dict(data.get("pricing") or {}),
+        budgets=list(data.get("budgets") or []),
+        selection=dict(data.get("selection") or {}),
+        alerts=dict(data.get("alerts") or {}),
+        partitions_start=start,
+        path=path,
+    )
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("CAMS_CONFIG", "cams.yaml"))
+
+
+def load(path: str | Path | None = None) -> CamsConfig:
+    """Read cams.yaml (CAMS_CONFIG, default ./cams.yaml); a missing default file means defaults."""
+    explicit = path is not None or "CAMS_CONFIG" in os.environ
+    p = Path(path) if path is not None else config_path()
+    if not p.exists():
+        if explicit:
+            raise ConfigError(f"config file {p} does not exist")
+        return parse({})
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    return parse(data, str(p))
+
+
+def database_url() -> str:
+    """CAMS_DATABASE_URL, default a SQLite file under .cams/."""
+    url = os.environ.get("CAMS_DATABASE_URL")
+    if url:
+        return url
+    DEFAULT_HOME.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(DEFAULT_HOME / 'warehouse.db').resolve()}"

@@ -1,0 +1,204 @@
+"""The effective-dated price book: snapshot prices, YAML overrides, custom models and discounts.
+
+Every entry covers [valid_from, valid_to) for one model; a request is costed with the entry in
+force at its timestamp. Overrides and discounts with a `valid_from` split a model's timeline at
+that instant, so a price change applies from its date on and never rewrites earlier periods
+unless a past range is explicitly recomputed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from cams.pricing.rates import Rates, resolve_rates, thresholds
+from cams.pricing.snapshot import CAPABILITY_KEYS, _is_price_key
+
+MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+HUNDRED = Decimal(100)
+
+
+class PricingConfigError(ValueError):
+    """An override or discount that cannot be applied."""
+
+
+@dataclass(frozen=True)
+class PriceEntry:
+    """One model's prices over one validity window."""
+
+    model: str
+    provider: str
+    mode: str
+    valid_from: datetime
+    valid_to: datetime | None
+    prices: Mapping[str, Decimal]
+    capabilities: Mapping[str, Any] = field(default_factory=dict)
+    source: str = "snapshot"
+
+    @property
+    def price_id(self) -> str:
+        """Stable id of these exact prices for this model and window: recorded on every cost row."""
+        blob = json.dumps({k: str(v) for k, v in sorted(self.prices.items())}, sort_keys=True)
+        digest = hashlib.sha256(f"{self.model}|{self.valid_from.isoformat()}|{blob}".encode()).hexdigest()
+        return f"{self.model}@{self.valid_from.date().isoformat()}#{digest[:10]}"
+
+    @property
+    def thresholds(self) -> list[int]:
+        return thresholds(self.prices)
+
+    def rates(self, service_tier: str, input_tokens: int) -> Rates:
+        return resolve_rates(self.prices, service_tier, input_tokens)
+
+    @property
+    def supported(self) -> bool:
+        """False for pricing schemes CAMS does not model (tiered tables, off-peak windows)."""
+        return not any(k.startswith("unsupported_") for k in self.capabilities)
+
+
+def to_utc(value: str | date | datetime | None) -> datetime | None:
+    """Parse an RFC 3339 / ISO date(time) into an aware UTC datetime (dates mean 00:00 UTC)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, date):
+        dt = datetime(value.year, value.month, value.day)
+    else:
+        text = str(value).strip().replace("Z", "+00:00").replace("z", "+00:00")
+        dt = datetime.fromisoformat(text)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def _decimal_prices(raw: Mapping[str, Any]) -> dict[str, Decimal]:
+    return {k: Decimal(str(v)) for k, v in raw.items() if _is_price_key(k, v) or isinstance(v, Decimal)}
+
+
+class PriceBook:
+    """Lookup of the price entry in force for a model at an instant."""
+
+    def __init__(self, entries: Iterable[PriceEntry], meta: Mapping[str, Any] | None = None):
+        self.meta = dict(meta or {})
+        self._by_model: dict[str, list[PriceEntry]] = {}
+        for e in sorted(entries, key=lambda e: (e.model, e.valid_from)):
+            self._by_model.setdefault(e.model, []).append(e)
+        self._starts = {m: [e.valid_from for e in es] for m, es in self._by_model.items()}
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_model.values())
+
+    def __contains__(self, model: str) -> bool:
+        return self.resolve_model(model) is not None
+
+    @property
+    def models(self) -> list[str]:
+        return sorted(self._by_model)
+
+    def entries(self, model: str | None = None) -> list[PriceEntry]:
+        if model is not None:
+            return list(self._by_model.get(model, []))
+        return [e for es in self._by_model.values() for e in es]
+
+    def resolve_model(self, model: str, provider: str | None = None) -> str | None:
+        """The book's key for `model`: exact, else `provider/model` (LiteLLM naming)."""
+        if model in self._by_model:
+            return model
+        if provider and f"{provider}/{model}" in self._by_model:
+            return f"{provider}/{model}"
+        return None
+
+    def lookup(self, model: str, at: datetime, provider: str | None = None) -> PriceEntry | None:
+        """The entry in force for `model` at `at`, or None when the model has no price then."""
+        key = self.resolve_model(model, provider)
+        if key is None:
+            return None
+        i = bisect.bisect_right(self._starts[key], at) - 1
+        if i < 0:
+            return None
+        entry = self._by_model[key][i]
+        if entry.valid_to is not None and at >= entry.valid_to:
+            return None
+        return entry
+
+    @classmethod
+    def build(
+        cls,
+        snapshot: Mapping[str, Any],
+        overrides: Iterable[Mapping[str, Any]] = (),
+        discounts: Iterable[Mapping[str, Any]] = (),
+    ) -> PriceBook:
+        """Snapshot prices, then overrides and discounts split each model's timeline."""
+        base: dict[str, tuple[str, str, dict[str, Decimal], dict[str, Any]]] = {}
+        for name, raw in snapshot["models"].items():
+            caps = {k: v for k, v in raw.items() if k in CAPABILITY_KEYS or k.startswith("unsupported_")}
+            base[name] = (raw.get("litellm_provider", ""), raw.get("mode", "chat"), _decimal_prices(raw), caps)
+
+        per_model: dict[str, list[tuple[datetime, dict[str, Decimal], Mapping[str, Any]]]] = {}
+        for ov in overrides:
+            model = ov.get("model")
+            if not model:
+                raise PricingConfigError(f"pricing override without a model: {dict(ov)}")
+            if model not in base:
+                if "input_cost_per_token" not in ov and "output_cost_per_token" not in ov:
+                    raise PricingConfigError(
+                        f"custom model {model!r} needs input_cost_per_token and output_cost_per_token"
+                    )
+                caps = {k: v for k, v in ov.items() if k in CAPABILITY_KEYS}
+                base[model] = (ov.get("provider", "custom"), ov.get("mode", "chat"), {}, caps)
+            start = to_utc(ov.get("valid_from")) or MIN_TIME
+            per_model.setdefault(model, []).append((start, _decimal_prices(ov), ov))
+
+        discount_rules = [_discount_rule(d) for d in discounts]
+        entries: list[PriceEntry] = []
+        for model, (provider, mode, prices, caps) in base.items():
+            changes = sorted(per_model.get(model, []), key=lambda c: c[0])
+            rules = [r for r in discount_rules if r.applies(model, provider)]
+            points = sorted({MIN_TIME, *(c[0] for c in changes), *(r.start for r in rules),
+                             *(r.end for r in rules if r.end is not None)})
+            for i, start in enumerate(points):
+                end = points[i + 1] if i + 1 < len(points) else None
+                merged = dict(prices)
+                source = "snapshot" if prices else "custom"
+                for when, ov_prices, _ in changes:
+                    if when <= start:
+                        merged.update(ov_prices)
+                        source = "override"
+                factor = Decimal(1)
+                for r in rules:
+                    if r.start <= start and (r.end is None or start < r.end):
+                        factor *= (HUNDRED - r.percent) / HUNDRED
+                        source += f"+discount{r.percent}%"
+                if factor != 1:
+                    merged = {k: v * factor for k, v in merged.items()}
+                entries.append(PriceEntry(model, provider, mode, start, end, merged, caps, source))
+        return cls(entries, meta=snapshot.get("_meta"))
+
+
+@dataclass(frozen=True)
+class _Discount:
+    percent: Decimal
+    provider: str | None
+    model: str | None
+    start: datetime
+    end: datetime | None
+
+    def applies(self, model: str, provider: str) -> bool:
+        return (self.model is None or self.model == model) and (self.provider is None or self.provider == provider)
+
+
+def _discount_rule(raw: Mapping[str, Any]) -> _Discount:
+    try:
+        percent = Decimal(str(raw["percent"]))
+    except (KeyError, ArithmeticError) as exc:
+        raise PricingConfigError(f"discount needs a numeric percent: {dict(raw)}") from exc
+    if not Decimal(0) <= percent < HUNDRED:
+        raise PricingConfigError(f"discount percent must be in [0, 100): {percent}")
+    if not raw.get("provider") and not raw.get("model"):
+        raise PricingConfigError(f"discount needs a provider or a model: {dict(raw)}")
+    return _Discount(percent, raw.get("provider"), raw.get("model"),
+                     to_utc(raw.get("valid_from")) or MIN_TIME, to_utc(raw.get("valid_to")))

@@ -1,0 +1,56 @@
+"""Refresh the price snapshot from installed litellm, a local LiteLLM JSON file, or a URL."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cams.pricing.snapshot import SNAPSHOT_FILE, slim
+
+
+class RefreshError(RuntimeError):
+    """The source could not be read or is not a LiteLLM price map."""
+
+
+def _from_litellm() -> tuple[dict[str, Any], str, str]:
+    try:
+        from importlib.metadata import version
+
+        import litellm
+    except ImportError as exc:
+        raise RefreshError("litellm is not installed; pass --source FILE or URL") from exc
+    path = Path(litellm.__file__).with_name("model_prices_and_context_window_backup.json")
+    ver = version("litellm")
+    return json.loads(path.read_text()), f"litellm {ver} package: {path.name}", f"litellm=={ver}"
+
+
+def _from_url(url: str) -> tuple[dict[str, Any], str, str]:
+    import httpx
+
+    try:
+        response = httpx.get(url, timeout=30.0, follow_redirects=True)
+        response.raise_for_status()
+        return response.json(), url, "url"
+    except (httpx.HTTPError, ValueError) as exc:
+        raise RefreshError(f"could not fetch a price map from {url}: {exc}") from exc
+
+
+def refresh(source: str = "litellm", out: Path | None = None) -> dict[str, Any]:
+    """Write a new snapshot and return its `_meta`."""
+    if source == "litellm":
+        raw, origin, ver = _from_litellm()
+    elif source.startswith(("http://", "https://")):
+        raw, origin, ver = _from_url(source)
+    else:
+        try:
+            raw, origin, ver = json.loads(Path(source).read_text()), str(source), "file"
+        except (OSError, ValueError) as exc:
+            raise RefreshError(f"could not read {source}: {exc}") from exc
+    if not isinstance(raw, dict) or not any(isinstance(v, dict) and "mode" in v for v in raw.values()):
+        raise RefreshError(f"{source} is not a LiteLLM model price map")
+    snap = slim(raw, source=origin, version=ver)
+    target = out or Path(str(resources.files("cams.data").joinpath(SNAPSHOT_FILE)))
+    target.write_text(json.dumps(snap, indent=1, sort_keys=True) + "\n")
+    return snap["_meta"]

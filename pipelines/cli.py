@@ -1,0 +1,157 @@
+"""The `cams` command (SPEC §8). Only `run` and `demo` import Dagster; everything else starts fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class CliError(Exception):
+    """An error reported as one clear line and exit status 2."""
+
+
+def _cmd_price(args: argparse.Namespace) -> int:
+    from cams import config as cfg
+    from cams.pricing.quote import QuoteError, load_book, quote
+
+    book = load_book(cfg.load())
+    if args.batch:
+        failures = 0
+        for lineno, line in enumerate(sys.stdin, start=1):
+            if not line.strip():
+                continue
+            try:
+                request = json.loads(line)
+                if not isinstance(request, dict):
+                    raise QuoteError("each line must be a JSON object")
+                result = quote(book, request)
+            except (json.JSONDecodeError, QuoteError) as exc:
+                failures += 1
+                result = {"line": lineno, "error": str(exc)}
+            print(json.dumps(result))
+        return 1 if failures else 0
+    if not args.model or args.input_tokens is None or args.output_tokens is None:
+        raise CliError("cams price needs MODEL --input-tokens N --output-tokens N (or --batch)")
+    request = {
+        "model": args.model,
+        "input_tokens": args.input_tokens,
+        "output_tokens": args.output_tokens,
+        "cached_input_tokens": args.cached_input_tokens,
+        "cache_creation_input_tokens": args.cache_creation_input_tokens,
+        "reasoning_tokens": args.reasoning_tokens,
+        "service_tier": args.service_tier,
+        "at": args.at,
+    }
+    try:
+        print(json.dumps(quote(book, request), indent=2))
+    except QuoteError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def _cmd_pricing_refresh(args: argparse.Namespace) -> int:
+    from cams.pricing import refresh
+
+    try:
+        meta = refresh.refresh(source=args.source, out=Path(args.out) if args.out else None)
+    except refresh.RefreshError as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps(meta, indent=2))
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from cams.simulator import cli as sim_cli
+
+    return sim_cli.main(args)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pipelines import runner
+
+    return runner.cli_run(args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pipelines import demo
+
+    return demo.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cams", description="Cost-Aware Model Switching")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="materialize every partitioned asset for the days, then downstream")
+    p.add_argument("--start", required=True, help="first day, YYYY-MM-DD (UTC)")
+    p.add_argument("--end", required=True, help="last day, YYYY-MM-DD (inclusive)")
+    p.add_argument("--as-of", help="evaluation time, RFC 3339 (default now)")
+    p.add_argument("--json", action="store_true", help="print one JSON summary object as the last line")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("demo", help="simulate 14 days, run the whole graph on SQLite, print a summary")
+    p.add_argument("--days", type=int, default=14)
+    p.add_argument("--home", default=".cams/demo", help="folder for the demo's warehouse and Dagster home")
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("simulate", help="fake RelayCore and Auterity servers on loopback (or write files)")
+    p.add_argument("--days", type=int, default=14)
+    p.add_argument("--end", help="last simulated day, YYYY-MM-DD (default yesterday UTC)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--requests-per-day", type=int, default=2000)
+    p.add_argument("--write-files", metavar="DIR", help="write JSONL drops under DIR instead of serving")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--relaycore-port", type=int, default=8701)
+    p.add_argument("--auterity-port", type=int, default=8702)
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("price", help="cost of one request (or --batch: JSON lines on stdin)")
+    p.add_argument("model", nargs="?")
+    p.add_argument("--input-tokens", type=int)
+    p.add_argument("--output-tokens", type=int)
+    p.add_argument("--cached-input-tokens", type=int, default=0)
+    p.add_argument("--cache-creation-input-tokens", type=int, default=0)
+    p.add_argument("--reasoning-tokens", type=int, default=0)
+    p.add_argument("--service-tier", default="standard")
+    p.add_argument("--at", help="price in force at this RFC 3339 time (default now)")
+    p.add_argument("--batch", action="store_true")
+    p.set_defaults(func=_cmd_price)
+
+    p = sub.add_parser("pricing", help="price book maintenance")
+    psub = p.add_subparsers(dest="pricing_command", required=True)
+    r = psub.add_parser("refresh", help="rebuild the price snapshot from a file, a URL or installed litellm")
+    r.add_argument("--source", default="litellm", help="'litellm', a path to a LiteLLM JSON, or an http(s) URL")
+    r.add_argument("--out", help="where to write the snapshot (default: the packaged one)")
+    r.set_defaults(func=_cmd_pricing_refresh)
+    return parser
+
+
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as exc:
+        print(f"cams: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cams: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear line, never a stack trace, for errors we know how to name
+        from cams.config import ConfigError
+        from cams.pricing.book import PricingConfigError
+
+        if isinstance(exc, ConfigError | PricingConfigError | OSError):
+            print(f"cams: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
