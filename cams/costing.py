@@ -1,0 +1,129 @@
+"""Per-request cost over whole columns (SPEC §3), and the cost_tracking / rollup partition writes.
+
+Rates are resolved once per (price entry, service tier, above-threshold bucket); every request of
+a group is then costed by numpy arithmetic. A model without a price in force is flagged
+`unpriced` with a NULL cost, never a silent zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, Integer, and_, func, insert, select
+
+from cams.pricing.book import PriceBook
+from cams.pricing.cost import token_cost
+from cams.warehouse import schema as t
+from cams.warehouse.db import insert_frame, replace_rows
+
+TOKEN_COLS = ["input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_input_tokens",
+              "reasoning_tokens"]
+
+
+def compute_costs(frame: pd.DataFrame, book: PriceBook) -> pd.DataFrame:
+    """Adds cost_usd (float rounded to 10 places, NaN when unpriced), unpriced and price_id."""
+    n = len(frame)
+    cost = np.full(n, np.nan)
+    price_id = np.full(n, None, dtype=object)
+    if n == 0:
+        return frame.assign(cost_usd=cost, unpriced=np.zeros(0, bool), price_id=price_id)
+    ts = pd.to_datetime(frame["timestamp"], utc=True).to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    tokens = {c: frame[c].to_numpy(dtype=np.int64) for c in TOKEN_COLS}
+    tiers = frame["service_tier"].to_numpy(dtype=object)
+    for (model, provider), idx in frame.groupby(["model", "provider"], sort=False).indices.items():
+        key = book.resolve_model(model, provider)
+        if key is None:
+            continue
+        entries = book.entries(key)
+        starts = np.array([pd.Timestamp(e.valid_from).value for e in entries], dtype=np.int64)
+        which = np.searchsorted(starts, ts[idx], side="right") - 1
+        for ei in np.unique(which):
+            if ei < 0:
+                continue
+            entry = entries[ei]
+            sel = idx[which == ei]
+            if entry.valid_to is not None:
+                sel = sel[ts[sel] < pd.Timestamp(entry.valid_to).value]
+            limits = np.array(entry.thresholds, dtype=np.int64)
+            bucket = np.searchsorted(limits, tokens["input_tokens"][sel], side="left")
+            for tier in np.unique(tiers[sel]):
+                for b in np.unique(bucket):
+                    g = sel[(tiers[sel] == tier) & (bucket == b)]
+                    if len(g) == 0:
+                        continue
+                    probe_input = 0 if b == 0 else int(limits[b - 1]) + 1
+                    rates = entry.rates(str(tier), probe_input)
+                    cost[g] = token_cost(rates, *(tokens[c][g] for c in TOKEN_COLS), to_rate=float)
+                    price_id[g] = entry.price_id
+    cost = np.round(cost, 10)
+    return frame.assign(cost_usd=cost, unpriced=np.isnan(cost), price_id=price_id)
+
+
+@dataclass
+class CostSummary:
+    rows: int
+    cost_usd: Decimal
+    charged_usd: Decimal
+    unpriced_requests: int
+    unpriced_models: list[str]
+    top_models: list[tuple[str, float]] = field(default_factory=list)
+
+
+def _days_clause(table, first: date, last_exclusive: date):  # type: ignore[no-untyped-def]
+    return and_(table.c.day >= first, table.c.day < last_exclusive)
+
+
+def cost_partition(engine: Engine, first: date, last_exclusive: date, book: PriceBook) -> CostSummary:
+    """Recompute cost_tracking for [first, last_exclusive) from relaycore_usage; replace those days."""
+    src = t.relaycore_usage
+    cols = ["day", "request_id", "timestamp", "org_id", "team_id", "user_id", "task_type", "model", "provider",
+            "service_tier", "status", *TOKEN_COLS]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(*(src.c[c] for c in cols), src.c.cost_usd.label("charged_usd"))
+            .where(_days_clause(src, first, last_exclusive))
+        ).all()
+    frame = pd.DataFrame(rows, columns=[*cols, "charged_usd"])
+    frame["charged_usd"] = pd.to_numeric(frame["charged_usd"], errors="coerce").astype(float)
+    costed = compute_costs(frame, book)
+    costed["computed_at"] = datetime.now(UTC)
+    with engine.begin() as conn:
+        replace_rows(conn, t.cost_tracking, _days_clause(t.cost_tracking, first, last_exclusive), [])
+        insert_frame(conn, t.cost_tracking, costed[[c.name for c in t.cost_tracking.columns]])
+    by_model = costed.groupby("model")["cost_usd"].sum().sort_values(ascending=False)
+    unpriced = costed.loc[costed["unpriced"], "model"]
+    return CostSummary(
+        rows=len(costed),
+        cost_usd=Decimal(str(round(float(np.nansum(costed["cost_usd"])), 10))),
+        charged_usd=Decimal(str(round(float(np.nansum(costed["charged_usd"])), 10))),
+        unpriced_requests=int(costed["unpriced"].sum()),
+        unpriced_models=sorted(unpriced.unique().tolist()),
+        top_models=[(m, round(float(v), 6)) for m, v in by_model.head(5).items()],
+    )
+
+
+ROLLUP_KEYS = ("day", "org_id", "team_id", "user_id", "model", "provider", "task_type")
+
+
+def rollup_partition(engine: Engine, first: date, last_exclusive: date) -> int:
+    """Replace cost_daily_rollups for the days with a GROUP BY over cost_tracking, in SQL."""
+    ct, r = t.cost_tracking, t.cost_daily_rollups
+    agg = select(
+        *(ct.c[k] for k in ROLLUP_KEYS),
+        func.count().label("requests"),
+        func.sum(func.cast(ct.c.status == "error", Integer)).label("errors"),
+        func.sum(func.cast(ct.c.unpriced, Integer)).label("unpriced_requests"),
+        *(func.sum(ct.c[c]).label(c) for c in TOKEN_COLS),
+        func.coalesce(func.sum(ct.c.cost_usd), 0).label("cost_usd"),
+        func.coalesce(func.sum(ct.c.charged_usd), 0).label("charged_usd"),
+    ).where(_days_clause(ct, first, last_exclusive)).group_by(*(ct.c[k] for k in ROLLUP_KEYS))
+    names = [*ROLLUP_KEYS, "requests", "errors", "unpriced_requests", *TOKEN_COLS, "cost_usd", "charged_usd"]
+    with engine.begin() as conn:
+        replace_rows(conn, r, _days_clause(r, first, last_exclusive), [])
+        conn.execute(insert(r).from_select(names, agg))
+        return int(conn.execute(select(func.count()).select_from(r).where(_days_clause(r, first, last_exclusive)))
+                   .scalar_one())

@@ -1,0 +1,60 @@
+"""The price book in the warehouse (`model_cost_profiles`): write the built book, read it back."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, select, true
+
+from cams.pricing.book import PriceBook, PriceEntry, to_utc
+from cams.warehouse import schema as t
+from cams.warehouse.db import replace_rows
+
+_RATE_COLUMNS = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
+                 "cache_creation_input_token_cost", "output_cost_per_reasoning_token")
+
+
+class PriceBookMissing(RuntimeError):
+    """cost_tracking ran before the price_book asset loaded model_cost_profiles."""
+
+
+def store(engine: Engine, book: PriceBook) -> int:
+    """Replace model_cost_profiles with the book (history stays in each entry's window)."""
+    now = datetime.now(UTC)
+    version = book.meta.get("version")
+    rows: list[dict[str, Any]] = []
+    for e in book.entries():
+        row = {
+            "price_id": e.price_id, "model": e.model, "provider": e.provider, "mode": e.mode,
+            "valid_from": e.valid_from, "valid_to": e.valid_to,
+            "prices_json": json.dumps({k: f"{v:f}" for k, v in sorted(e.prices.items())}),
+            "capabilities_json": json.dumps(dict(e.capabilities), sort_keys=True, default=str),
+            "source": e.source, "snapshot_version": version, "loaded_at": now,
+        }
+        row.update({c: e.prices.get(c) for c in _RATE_COLUMNS})
+        rows.append(row)
+    with engine.begin() as conn:
+        replace_rows(conn, t.model_cost_profiles, true(), rows)
+    return len(rows)
+
+
+def load(engine: Engine) -> PriceBook:
+    """The book as stored; raises PriceBookMissing when none was loaded yet."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(t.model_cost_profiles)).mappings().all()
+    if not rows:
+        raise PriceBookMissing("model_cost_profiles is empty: materialize the price_book asset first")
+    entries = [
+        PriceEntry(
+            model=r["model"], provider=r["provider"], mode=r["mode"],
+            valid_from=to_utc(r["valid_from"]),  # type: ignore[arg-type]
+            valid_to=to_utc(r["valid_to"]),
+            prices={k: Decimal(v) for k, v in json.loads(r["prices_json"]).items()},
+            capabilities=json.loads(r["capabilities_json"]), source=r["source"],
+        )
+        for r in rows
+    ]
+    return PriceBook(entries, meta={"version": rows[0]["snapshot_version"]})

@@ -1,0 +1,1 @@
+"""A deterministic simulator of RelayCore usage and Auterity spans, with deliberate faults."""

@@ -1,0 +1,1 @@
+"""Source contracts (SPEC §2): typed parsing of RelayCore records and Auterity spans, and readers."""

@@ -1,0 +1,127 @@
+"""File drops (SPEC §8): every *.jsonl / *.jsonl.gz in a source's drop_dir, read defensively.
+
+A line is never trusted: bytes that are not UTF-8, lines over MAX_LINE_BYTES and truncated gzip
+streams come back as errors with the position, to be quarantined, never raised.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from cams.sources.batch import Collector
+from cams.sources.contracts import TIME_FIELD
+from cams.sources.timeutil import parse_rfc3339
+
+MAX_LINE_BYTES = 1024 * 1024
+PATTERNS = ("*.jsonl", "*.jsonl.gz")
+
+
+@dataclass(frozen=True)
+class DropFile:
+    path: Path
+    mtime_ns: int
+    size: int
+
+    @property
+    def mtime_day(self) -> date:
+        return datetime.fromtimestamp(self.mtime_ns / 1e9, tz=UTC).date()
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.mtime_ns}:{self.size}"
+
+
+def list_drop_files(drop_dir: str | Path) -> list[DropFile]:
+    """Drop files, oldest first (so a later copy of a record is read later and wins)."""
+    root = Path(drop_dir)
+    if not root.is_dir():
+        return []
+    found: list[DropFile] = []
+    for pattern in PATTERNS:
+        for p in root.rglob(pattern):
+            if p.is_file():
+                st = p.stat()
+                found.append(DropFile(p, st.st_mtime_ns, st.st_size))
+    return sorted(found, key=lambda f: (f.mtime_ns, str(f.path)))
+
+
+def _open(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+
+
+@dataclass(frozen=True)
+class Line:
+    ref: str
+    text: str | None
+    error: str | None = None
+
+
+def read_lines(path: Path) -> Iterator[Line]:
+    """Each line of a drop file as text, or as an error to quarantine."""
+    lineno = 0
+    try:
+        with _open(path) as fh:
+            while True:
+                chunk = fh.readline(MAX_LINE_BYTES + 1)
+                if not chunk:
+                    return
+                lineno += 1
+                ref = f"{path.name}:{lineno}"
+                if len(chunk) > MAX_LINE_BYTES and not chunk.endswith(b"\n"):
+                    size = len(chunk)
+                    while True:  # drain the rest of the enormous line without holding it
+                        more = fh.readline(MAX_LINE_BYTES)
+                        size += len(more)
+                        if not more or more.endswith(b"\n"):
+                            break
+                    yield Line(ref, chunk[:4096].decode("utf-8", "backslashreplace"),
+                               f"line longer than {MAX_LINE_BYTES} bytes ({size} bytes)")
+                    continue
+                if not chunk.strip():  # blank lines are not records
+                    continue
+                try:
+                    yield Line(ref, chunk.decode("utf-8").rstrip("\r\n"))
+                except UnicodeDecodeError as exc:
+                    yield Line(ref, chunk.decode("utf-8", "backslashreplace").rstrip("\r\n"),
+                               f"not UTF-8 at byte {exc.start}")
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        yield Line(f"{path.name}:{lineno + 1}", "", f"unreadable file after line {lineno}: {exc}")
+
+
+def collect_files(collector: Collector, files: list[DropFile]) -> None:
+    """Feed every line of `files` into the collector (it keeps the lines of its window)."""
+    for f in files:
+        for line in read_lines(f.path):
+            if line.error is not None:
+                day = collector.hint_day(line.text or "", f.mtime_day)
+                if collector.day_in_window(day):
+                    collector.quarantine(line.ref, line.text or "", line.error, day)
+                continue
+            assert line.text is not None
+            collector.add_text(line.ref, line.text, f.mtime_day)
+
+
+def days_touched(f: DropFile, source: str) -> set[date]:
+    """The UTC days a drop file holds records for (the sensor's unit of work)."""
+    days: set[date] = set()
+    field = TIME_FIELD[source]
+    probe = Collector(source, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+    for line in read_lines(f.path):
+        text = line.text or ""
+        try:
+            days.add(parse_rfc3339(json.loads(text).get(field), field).date())
+        except (ValueError, AttributeError, RecursionError):
+            days.add(probe.hint_day(text, f.mtime_day) or f.mtime_day)
+    return days
+
+
+def stat_fingerprints(drop_dir: str | Path) -> dict[str, str]:
+    return {os.fspath(f.path): f.fingerprint for f in list_drop_files(drop_dir)}

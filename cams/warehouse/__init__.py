@@ -1,0 +1,1 @@
+"""The warehouse: SQLAlchemy Core tables, Alembic migrations, idempotent partition writes."""

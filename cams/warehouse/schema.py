@@ -1,0 +1,200 @@
+"""Warehouse tables (SPEC §4). Money is NUMERIC(20, 10); per-token prices NUMERIC(24, 18).
+
+Changing anything here needs a new Alembic revision in cams/migrations/versions.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+Money = Numeric(20, 10, asdecimal=True)
+Rate = Numeric(24, 18, asdecimal=True)
+Ts = DateTime(timezone=True)
+Id = String(200)
+
+
+def _tokens() -> list[Column]:
+    return [
+        Column("input_tokens", BigInteger, nullable=False),
+        Column("output_tokens", BigInteger, nullable=False),
+        Column("cached_input_tokens", BigInteger, nullable=False, server_default="0"),
+        Column("cache_creation_input_tokens", BigInteger, nullable=False, server_default="0"),
+        Column("reasoning_tokens", BigInteger, nullable=False, server_default="0"),
+    ]
+
+
+relaycore_usage = Table(
+    "relaycore_usage",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("request_id", Id, primary_key=True),
+    Column("timestamp", Ts, nullable=False),
+    Column("org_id", Id, nullable=False),
+    Column("team_id", Id),
+    Column("user_id", Id),
+    Column("task_type", String(100), nullable=False),
+    Column("model_requested", String(512)),
+    Column("model", String(512), nullable=False),
+    Column("provider", String(100), nullable=False),
+    *_tokens(),
+    Column("service_tier", String(20), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("latency_ms", BigInteger),
+    Column("cost_usd", Money),
+    Column("steering_rule", String(512)),
+    Column("fallback_from", String(512)),
+    Column("ingested_at", Ts, nullable=False),
+    comment="RelayCore usage records (SPEC §2.1), one row per request per UTC day, deduplicated.",
+)
+
+auterity_spans = Table(
+    "auterity_spans",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("span_id", String(100), primary_key=True),
+    Column("trace_id", String(100), nullable=False),
+    Column("name", String(512)),
+    Column("start_time", Ts, nullable=False),
+    Column("end_time", Ts, nullable=False),
+    Column("duration_ms", BigInteger, nullable=False),
+    Column("status_code", String(10), nullable=False),
+    Column("operation", String(512)),
+    Column("provider", String(512)),
+    Column("request_model", String(512)),
+    Column("response_model", String(512)),
+    Column("response_id", String(512)),
+    Column("input_tokens", BigInteger),
+    Column("output_tokens", BigInteger),
+    Column("cached_input_tokens", BigInteger),
+    Column("cache_creation_input_tokens", BigInteger),
+    Column("reasoning_tokens", BigInteger),
+    Column("error_type", String(512)),
+    Column("relaycore_request_id", Id),
+    Column("org_id", Id),
+    Column("team_id", Id),
+    Column("user_id", Id),
+    Column("task_type", String(100)),
+    Column("quality_score", Float),
+    Column("feedback", Integer),
+    Column("ingested_at", Ts, nullable=False),
+    comment="Auterity GenAI spans (SPEC §2.2), one row per span per UTC day, deduplicated.",
+)
+Index("ix_auterity_spans_request", auterity_spans.c.relaycore_request_id)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(40), nullable=False),
+    Column("day", Date),
+    Column("ref", String(512), nullable=False),
+    Column("raw", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("run_id", String(64)),
+    Column("quarantined_at", Ts, nullable=False),
+    comment="Input that failed validation: never dropped, never blocking (SPEC §2.4).",
+)
+Index("ix_quarantine_source_day", quarantine.c.source, quarantine.c.day)
+
+model_cost_profiles = Table(
+    "model_cost_profiles",
+    metadata,
+    Column("price_id", String(700), primary_key=True),
+    Column("model", String(512), nullable=False),
+    Column("provider", String(100), nullable=False),
+    Column("mode", String(40), nullable=False),
+    Column("valid_from", Ts, nullable=False),
+    Column("valid_to", Ts),
+    Column("input_cost_per_token", Rate),
+    Column("output_cost_per_token", Rate),
+    Column("cache_read_input_token_cost", Rate),
+    Column("cache_creation_input_token_cost", Rate),
+    Column("output_cost_per_reasoning_token", Rate),
+    Column("prices_json", Text, nullable=False),
+    Column("capabilities_json", Text, nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("snapshot_version", String(200)),
+    Column("loaded_at", Ts, nullable=False),
+    comment="The effective-dated price book (SPEC §3): one row per model per validity window.",
+)
+Index("ix_model_cost_profiles_model", model_cost_profiles.c.model, model_cost_profiles.c.valid_from)
+
+cost_tracking = Table(
+    "cost_tracking",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("request_id", Id, primary_key=True),
+    Column("timestamp", Ts, nullable=False),
+    Column("org_id", Id, nullable=False),
+    Column("team_id", Id),
+    Column("user_id", Id),
+    Column("task_type", String(100), nullable=False),
+    Column("model", String(512), nullable=False),
+    Column("provider", String(100), nullable=False),
+    Column("service_tier", String(20), nullable=False),
+    Column("status", String(10), nullable=False),
+    *_tokens(),
+    Column("cost_usd", Money, comment="price book cost; NULL when unpriced"),
+    Column("charged_usd", Money, comment="what RelayCore charged"),
+    Column("unpriced", Boolean, nullable=False),
+    Column("price_id", String(700), comment="model_cost_profiles.price_id used"),
+    Column("computed_at", Ts, nullable=False),
+    comment="Per-request cost from the price book in force at the request's time (SPEC §3, §4).",
+)
+Index("ix_cost_tracking_org_day", cost_tracking.c.org_id, cost_tracking.c.day)
+
+cost_daily_rollups = Table(
+    "cost_daily_rollups",
+    metadata,
+    Column("day", Date, nullable=False),
+    Column("org_id", Id, nullable=False),
+    Column("team_id", Id),
+    Column("user_id", Id),
+    Column("model", String(512), nullable=False),
+    Column("provider", String(100), nullable=False),
+    Column("task_type", String(100), nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("unpriced_requests", BigInteger, nullable=False),
+    *_tokens(),
+    Column("cost_usd", Money, nullable=False),
+    Column("charged_usd", Money, nullable=False),
+    comment="cost_tracking summed per day, org, team, user, model, provider and task type.",
+)
+Index("ix_cost_daily_rollups_day_org", cost_daily_rollups.c.day, cost_daily_rollups.c.org_id)
+
+cost_sync_history = Table(
+    "cost_sync_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(40), nullable=False),
+    Column("window_start", Ts, nullable=False),
+    Column("window_end", Ts, nullable=False),
+    Column("mode", String(20), nullable=False),
+    Column("read", BigInteger, nullable=False),
+    Column("accepted", BigInteger, nullable=False),
+    Column("duplicates", BigInteger, nullable=False),
+    Column("quarantined", BigInteger, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("detail", Text),
+    Column("run_id", String(64)),
+    Column("started_at", Ts, nullable=False),
+    Column("finished_at", Ts, nullable=False),
+    comment="One row per ingestion of a source window: what was read and how it ended.",
+)
