@@ -1,0 +1,110 @@
+"""Cost assets: per-request cost_tracking and daily rollups (SPEC §3, §4)."""
+
+
+import dagster as dg
+import great_expectations as gx
+import pandas as pd
+from sqlalchemy import and_, select
+
+from assets.gx_checks import check_result
+from cams import pricebook_store
+from cams.costing import cost_partition, rollup_partition
+from cams.warehouse import schema as t
+from resources.warehouse import WarehouseResource
+
+OWNERS = ["team:finops"]
+COST_COLUMNS = dg.TableSchema(columns=[
+    dg.TableColumn("day", "date"), dg.TableColumn("request_id", "string"),
+    dg.TableColumn("org_id", "string"), dg.TableColumn("team_id", "string"), dg.TableColumn("user_id", "string"),
+    dg.TableColumn("model", "string"), dg.TableColumn("provider", "string"),
+    dg.TableColumn("cost_usd", "numeric(20,10)", description="price book cost; NULL when unpriced"),
+    dg.TableColumn("charged_usd", "numeric(20,10)", description="RelayCore's charge"),
+    dg.TableColumn("unpriced", "boolean", description="no price in force for the model at the request time"),
+    dg.TableColumn("price_id", "string", description="model_cost_profiles row used"),
+])
+
+
+def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        name="cost_tracking",
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=["relaycore_usage", "price_book"],
+        group_name="costs",
+        kinds={"python", "pandas", "sql"},
+        owners=OWNERS,
+        description="Per-request cost from the price book entry in force at each request's timestamp "
+                    "(LiteLLM field semantics: cache reads/writes, reasoning, above-200k/272k tiers, service "
+                    "tiers), RelayCore's charge beside it, unpriced models flagged (never costed as 0).",
+        metadata={"dagster/column_schema": COST_COLUMNS, "table": "cost_tracking"},
+        check_specs=[
+            dg.AssetCheckSpec("cost_non_negative", asset="cost_tracking", blocking=True,
+                              description="GX: costs >= 0, token counts >= 0, every priced row names its price"),
+            dg.AssetCheckSpec("unpriced_share", asset="cost_tracking",
+                              description="warns when any request has no price (add an override)"),
+        ],
+    )
+    def cost_tracking(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        window = context.partition_time_window
+        engine = warehouse.engine()
+        try:
+            book = pricebook_store.load(engine)
+        except pricebook_store.PriceBookMissing as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        first, last = window.start.date(), window.end.date()
+        summary = cost_partition(engine, first, last, book)
+        with engine.connect() as conn:
+            ct = t.cost_tracking
+            frame = pd.DataFrame(conn.execute(
+                select(ct.c.cost_usd, ct.c.input_tokens, ct.c.output_tokens, ct.c.price_id, ct.c.unpriced)
+                .where(and_(ct.c.day >= first, ct.c.day < last))).all(),
+                columns=["cost_usd", "input_tokens", "output_tokens", "price_id", "unpriced"])
+        frame["cost_usd"] = pd.to_numeric(frame["cost_usd"]).astype(float)
+        priced = frame[~frame["unpriced"].astype(bool)]
+        drift = summary.charged_usd - summary.cost_usd
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": summary.rows,
+                "cost_usd": float(summary.cost_usd),
+                "relaycore_charged_usd": float(summary.charged_usd),
+                "charge_minus_price_book_usd": float(drift),
+                "unpriced_requests": summary.unpriced_requests,
+                "unpriced_models": dg.MetadataValue.json(summary.unpriced_models),
+                "top_models_usd": dg.MetadataValue.md(
+                    "| model | cost USD |\n|---|---|\n" + "\n".join(f"| {m} | {v:.4f} |" for m, v in summary.top_models)
+                ),
+                "price_book_version": str(book.meta.get("version")),
+            },
+            check_results=[
+                check_result("cost_non_negative", priced, [
+                    gx.expectations.ExpectColumnValuesToBeBetween(column="cost_usd", min_value=0),
+                    gx.expectations.ExpectColumnValuesToBeBetween(column="input_tokens", min_value=0),
+                    gx.expectations.ExpectColumnValuesToNotBeNull(column="price_id"),
+                ]),
+                dg.AssetCheckResult(
+                    check_name="unpriced_share", passed=summary.unpriced_requests == 0,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={"unpriced_requests": summary.unpriced_requests,
+                              "models": dg.MetadataValue.json(summary.unpriced_models)},
+                ),
+            ],
+        )
+
+    @dg.asset(
+        name="cost_daily_rollups",
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=["cost_tracking"],
+        group_name="costs",
+        kinds={"sql"},
+        owners=OWNERS,
+        description="cost_tracking summed per day × org × team × user × model × provider × task type, in SQL: "
+                    "requests, errors, unpriced requests, tokens, price-book cost and RelayCore charge.",
+        metadata={"table": "cost_daily_rollups"},
+    )
+    def cost_daily_rollups(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        window = context.partition_time_window
+        rows = rollup_partition(warehouse.engine(), window.start.date(), window.end.date())
+        return dg.MaterializeResult(metadata={"dagster/row_count": rows})
+
+    return [cost_tracking, cost_daily_rollups]

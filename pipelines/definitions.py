@@ -1,0 +1,51 @@
+"""Definitions: the asset graph, jobs, schedules and sensors, built from cams.yaml (SPEC §9)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.costs import build_cost_assets
+from assets.ingestion import build_ingestion_assets
+from assets.pricing import price_book
+from cams import config as cams_config
+from pipelines.schedules import build_daily_schedule
+from pipelines.sensors import build_drop_files_sensor
+from resources import build_resources
+
+DAILY_JOB = "daily_usage_job"
+PRICE_BOOK_JOB = "price_book_job"
+
+
+def daily_partitions(start_date: str) -> dg.DailyPartitionsDefinition:
+    """Complete days plus today (end_offset=1), so same-day usage can be ingested as it arrives."""
+    return dg.DailyPartitionsDefinition(start_date=start_date, timezone="UTC", end_offset=1)
+
+
+def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: str | None = None) -> dg.Definitions:
+    cfg = cfg or cams_config.load()
+    partitions = daily_partitions(cfg.partitions_start)
+    ingestion = build_ingestion_assets(partitions)
+    costs = build_cost_assets(partitions)
+    daily_job = dg.define_asset_job(
+        DAILY_JOB,
+        selection=[a.key for a in (*ingestion, *costs)],
+        partitions_def=partitions,
+        description="Land both sources for the partition's days, cost every request, roll up.",
+    )
+    price_job = dg.define_asset_job(PRICE_BOOK_JOB, selection=[price_book.key],
+                                    description="Reload the price book from the snapshot and cams.yaml.")
+    return dg.Definitions(
+        assets=[price_book, *ingestion, *costs],
+        jobs=[daily_job, price_job],
+        schedules=[
+            build_daily_schedule(daily_job, partitions),
+            dg.ScheduleDefinition(name="price_book_schedule", job=price_job, cron_schedule="0 0 * * *",
+                                  description="Nightly reload of the price book."),
+        ],
+        sensors=[build_drop_files_sensor(daily_job, partitions)],
+        resources=build_resources(cfg, database_url),
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()
