@@ -34,6 +34,9 @@ def instance_for(home: str | Path | None = None) -> dg.DagsterInstance:
         return dg.DagsterInstance.get()
     path = Path(home or ".cams/dagster_home").resolve()
     path.mkdir(parents=True, exist_ok=True)
+    settings = path / "dagster.yaml"
+    if not settings.exists():  # a local home: no telemetry, nothing leaves the machine
+        settings.write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(path)
     return dg.DagsterInstance.get()
 
@@ -53,7 +56,8 @@ def run_range(
     if end < start:
         raise RunError(f"--end {end} is before --start {start}")
     progress("loading the price book")
-    result = defs.get_job_def(PRICE_BOOK_JOB).execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
+    price_job = defs.get_job_def(PRICE_BOOK_JOB)
+    result = price_job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
     if not result.success:
         raise RunError(f"price_book failed: {_failure(result)}")
     progress(f"ingesting, costing and rolling up {start} .. {end}")
