@@ -1,12 +1,95 @@
-"""Shared fixtures: loopback-only network, a warehouse per backend, a Dagster instance per backend."""
+"""Shared fixtures: loopback-only network, a warehouse per backend, Dagster instances per backend.
+
+Every warehouse test runs on SQLite and, when CAMS_TEST_DATABASE_URL is set (CI sets it), on
+PostgreSQL in a schema of its own. With CAMS_TEST_REQUIRE_POSTGRES=1 a missing or unreachable
+PostgreSQL fails the run instead of quietly testing SQLite only.
+"""
 
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
 
 from tests import netguard
 
 # LiteLLM (the parity reference) must read its bundled price map, never fetch one.
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 netguard.install()
+
+PG_URL = os.environ.get("CAMS_TEST_DATABASE_URL")
+REQUIRE_PG = os.environ.get("CAMS_TEST_REQUIRE_POSTGRES") == "1"
+BACKENDS = ["sqlite", "postgresql"] if PG_URL else ["sqlite"]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if REQUIRE_PG and not PG_URL:
+        raise pytest.UsageError("CAMS_TEST_REQUIRE_POSTGRES=1 but CAMS_TEST_DATABASE_URL is not set")
+    if PG_URL:
+        import sqlalchemy as sa
+
+        from cams.warehouse.db import normalize_url
+
+        try:
+            with sa.create_engine(normalize_url(PG_URL)).connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception as exc:
+            raise pytest.UsageError(f"PostgreSQL at CAMS_TEST_DATABASE_URL is unreachable: {exc}") from exc
+
+
+def _pg_schema_url(schema: str) -> str:
+    sep = "&" if "?" in PG_URL else "?"  # type: ignore[operator]
+    return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty warehouse URL on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'warehouse.db'}"
+        return
+    import sqlalchemy as sa
+
+    from cams.warehouse.db import normalize_url
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(normalize_url(PG_URL))  # type: ignore[arg-type]
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield _pg_schema_url(schema)
+    finally:
+        from resources.warehouse import _engine
+
+        _engine.cache_clear()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(db_url: str):  # type: ignore[no-untyped-def]
+    from cams.warehouse.db import make_engine, migrate
+
+    eng = make_engine(db_url)
+    migrate(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def sim_days() -> list[date]:
+    return [date(2026, 3, 2), date(2026, 3, 3)]
+
+
+@pytest.fixture(scope="session")
+def small_sim(sim_days: list[date]):  # type: ignore[no-untyped-def]
+    from cams.simulator.generate import SimConfig, generate
+
+    return generate(SimConfig(days=sim_days, seed=11, requests_per_day=300))

@@ -1,0 +1,107 @@
+"""Landing, costing and rollups on each backend: idempotent partitions, NUMERIC money, exact costs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from cams import pricebook_store
+from cams.config import parse
+from cams.costing import cost_partition, rollup_partition
+from cams.landing import land
+from cams.pricing.quote import load_book
+from cams.simulator.drops import write_drops
+from cams.sources.batch import Collector
+from cams.sources.files import collect_files, list_drop_files
+from cams.sources.timeutil import day_window
+from cams.warehouse.db import migrate
+
+
+def _money(value) -> Decimal:  # type: ignore[no-untyped-def]
+    """SQLite keeps NUMERIC as 8-byte REAL, so SUM order moves the 15th digit: compare at 1e-9."""
+    return Decimal(str(value)).quantize(Decimal("1e-9"))
+
+
+def _totals(engine) -> dict:  # type: ignore[no-untyped-def]
+    with engine.connect() as c:
+        return {
+            "landing": c.execute(sa.text("select count(*) from relaycore_usage")).scalar_one(),
+            "spans": c.execute(sa.text("select count(*) from auterity_spans")).scalar_one(),
+            "quarantine": c.execute(sa.text("select count(*) from quarantine")).scalar_one(),
+            "cost": _money(c.execute(sa.text("select sum(cost_usd) from cost_tracking")).scalar_one()),
+            "rows": c.execute(sa.text("select count(*) from cost_tracking")).scalar_one(),
+            "rollup_cost": _money(c.execute(sa.text("select sum(cost_usd) from cost_daily_rollups")).scalar_one()),
+            "rollup_requests": c.execute(sa.text("select sum(requests) from cost_daily_rollups")).scalar_one(),
+        }
+
+
+def _run_day(engine, dirs, day, book) -> None:  # type: ignore[no-untyped-def]
+    start, end = day_window(day)
+    for source in ("relaycore", "auterity"):
+        c = Collector(source, start, end)
+        collect_files(c, list_drop_files(dirs[source]))
+        land(engine, c.result, "files")
+    cost_partition(engine, day, day + timedelta(days=1), book)
+    rollup_partition(engine, day, day + timedelta(days=1))
+
+
+def test_rematerializing_a_day_changes_no_totals(engine, tmp_path, small_sim, sim_days) -> None:  # type: ignore[no-untyped-def]
+    dirs = write_drops(small_sim, tmp_path)
+    pricebook_store.store(engine, load_book(parse({})))
+    book = pricebook_store.load(engine)
+    for day in sim_days:
+        _run_day(engine, dirs, day, book)
+    first = _totals(engine)
+    assert first["landing"] == sum(small_sim.faults.day(d)["requests"] for d in sim_days)
+    assert first["quarantine"] == sum(small_sim.faults.day(d)["malformed"] + small_sim.faults.day(d)["malformed_spans"]
+                                      for d in sim_days)
+    assert abs(first["rollup_cost"] - first["cost"]) < Decimal("0.000001")
+    assert first["rollup_requests"] == first["rows"] == first["landing"]
+    _run_day(engine, dirs, sim_days[0], book)
+    _run_day(engine, dirs, sim_days[0], book)
+    assert _totals(engine) == first
+    migrate(engine)  # migrations are idempotent
+    assert _totals(engine) == first
+
+
+def test_costs_equal_the_price_book_and_unpriced_is_null(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from datetime import date
+
+    day = date(2026, 5, 1)
+    recs = [
+        {"request_id": "a", "timestamp": "2026-05-01T01:00:00Z", "org_id": "o", "task_type": "chat",
+         "model": "gpt-4o-mini", "provider": "openai", "input_tokens": 1000, "output_tokens": 500,
+         "cached_input_tokens": 200, "status": "success", "cost_usd": "0.001"},
+        {"request_id": "b", "timestamp": "2026-05-01T02:00:00Z", "org_id": "o", "task_type": "chat",
+         "model": "claude-sonnet-4-5", "provider": "anthropic", "input_tokens": 10000, "output_tokens": 1000,
+         "cached_input_tokens": 4000, "cache_creation_input_tokens": 1000, "reasoning_tokens": 200,
+         "service_tier": "batch", "status": "success", "cost_usd": "0.02"},
+        {"request_id": "c", "timestamp": "2026-05-01T03:00:00Z", "org_id": "o", "task_type": "chat",
+         "model": "mystery-model", "provider": "internal", "input_tokens": 10, "output_tokens": 10,
+         "status": "success", "cost_usd": "0.5"},
+        {"request_id": "d", "timestamp": "2026-05-01T04:00:00Z", "org_id": "o", "task_type": "chat",
+         "model": "gpt-4o-mini", "provider": "openai", "input_tokens": 1000, "output_tokens": 0,
+         "status": "success", "cost_usd": "0"},
+    ]
+    drop = tmp_path / "relaycore"
+    drop.mkdir()
+    (drop / "x.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    cfg = parse({"pricing": {"overrides": [{"model": "gpt-4o-mini", "valid_from": "2026-05-01T03:30:00Z",
+                                            "input_cost_per_token": 1e-6}]}})
+    pricebook_store.store(engine, load_book(cfg))
+    _run_day(engine, {"relaycore": drop, "auterity": tmp_path / "none"}, day, pricebook_store.load(engine))
+    with engine.connect() as c:
+        got = {r.request_id: r for r in c.execute(sa.text(
+            "select request_id, cost_usd, charged_usd, unpriced, price_id from cost_tracking"))}
+    # a: 800*1.5e-7 + 200*7.5e-8 + 500*6e-7 ; b (batch): 5000*1.5e-6 + 4000*1.5e-7 + 1000*1.875e-6 + 1000*7.5e-6
+    assert Decimal(str(got["a"].cost_usd)) == Decimal("0.000435")
+    assert Decimal(str(got["b"].cost_usd)) == Decimal("0.017475")
+    assert got["c"].cost_usd is None and bool(got["c"].unpriced) and got["c"].price_id is None
+    assert Decimal(str(got["c"].charged_usd)) == Decimal("0.5")
+    # d is after the override's valid_from: the new price applies, and its price_id says so
+    assert Decimal(str(got["d"].cost_usd)) == Decimal("0.001")
+    assert got["d"].price_id != got["a"].price_id
