@@ -1,6 +1,5 @@
 """Cost assets: per-request cost_tracking and daily rollups (SPEC §3, §4)."""
 
-
 import dagster as dg
 import great_expectations as gx
 import pandas as pd
@@ -13,15 +12,21 @@ from cams.warehouse import schema as t
 from resources.warehouse import WarehouseResource
 
 OWNERS = ["team:finops"]
-COST_COLUMNS = dg.TableSchema(columns=[
-    dg.TableColumn("day", "date"), dg.TableColumn("request_id", "string"),
-    dg.TableColumn("org_id", "string"), dg.TableColumn("team_id", "string"), dg.TableColumn("user_id", "string"),
-    dg.TableColumn("model", "string"), dg.TableColumn("provider", "string"),
-    dg.TableColumn("cost_usd", "numeric(20,10)", description="price book cost; NULL when unpriced"),
-    dg.TableColumn("charged_usd", "numeric(20,10)", description="RelayCore's charge"),
-    dg.TableColumn("unpriced", "boolean", description="no price in force for the model at the request time"),
-    dg.TableColumn("price_id", "string", description="model_cost_profiles row used"),
-])
+COST_COLUMNS = dg.TableSchema(
+    columns=[
+        dg.TableColumn("day", "date"),
+        dg.TableColumn("request_id", "string"),
+        dg.TableColumn("org_id", "string"),
+        dg.TableColumn("team_id", "string"),
+        dg.TableColumn("user_id", "string"),
+        dg.TableColumn("model", "string"),
+        dg.TableColumn("provider", "string"),
+        dg.TableColumn("cost_usd", "numeric(20,10)", description="price book cost; NULL when unpriced"),
+        dg.TableColumn("charged_usd", "numeric(20,10)", description="RelayCore's charge"),
+        dg.TableColumn("unpriced", "boolean", description="no price in force for the model at the request time"),
+        dg.TableColumn("price_id", "string", description="model_cost_profiles row used"),
+    ]
+)
 
 
 def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -34,14 +39,21 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
         kinds={"python", "pandas", "sql"},
         owners=OWNERS,
         description="Per-request cost from the price book entry in force at each request's timestamp "
-                    "(LiteLLM field semantics: cache reads/writes, reasoning, above-200k/272k tiers, service "
-                    "tiers), RelayCore's charge beside it, unpriced models flagged (never costed as 0).",
+        "(LiteLLM field semantics: cache reads/writes, reasoning, above-200k/272k tiers, service "
+        "tiers), RelayCore's charge beside it, unpriced models flagged (never costed as 0).",
         metadata={"dagster/column_schema": COST_COLUMNS, "table": "cost_tracking"},
         check_specs=[
-            dg.AssetCheckSpec("cost_non_negative", asset="cost_tracking", blocking=True,
-                              description="GX: costs >= 0, token counts >= 0, every priced row names its price"),
-            dg.AssetCheckSpec("unpriced_share", asset="cost_tracking",
-                              description="warns when any request has no price (add an override)"),
+            dg.AssetCheckSpec(
+                "cost_non_negative",
+                asset="cost_tracking",
+                blocking=True,
+                description="GX: costs >= 0, token counts >= 0, every priced row names its price",
+            ),
+            dg.AssetCheckSpec(
+                "unpriced_share",
+                asset="cost_tracking",
+                description="warns when any request has no price (add an override)",
+            ),
         ],
     )
     def cost_tracking(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -55,10 +67,14 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
         summary = cost_partition(engine, first, last, book)
         with engine.connect() as conn:
             ct = t.cost_tracking
-            frame = pd.DataFrame(conn.execute(
-                select(ct.c.cost_usd, ct.c.input_tokens, ct.c.output_tokens, ct.c.price_id, ct.c.unpriced)
-                .where(and_(ct.c.day >= first, ct.c.day < last))).all(),
-                columns=["cost_usd", "input_tokens", "output_tokens", "price_id", "unpriced"])
+            frame = pd.DataFrame(
+                conn.execute(
+                    select(ct.c.cost_usd, ct.c.input_tokens, ct.c.output_tokens, ct.c.price_id, ct.c.unpriced).where(
+                        and_(ct.c.day >= first, ct.c.day < last)
+                    )
+                ).all(),
+                columns=["cost_usd", "input_tokens", "output_tokens", "price_id", "unpriced"],
+            )
         frame["cost_usd"] = pd.to_numeric(frame["cost_usd"]).astype(float)
         priced = frame[~frame["unpriced"].astype(bool)]
         drift = summary.charged_usd - summary.cost_usd
@@ -76,16 +92,23 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
                 "price_book_version": str(book.meta.get("version")),
             },
             check_results=[
-                check_result("cost_non_negative", priced, [
-                    gx.expectations.ExpectColumnValuesToBeBetween(column="cost_usd", min_value=0),
-                    gx.expectations.ExpectColumnValuesToBeBetween(column="input_tokens", min_value=0),
-                    gx.expectations.ExpectColumnValuesToNotBeNull(column="price_id"),
-                ]),
+                check_result(
+                    "cost_non_negative",
+                    priced,
+                    [
+                        gx.expectations.ExpectColumnValuesToBeBetween(column="cost_usd", min_value=0),
+                        gx.expectations.ExpectColumnValuesToBeBetween(column="input_tokens", min_value=0),
+                        gx.expectations.ExpectColumnValuesToNotBeNull(column="price_id"),
+                    ],
+                ),
                 dg.AssetCheckResult(
-                    check_name="unpriced_share", passed=summary.unpriced_requests == 0,
+                    check_name="unpriced_share",
+                    passed=summary.unpriced_requests == 0,
                     severity=dg.AssetCheckSeverity.WARN,
-                    metadata={"unpriced_requests": summary.unpriced_requests,
-                              "models": dg.MetadataValue.json(summary.unpriced_models)},
+                    metadata={
+                        "unpriced_requests": summary.unpriced_requests,
+                        "models": dg.MetadataValue.json(summary.unpriced_models),
+                    },
                 ),
             ],
         )
@@ -99,7 +122,7 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
         kinds={"sql"},
         owners=OWNERS,
         description="cost_tracking summed per day × org × team × user × model × provider × task type, in SQL: "
-                    "requests, errors, unpriced requests, tokens, price-book cost and RelayCore charge.",
+        "requests, errors, unpriced requests, tokens, price-book cost and RelayCore charge.",
         metadata={"table": "cost_daily_rollups"},
     )
     def cost_daily_rollups(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:

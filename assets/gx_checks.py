@@ -40,8 +40,16 @@ def validate(frame: pd.DataFrame, expectations: Sequence[Any]) -> tuple[bool, di
     return bool(result.success), detail
 
 
-def check_result(name: str, frame: pd.DataFrame, expectations: Sequence[Any],
-                 severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
+def check_result(
+    name: str,
+    frame: pd.DataFrame,
+    expectations: Sequence[Any],
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+) -> dg.AssetCheckResult:
     ok, detail = validate(frame, expectations)
-    return dg.AssetCheckResult(check_name=name, passed=ok, severity=severity,
-                               metadata={k: dg.MetadataValue.text(str(v)) for k, v in detail.items()})
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=ok,
+        severity=severity,
+        metadata={k: dg.MetadataValue.text(str(v)) for k, v in detail.items()},
+    )

@@ -1,6 +1,5 @@
 """The price book asset: LiteLLM snapshot + cams.yaml overrides into `model_cost_profiles` (SPEC §3)."""
 
-
 import dagster as dg
 
 from cams import pricebook_store
@@ -13,13 +12,14 @@ from resources.warehouse import WarehouseResource
     kinds={"python", "sql"},
     owners=["team:finops"],
     description="Effective-dated price book: the committed LiteLLM price snapshot (chat, responses, "
-                "embedding) with cams.yaml overrides, custom models and discounts, one row per model per "
-                "validity window in `model_cost_profiles`. Costs already computed keep their price_id; "
-                "recompute a past range by backfilling cost_tracking.",
+    "embedding) with cams.yaml overrides, custom models and discounts, one row per model per "
+    "validity window in `model_cost_profiles`. Costs already computed keep their price_id; "
+    "recompute a past range by backfilling cost_tracking.",
     metadata={"table": "model_cost_profiles"},
 )
-def price_book(context: dg.AssetExecutionContext, pricing: PricingSourceResource,
-               warehouse: WarehouseResource) -> dg.MaterializeResult:
+def price_book(
+    context: dg.AssetExecutionContext, pricing: PricingSourceResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     book = pricing.build()
     stored = pricebook_store.store(warehouse.engine(), book)
     sources: dict[str, int] = {}
@@ -27,12 +27,14 @@ def price_book(context: dg.AssetExecutionContext, pricing: PricingSourceResource
         kind = e.source.split("+")[0]
         sources[kind] = sources.get(kind, 0) + 1
     context.log.info(f"price book: {stored} entries for {len(book.models)} models")
-    return dg.MaterializeResult(metadata={
-        "entries": stored,
-        "models": len(book.models),
-        "snapshot_version": str(book.meta.get("version")),
-        "snapshot_date": str(book.meta.get("date")),
-        "snapshot_source": str(book.meta.get("source")),
-        "entries_by_source": dg.MetadataValue.json(sources),
-        "dagster/row_count": stored,
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "entries": stored,
+            "models": len(book.models),
+            "snapshot_version": str(book.meta.get("version")),
+            "snapshot_date": str(book.meta.get("date")),
+            "snapshot_source": str(book.meta.get("source")),
+            "entries_by_source": dg.MetadataValue.json(sources),
+            "dagster/row_count": stored,
+        }
+    )

@@ -20,8 +20,7 @@ from cams.pricing.cost import token_cost
 from cams.warehouse import schema as t
 from cams.warehouse.db import insert_frame, replace_rows
 
-TOKEN_COLS = ["input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_input_tokens",
-              "reasoning_tokens"]
+TOKEN_COLS = ["input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_input_tokens", "reasoning_tokens"]
 
 
 def compute_costs(frame: pd.DataFrame, book: PriceBook) -> pd.DataFrame:
@@ -80,12 +79,25 @@ def _days_clause(table, first: date, last_exclusive: date):  # type: ignore[no-u
 def cost_partition(engine: Engine, first: date, last_exclusive: date, book: PriceBook) -> CostSummary:
     """Recompute cost_tracking for [first, last_exclusive) from relaycore_usage; replace those days."""
     src = t.relaycore_usage
-    cols = ["day", "request_id", "timestamp", "org_id", "team_id", "user_id", "task_type", "model", "provider",
-            "service_tier", "status", *TOKEN_COLS]
+    cols = [
+        "day",
+        "request_id",
+        "timestamp",
+        "org_id",
+        "team_id",
+        "user_id",
+        "task_type",
+        "model",
+        "provider",
+        "service_tier",
+        "status",
+        *TOKEN_COLS,
+    ]
     with engine.connect() as conn:
         rows = conn.execute(
-            select(*(src.c[c] for c in cols), src.c.cost_usd.label("charged_usd"))
-            .where(_days_clause(src, first, last_exclusive))
+            select(*(src.c[c] for c in cols), src.c.cost_usd.label("charged_usd")).where(
+                _days_clause(src, first, last_exclusive)
+            )
         ).all()
     frame = pd.DataFrame(rows, columns=[*cols, "charged_usd"])
     frame["charged_usd"] = pd.to_numeric(frame["charged_usd"], errors="coerce").astype(float)
@@ -112,18 +124,23 @@ ROLLUP_KEYS = ("day", "org_id", "team_id", "user_id", "model", "provider", "task
 def rollup_partition(engine: Engine, first: date, last_exclusive: date) -> int:
     """Replace cost_daily_rollups for the days with a GROUP BY over cost_tracking, in SQL."""
     ct, r = t.cost_tracking, t.cost_daily_rollups
-    agg = select(
-        *(ct.c[k] for k in ROLLUP_KEYS),
-        func.count().label("requests"),
-        func.sum(func.cast(ct.c.status == "error", Integer)).label("errors"),
-        func.sum(func.cast(ct.c.unpriced, Integer)).label("unpriced_requests"),
-        *(func.sum(ct.c[c]).label(c) for c in TOKEN_COLS),
-        func.coalesce(func.sum(ct.c.cost_usd), 0).label("cost_usd"),
-        func.coalesce(func.sum(ct.c.charged_usd), 0).label("charged_usd"),
-    ).where(_days_clause(ct, first, last_exclusive)).group_by(*(ct.c[k] for k in ROLLUP_KEYS))
+    agg = (
+        select(
+            *(ct.c[k] for k in ROLLUP_KEYS),
+            func.count().label("requests"),
+            func.sum(func.cast(ct.c.status == "error", Integer)).label("errors"),
+            func.sum(func.cast(ct.c.unpriced, Integer)).label("unpriced_requests"),
+            *(func.sum(ct.c[c]).label(c) for c in TOKEN_COLS),
+            func.coalesce(func.sum(ct.c.cost_usd), 0).label("cost_usd"),
+            func.coalesce(func.sum(ct.c.charged_usd), 0).label("charged_usd"),
+        )
+        .where(_days_clause(ct, first, last_exclusive))
+        .group_by(*(ct.c[k] for k in ROLLUP_KEYS))
+    )
     names = [*ROLLUP_KEYS, "requests", "errors", "unpriced_requests", *TOKEN_COLS, "cost_usd", "charged_usd"]
     with engine.begin() as conn:
         replace_rows(conn, r, _days_clause(r, first, last_exclusive), [])
         conn.execute(insert(r).from_select(names, agg))
-        return int(conn.execute(select(func.count()).select_from(r).where(_days_clause(r, first, last_exclusive)))
-                   .scalar_one())
+        return int(
+            conn.execute(select(func.count()).select_from(r).where(_days_clause(r, first, last_exclusive))).scalar_one()
+        )

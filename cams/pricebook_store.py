@@ -13,8 +13,13 @@ from cams.pricing.book import PriceBook, PriceEntry, to_utc
 from cams.warehouse import schema as t
 from cams.warehouse.db import replace_rows
 
-_RATE_COLUMNS = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
-                 "cache_creation_input_token_cost", "output_cost_per_reasoning_token")
+_RATE_COLUMNS = (
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "cache_read_input_token_cost",
+    "cache_creation_input_token_cost",
+    "output_cost_per_reasoning_token",
+)
 
 
 class PriceBookMissing(RuntimeError):
@@ -28,11 +33,17 @@ def store(engine: Engine, book: PriceBook) -> int:
     rows: list[dict[str, Any]] = []
     for e in book.entries():
         row = {
-            "price_id": e.price_id, "model": e.model, "provider": e.provider, "mode": e.mode,
-            "valid_from": e.valid_from, "valid_to": e.valid_to,
+            "price_id": e.price_id,
+            "model": e.model,
+            "provider": e.provider,
+            "mode": e.mode,
+            "valid_from": e.valid_from,
+            "valid_to": e.valid_to,
             "prices_json": json.dumps({k: f"{v:f}" for k, v in sorted(e.prices.items())}),
             "capabilities_json": json.dumps(dict(e.capabilities), sort_keys=True, default=str),
-            "source": e.source, "snapshot_version": version, "loaded_at": now,
+            "source": e.source,
+            "snapshot_version": version,
+            "loaded_at": now,
         }
         row.update({c: e.prices.get(c) for c in _RATE_COLUMNS})
         rows.append(row)
@@ -49,11 +60,14 @@ def load(engine: Engine) -> PriceBook:
         raise PriceBookMissing("model_cost_profiles is empty: materialize the price_book asset first")
     entries = [
         PriceEntry(
-            model=r["model"], provider=r["provider"], mode=r["mode"],
+            model=r["model"],
+            provider=r["provider"],
+            mode=r["mode"],
             valid_from=to_utc(r["valid_from"]),  # type: ignore[arg-type]
             valid_to=to_utc(r["valid_to"]),
             prices={k: Decimal(v) for k, v in json.loads(r["prices_json"]).items()},
-            capabilities=json.loads(r["capabilities_json"]), source=r["source"],
+            capabilities=json.loads(r["capabilities_json"]),
+            source=r["source"],
         )
         for r in rows
     ]

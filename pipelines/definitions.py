@@ -32,15 +32,20 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
         partitions_def=partitions,
         description="Land both sources for the partition's days, cost every request, roll up.",
     )
-    price_job = dg.define_asset_job(PRICE_BOOK_JOB, selection=[price_book.key],
-                                    description="Reload the price book from the snapshot and cams.yaml.")
+    price_job = dg.define_asset_job(
+        PRICE_BOOK_JOB, selection=[price_book.key], description="Reload the price book from the snapshot and cams.yaml."
+    )
     return dg.Definitions(
         assets=[price_book, *ingestion, *costs],
         jobs=[daily_job, price_job],
         schedules=[
             build_daily_schedule(daily_job, partitions),
-            dg.ScheduleDefinition(name="price_book_schedule", job=price_job, cron_schedule="0 0 * * *",
-                                  description="Nightly reload of the price book."),
+            dg.ScheduleDefinition(
+                name="price_book_schedule",
+                job=price_job,
+                cron_schedule="0 0 * * *",
+                description="Nightly reload of the price book.",
+            ),
         ],
         sensors=[build_drop_files_sensor(daily_job, partitions)],
         resources=build_resources(cfg, database_url),

@@ -39,27 +39,44 @@ def main(args: Any) -> int:
     os.environ.setdefault("CAMS_DEMO_RELAYCORE_KEY", "demo-relaycore-key")
     os.environ.setdefault("CAMS_DEMO_AUTERITY_KEY", "demo-auterity-key")
     served = serve(sim, os.environ["CAMS_DEMO_RELAYCORE_KEY"], os.environ["CAMS_DEMO_AUTERITY_KEY"])
-    _say(f"[2/4] serving them on loopback: RelayCore {served.relaycore.base_url}, "
-         f"Auterity {served.auterity.base_url} (with injected 429s, 503s and repeated pages)")
+    _say(
+        f"[2/4] serving them on loopback: RelayCore {served.relaycore.base_url}, "
+        f"Auterity {served.auterity.base_url} (with injected 429s, 503s and repeated pages)"
+    )
     db_url = f"sqlite:///{home / 'warehouse.db'}"
-    api_cfg = cams_config.parse({
+    api_cfg = cams_config.parse(
+        {
+            "sources": {
+                "relaycore": {
+                    "mode": "api",
+                    "base_url": served.relaycore.base_url,
+                    "api_key_env": "CAMS_DEMO_RELAYCORE_KEY",
+                    "page_size": 1000,
+                },
+                "auterity": {
+                    "mode": "api",
+                    "base_url": served.auterity.base_url,
+                    "api_key_env": "CAMS_DEMO_AUTERITY_KEY",
+                    "page_size": 1000,
+                },
+            },
+            "partitions": {"start_date": first.isoformat()},
+        }
+    )
+    browse_cfg = {
         "sources": {
-            "relaycore": {"mode": "api", "base_url": served.relaycore.base_url,
-                          "api_key_env": "CAMS_DEMO_RELAYCORE_KEY", "page_size": 1000},
-            "auterity": {"mode": "api", "base_url": served.auterity.base_url,
-                         "api_key_env": "CAMS_DEMO_AUTERITY_KEY", "page_size": 1000},
+            name: {"mode": "files", "drop_dir": str(home / "drop" / name)} for name in ("relaycore", "auterity")
         },
         "partitions": {"start_date": first.isoformat()},
-    })
-    browse_cfg = {"sources": {name: {"mode": "files", "drop_dir": str(home / "drop" / name)}
-                              for name in ("relaycore", "auterity")},
-                  "partitions": {"start_date": first.isoformat()}}
+    }
     (home / "cams.yaml").write_text(yaml.safe_dump(browse_cfg, sort_keys=False))
     try:
         defs = build_definitions(api_cfg, db_url)
         instance = instance_for(home / "dagster_home")
-        _say("[3/4] materializing price_book, then relaycore_usage, auterity_spans, cost_tracking and "
-             f"cost_daily_rollups for {first} .. {last} in one run ...")
+        _say(
+            "[3/4] materializing price_book, then relaycore_usage, auterity_spans, cost_tracking and "
+            f"cost_daily_rollups for {first} .. {last} in one run ..."
+        )
         summary = run_range(first, last, instance, defs, progress=lambda m: _say(f"      {m}"))
     except RunError as exc:
         print(f"cams demo: error: {exc}", file=sys.stderr)
@@ -70,8 +87,10 @@ def main(args: Any) -> int:
     engine = defs.resources["warehouse"].engine()
     _print_summary(engine, summary, first, last + timedelta(days=1))
     _say(f"\nfinished in {time.monotonic() - began:.0f} s. Browse the lineage and runs:")
-    _say(f"  DAGSTER_HOME={home / 'dagster_home'} CAMS_CONFIG={home / 'cams.yaml'} \\\n"
-         f"  CAMS_DATABASE_URL={db_url} .venv/bin/dagster dev -w workspace.yaml")
+    _say(
+        f"  DAGSTER_HOME={home / 'dagster_home'} CAMS_CONFIG={home / 'cams.yaml'} \\\n"
+        f"  CAMS_DATABASE_URL={db_url} .venv/bin/dagster dev -w workspace.yaml"
+    )
     _say("  then open http://127.0.0.1:3000 (Assets -> View lineage).")
     return 0
 
@@ -80,22 +99,42 @@ def _print_summary(engine: Engine, summary: dict[str, Any], first: Any, last: An
     r = t.cost_daily_rollups
     days = (r.c.day >= first) & (r.c.day < last)
     with engine.connect() as conn:
-        by_org = conn.execute(select(r.c.org_id, func.sum(r.c.requests), func.sum(r.c.cost_usd))
-                              .where(days).group_by(r.c.org_id).order_by(func.sum(r.c.cost_usd).desc())).all()
+        by_org = conn.execute(
+            select(r.c.org_id, func.sum(r.c.requests), func.sum(r.c.cost_usd))
+            .where(days)
+            .group_by(r.c.org_id)
+            .order_by(func.sum(r.c.cost_usd).desc())
+        ).all()
         by_model = conn.execute(
-            select(r.c.model, func.sum(r.c.requests), func.sum(r.c.cost_usd), func.sum(r.c.charged_usd),
-                   func.sum(r.c.unpriced_requests))
-            .where(days).group_by(r.c.model).order_by(func.sum(r.c.cost_usd).desc())).all()
+            select(
+                r.c.model,
+                func.sum(r.c.requests),
+                func.sum(r.c.cost_usd),
+                func.sum(r.c.charged_usd),
+                func.sum(r.c.unpriced_requests),
+            )
+            .where(days)
+            .group_by(r.c.model)
+            .order_by(func.sum(r.c.cost_usd).desc())
+        ).all()
         q = t.quarantine
-        reasons = conn.execute(select(q.c.source, q.c.reason, func.count()).where(q.c.day >= first, q.c.day < last)
-                               .group_by(q.c.source, q.c.reason).order_by(func.count().desc())).all()
+        reasons = conn.execute(
+            select(q.c.source, q.c.reason, func.count())
+            .where(q.c.day >= first, q.c.day < last)
+            .group_by(q.c.source, q.c.reason)
+            .order_by(func.count().desc())
+        ).all()
     recs = summary["records"]
     for source in ("relaycore", "auterity"):
         c = recs[source]
-        _say(f"  {source:9s}: read {c['read']:,} = accepted {c['accepted']:,} + duplicates {c['duplicates']:,}"
-             f" + quarantined {c['quarantined']:,}")
-    _say(f"\n  price-book cost ${float(summary['cost_usd']):,.2f}   RelayCore charged "
-         f"${float(summary['relaycore_charged_usd']):,.2f}   unpriced requests {summary['unpriced_requests']:,}")
+        _say(
+            f"  {source:9s}: read {c['read']:,} = accepted {c['accepted']:,} + duplicates {c['duplicates']:,}"
+            f" + quarantined {c['quarantined']:,}"
+        )
+    _say(
+        f"\n  price-book cost ${float(summary['cost_usd']):,.2f}   RelayCore charged "
+        f"${float(summary['relaycore_charged_usd']):,.2f}   unpriced requests {summary['unpriced_requests']:,}"
+    )
     _say("\n  spend by org                 requests        cost USD")
     for org, n, cost in by_org:
         _say(f"    {org:26s} {int(n):>8,}  {float(cost):>14,.2f}")

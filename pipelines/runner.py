@@ -56,12 +56,12 @@ def run_range(
     if end < start:
         raise RunError(f"--end {end} is before --start {start}")
     progress("loading the price book")
-    price_job = defs.get_job_def(PRICE_BOOK_JOB)
+    price_job = defs.resolve_job_def(PRICE_BOOK_JOB)
     result = price_job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
     if not result.success:
         raise RunError(f"price_book failed: {_failure(result)}")
     progress(f"ingesting, costing and rolling up {start} .. {end}")
-    result = defs.get_job_def(DAILY_JOB).execute_in_process(
+    result = defs.resolve_job_def(DAILY_JOB).execute_in_process(
         instance=instance,
         run_config=QUIET,
         tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat(), "cams/trigger": "cams run"},
@@ -88,16 +88,20 @@ def summarize(engine: Engine, start: date, end: date, run_id: str | None = None)
     records: dict[str, dict[str, int]] = {}
     with engine.connect() as conn:
         for source in ("relaycore", "auterity"):
-            q = select(func.sum(sh.c.read), func.sum(sh.c.accepted), func.sum(sh.c.duplicates),
-                       func.sum(sh.c.quarantined)).where(sh.c.source == source, sh.c.status == "success")
+            q = select(
+                func.sum(sh.c.read), func.sum(sh.c.accepted), func.sum(sh.c.duplicates), func.sum(sh.c.quarantined)
+            ).where(sh.c.source == source, sh.c.status == "success")
             q = q.where(sh.c.run_id == run_id) if run_id else q
             row = conn.execute(q).one()
-            records[source] = dict(zip(("read", "accepted", "duplicates", "quarantined"),
-                                       (int(v or 0) for v in row), strict=True))
+            records[source] = dict(
+                zip(("read", "accepted", "duplicates", "quarantined"), (int(v or 0) for v in row), strict=True)
+            )
         in_range = and_(ct.c.day >= start, ct.c.day < last)
         cost, charged, unpriced = conn.execute(
-            select(func.sum(ct.c.cost_usd), func.sum(ct.c.charged_usd),
-                   func.sum(func.cast(ct.c.unpriced, Integer))).where(in_range)).one()
+            select(
+                func.sum(ct.c.cost_usd), func.sum(ct.c.charged_usd), func.sum(func.cast(ct.c.unpriced, Integer))
+            ).where(in_range)
+        ).one()
     return {
         "start": start.isoformat(),
         "end": end.isoformat(),
@@ -134,6 +138,8 @@ def cli_run(args: Any) -> int:
     else:
         r = summary["records"]
         print(f"{start} .. {end}: relaycore {r['relaycore']}, auterity {r['auterity']}")
-        print(f"cost ${summary['cost_usd']} (RelayCore charged ${summary['relaycore_charged_usd']}), "
-              f"unpriced requests {summary['unpriced_requests']}")
+        print(
+            f"cost ${summary['cost_usd']} (RelayCore charged ${summary['relaycore_charged_usd']}), "
+            f"unpriced requests {summary['unpriced_requests']}"
+        )
     return 0

@@ -12,8 +12,9 @@ from typing import Any
 import dagster as dg
 
 
-def build_daily_schedule(job: Any, partitions: dg.DailyPartitionsDefinition,
-                         trailing_days: int = 1) -> dg.ScheduleDefinition:
+def build_daily_schedule(
+    job: Any, partitions: dg.DailyPartitionsDefinition, trailing_days: int = 1
+) -> dg.ScheduleDefinition:
     @dg.schedule(
         name="daily_usage_schedule",
         job=job,
@@ -27,7 +28,8 @@ def build_daily_schedule(job: Any, partitions: dg.DailyPartitionsDefinition,
         days = [today - timedelta(days=i) for i in range(1, trailing_days + 1)]
         return [
             dg.RunRequest(partition_key=d.isoformat(), run_key=f"schedule:{d.isoformat()}:{today.isoformat()}")
-            for d in sorted(days) if d >= first
+            for d in sorted(days)
+            if d >= first
         ]
 
     return daily_usage_schedule

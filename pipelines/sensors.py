@@ -1,6 +1,5 @@
 """Sensors: new usage in the drop dirs launches ingestion of exactly the days it touches."""
 
-
 import hashlib
 import json
 from datetime import UTC, date, datetime, timedelta
@@ -12,8 +11,7 @@ from cams.sources.files import days_touched, list_drop_files
 from resources.sources import UsageSourceResource
 
 
-def build_drop_files_sensor(job: Any,
-                            partitions: dg.DailyPartitionsDefinition) -> dg.SensorDefinition:
+def build_drop_files_sensor(job: Any, partitions: dg.DailyPartitionsDefinition) -> dg.SensorDefinition:
     first_day = partitions.start.date()
 
     @dg.sensor(
@@ -21,10 +19,11 @@ def build_drop_files_sensor(job: Any,
         job=job,
         minimum_interval_seconds=30,
         description="Watches each files-mode source's drop_dir; a new or changed *.jsonl(.gz) launches a run "
-                    "for every UTC day it holds records for. The cursor maps file -> mtime:size.",
+        "for every UTC day it holds records for. The cursor maps file -> mtime:size.",
     )
-    def drop_files_sensor(context: dg.SensorEvaluationContext, relaycore: UsageSourceResource,
-                          auterity: UsageSourceResource) -> dg.SensorResult | dg.SkipReason:
+    def drop_files_sensor(
+        context: dg.SensorEvaluationContext, relaycore: UsageSourceResource, auterity: UsageSourceResource
+    ) -> dg.SensorResult | dg.SkipReason:
         cursor = json.loads(context.cursor) if context.cursor else {}
         new_cursor: dict[str, dict[str, str]] = {}
         touched: dict[date, list[str]] = {}
@@ -47,13 +46,19 @@ def build_drop_files_sensor(job: Any,
                 skipped.append(day.isoformat())
                 continue
             digest = hashlib.sha256("\n".join(sorted(touched[day])).encode()).hexdigest()[:16]
-            requests.append(dg.RunRequest(partition_key=day.isoformat(), run_key=f"drop:{day}:{digest}",
-                                          tags={"cams/trigger": "drop_files"}))
+            requests.append(
+                dg.RunRequest(
+                    partition_key=day.isoformat(), run_key=f"drop:{day}:{digest}", tags={"cams/trigger": "drop_files"}
+                )
+            )
         if skipped:
             context.log.warning(f"files hold days outside the partitions ({first_day}..{last_day}): {skipped}")
         if not requests:
-            return dg.SkipReason("no new or changed drop files") if not skipped else dg.SensorResult(
-                run_requests=[], cursor=json.dumps(new_cursor, sort_keys=True))
+            return (
+                dg.SkipReason("no new or changed drop files")
+                if not skipped
+                else dg.SensorResult(run_requests=[], cursor=json.dumps(new_cursor, sort_keys=True))
+            )
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(new_cursor, sort_keys=True))
 
     return drop_files_sensor

@@ -27,14 +27,28 @@ class UsageSourceResource(dg.ConfigurableResource):
 
     @classmethod
     def from_config(cls, cfg: SourceConfig) -> UsageSourceResource:
-        return cls(name=cfg.name, mode=cfg.mode, drop_dir=cfg.drop_dir, base_url=cfg.base_url,
-                   api_key_env=cfg.api_key_env, page_size=cfg.page_size, timeout_s=cfg.timeout_s,
-                   max_retries=cfg.max_retries)
+        return cls(
+            name=cfg.name,
+            mode=cfg.mode,
+            drop_dir=cfg.drop_dir,
+            base_url=cfg.base_url,
+            api_key_env=cfg.api_key_env,
+            page_size=cfg.page_size,
+            timeout_s=cfg.timeout_s,
+            max_retries=cfg.max_retries,
+        )
 
     def _config(self) -> SourceConfig:
-        return SourceConfig(name=self.name, mode=self.mode, drop_dir=self.drop_dir, base_url=self.base_url,
-                            api_key_env=self.api_key_env, page_size=self.page_size, timeout_s=self.timeout_s,
-                            max_retries=self.max_retries)
+        return SourceConfig(
+            name=self.name,
+            mode=self.mode,
+            drop_dir=self.drop_dir,
+            base_url=self.base_url,
+            api_key_env=self.api_key_env,
+            page_size=self.page_size,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+        )
 
     def collect(self, start: datetime, end: datetime) -> tuple[IngestResult, dict[str, Any]]:
         """Every record of [start, end), validated and deduplicated, plus how it was read."""
@@ -44,8 +58,18 @@ class UsageSourceResource(dg.ConfigurableResource):
             collect_files(collector, files)
             return collector.result, {"files": len(files), "drop_dir": self.drop_dir}
         cfg = self._config()
-        spec = ApiSpec(self.name, cfg.base_url or "", cfg.api_key(), page_size=self.page_size,
-                       timeout_s=self.timeout_s, max_retries=self.max_retries)
+        spec = ApiSpec(
+            self.name,
+            cfg.base_url or "",
+            cfg.api_key(),
+            page_size=self.page_size,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+        )
         stats = fetch_window(spec, start, end, collector)
-        return collector.result, {"pages": stats.pages, "retries": stats.retries,
-                                  "waited_s": round(stats.waited_s, 2), "base_url": self.base_url}
+        return collector.result, {
+            "pages": stats.pages,
+            "retries": stats.retries,
+            "waited_s": round(stats.waited_s, 2),
+            "base_url": self.base_url,
+        }

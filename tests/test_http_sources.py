@@ -47,15 +47,19 @@ def test_slow_answers_time_out_and_are_retried(small_sim, sim_days) -> None:  # 
 
 
 def test_bad_key_fails_fast_with_a_clear_error(small_sim, sim_days) -> None:  # type: ignore[no-untyped-def]
-    with FakeApi("relaycore", small_sim.relaycore, key="right") as api, \
-            pytest.raises(SourceApiError, match="refused the API key"):
+    with (
+        FakeApi("relaycore", small_sim.relaycore, key="right") as api,
+        pytest.raises(SourceApiError, match="refused the API key"),
+    ):
         _fetch(api, "relaycore", sim_days[0], key="wrong")
         assert api.requests == 1
 
 
 def test_persistent_failure_gives_up(small_sim, sim_days) -> None:  # type: ignore[no-untyped-def]
-    with FakeApi("relaycore", small_sim.relaycore, key="k", faults=FaultPlan(server_error_every=1)) as api, \
-            pytest.raises(SourceApiError, match="giving up after 3 attempts"):
+    with (
+        FakeApi("relaycore", small_sim.relaycore, key="k", faults=FaultPlan(server_error_every=1)) as api,
+        pytest.raises(SourceApiError, match="giving up after 3 attempts"),
+    ):
         _fetch(api, "relaycore", sim_days[0], max_retries=2)
 
 

@@ -15,9 +15,23 @@ from cams.pricing.snapshot import load_default
 # Providers LiteLLM prices through its generic token path. Left out on purpose: fireworks_ai (LiteLLM
 # invents a default cache-read discount no price row states) and perplexity (per-query fees).
 PROVIDERS = {
-    "openai", "anthropic", "gemini", "azure", "azure_ai", "xai", "mistral", "groq", "deepseek",
-    "vertex_ai-language-models", "vertex_ai-anthropic_models", "bedrock", "bedrock_converse",
-    "cohere_chat", "together_ai", "cerebras", "deepinfra",
+    "openai",
+    "anthropic",
+    "gemini",
+    "azure",
+    "azure_ai",
+    "xai",
+    "mistral",
+    "groq",
+    "deepseek",
+    "vertex_ai-language-models",
+    "vertex_ai-anthropic_models",
+    "bedrock",
+    "bedrock_converse",
+    "cohere_chat",
+    "together_ai",
+    "cerebras",
+    "deepinfra",
 }
 # Where LiteLLM itself departs from its own price rows; CAMS bills the rows as written.
 LITELLM_QUIRKS = {
@@ -53,7 +67,9 @@ def _litellm_cost(model: str, provider: str, tier: str, u: TokenUsage) -> float:
         p, c = batch_cost_calculator(usage, model=model, custom_llm_provider=provider)
     else:
         p, c = litellm.cost_per_token(
-            model=model, usage_object=usage, custom_llm_provider=provider,
+            model=model,
+            usage_object=usage,
+            custom_llm_provider=provider,
             service_tier=None if tier == "standard" else tier,
         )
     return p + c
@@ -62,14 +78,24 @@ def _litellm_cost(model: str, provider: str, tier: str, u: TokenUsage) -> float:
 def test_cost_matches_litellm_on_hundreds_of_models() -> None:
     book = PriceBook.build(load_default())
     compared_models: set[str] = set()
-    features = {"cache_read": 0, "cache_write": 0, "above_200k": 0, "above_272k": 0, "reasoning_rate": 0,
-                "batch_price": 0}
+    features = {
+        "cache_read": 0,
+        "cache_write": 0,
+        "above_200k": 0,
+        "above_272k": 0,
+        "reasoning_rate": 0,
+        "batch_price": 0,
+    }
     mismatches: dict[str, list[tuple[str, TokenUsage, Decimal, float]]] = {}
     for model in book.models:
         entry = book.lookup(model, MIN_TIME)
         assert entry is not None
-        if (entry.provider not in PROVIDERS or not entry.supported or entry.mode == "embedding"
-                or "input_cost_per_token" not in entry.prices):
+        if (
+            entry.provider not in PROVIDERS
+            or not entry.supported
+            or entry.mode == "embedding"
+            or "input_cost_per_token" not in entry.prices
+        ):
             continue
         compared_models.add(model)
         keys = entry.prices.keys()

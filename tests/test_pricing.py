@@ -18,16 +18,25 @@ SNAP = {
     "_meta": {"source": "test"},
     "models": {
         "m-a": {
-            "litellm_provider": "acme", "mode": "chat",
-            "input_cost_per_token": 1e-6, "output_cost_per_token": 4e-6,
-            "cache_read_input_token_cost": 1e-7, "cache_creation_input_token_cost": 1.25e-6,
+            "litellm_provider": "acme",
+            "mode": "chat",
+            "input_cost_per_token": 1e-6,
+            "output_cost_per_token": 4e-6,
+            "cache_read_input_token_cost": 1e-7,
+            "cache_creation_input_token_cost": 1.25e-6,
             "output_cost_per_reasoning_token": 5e-6,
-            "input_cost_per_token_above_200k_tokens": 2e-6, "output_cost_per_token_above_200k_tokens": 8e-6,
-            "input_cost_per_token_batches": 5e-7, "output_cost_per_token_batches": 2e-6,
+            "input_cost_per_token_above_200k_tokens": 2e-6,
+            "output_cost_per_token_above_200k_tokens": 8e-6,
+            "input_cost_per_token_batches": 5e-7,
+            "output_cost_per_token_batches": 2e-6,
             "input_cost_per_token_priority": 1.5e-6,
         },
-        "m-b": {"litellm_provider": "other", "mode": "chat", "input_cost_per_token": 2e-6,
-                "output_cost_per_token": 2e-6},
+        "m-b": {
+            "litellm_provider": "other",
+            "mode": "chat",
+            "input_cost_per_token": 2e-6,
+            "output_cost_per_token": 2e-6,
+        },
     },
 }
 
@@ -40,8 +49,7 @@ def cost(book: PriceBook, model: str, at: str, usage: TokenUsage, tier: str = "s
 
 def test_cost_by_hand() -> None:
     book = PriceBook.build(SNAP)
-    u = TokenUsage(10_000, 2_000, cached_input_tokens=4_000, cache_creation_input_tokens=1_000,
-                   reasoning_tokens=500)
+    u = TokenUsage(10_000, 2_000, cached_input_tokens=4_000, cache_creation_input_tokens=1_000, reasoning_tokens=500)
     # 5000×1e-6 + 4000×1e-7 + 1000×1.25e-6 + 1500×4e-6 + 500×5e-6
     assert cost(book, "m-a", "2026-01-01", u) == Decimal("0.0151500000")
     # above 200k input: every rate moves to the tier (cache rates absent there stay)
@@ -55,8 +63,7 @@ def test_cost_by_hand() -> None:
 
 
 def test_override_splits_the_timeline_and_keeps_history() -> None:
-    book = PriceBook.build(SNAP, overrides=[{"model": "m-a", "valid_from": "2026-03-01",
-                                             "input_cost_per_token": 3e-6}])
+    book = PriceBook.build(SNAP, overrides=[{"model": "m-a", "valid_from": "2026-03-01", "input_cost_per_token": 3e-6}])
     before, after = book.lookup("m-a", to_utc("2026-02-28T23:59:59Z")), book.lookup("m-a", to_utc("2026-03-01"))
     assert before is not None and after is not None
     assert before.prices["input_cost_per_token"] == Decimal("0.000001")
@@ -69,10 +76,10 @@ def test_override_splits_the_timeline_and_keeps_history() -> None:
 def test_discounts_by_provider_and_custom_models() -> None:
     book = PriceBook.build(
         SNAP,
-        overrides=[{"model": "in-house", "provider": "internal", "input_cost_per_token": 1e-7,
-                    "output_cost_per_token": 1e-7}],
-        discounts=[{"provider": "acme", "percent": 10}, {"model": "m-b", "percent": 50,
-                                                       "valid_from": "2026-06-01"}],
+        overrides=[
+            {"model": "in-house", "provider": "internal", "input_cost_per_token": 1e-7, "output_cost_per_token": 1e-7}
+        ],
+        discounts=[{"provider": "acme", "percent": 10}, {"model": "m-b", "percent": 50, "valid_from": "2026-06-01"}],
     )
     assert cost(book, "m-a", "2026-01-01", TokenUsage(1000, 0)) == Decimal("0.0009")
     assert cost(book, "m-b", "2026-05-31", TokenUsage(1000, 0)) == Decimal("0.002")
@@ -80,10 +87,13 @@ def test_discounts_by_provider_and_custom_models() -> None:
     assert cost(book, "in-house", "2020-01-01", TokenUsage(1000, 1000)) == Decimal("0.0002")
 
 
-@pytest.mark.parametrize("bad", [
-    {"model": "new-model"},  # custom model with no prices
-    {"input_cost_per_token": 1},  # no model
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"model": "new-model"},  # custom model with no prices
+        {"input_cost_per_token": 1},  # no model
+    ],
+)
 def test_bad_overrides_are_named(bad: dict) -> None:
     with pytest.raises(PricingConfigError):
         PriceBook.build(SNAP, overrides=[bad])
@@ -118,31 +128,42 @@ def test_snapshot_records_provenance_and_modes() -> None:
 
 
 def _cams(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], input=stdin,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args], input=stdin, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_cams_price_cli_and_no_dagster_import() -> None:
-    out = _cams("price", "gpt-4o-mini", "--input-tokens", "1000", "--output-tokens", "500",
-                "--cached-input-tokens", "200")
+    out = _cams(
+        "price", "gpt-4o-mini", "--input-tokens", "1000", "--output-tokens", "500", "--cached-input-tokens", "200"
+    )
     assert out.returncode == 0, out.stderr
     body = json.loads(out.stdout)
     assert body["model"] == "gpt-4o-mini"
     # 800×1.5e-7 + 200×7.5e-8 + 500×6e-7
     assert Decimal(body["cost_usd"]) == Decimal("0.000435")
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys, pipelines.cli as c; c.main(['price','gpt-4o-mini',"
-         "'--input-tokens','1','--output-tokens','1']); print('dagster' in sys.modules, file=sys.stderr)"],
-        capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-c",
+            "import sys, pipelines.cli as c; c.main(['price','gpt-4o-mini',"
+            "'--input-tokens','1','--output-tokens','1']); print('dagster' in sys.modules, file=sys.stderr)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert probe.stderr.strip().endswith("False")
 
 
 def test_cams_price_batch_and_errors() -> None:
-    lines = "\n".join([
-        json.dumps({"model": "gpt-4o-mini", "input_tokens": 100, "output_tokens": 10}),
-        "not json",
-        json.dumps({"model": "gpt-4o-mini", "input_tokens": 5, "output_tokens": 1, "reasoning_tokens": 2}),
-    ])
+    lines = "\n".join(
+        [
+            json.dumps({"model": "gpt-4o-mini", "input_tokens": 100, "output_tokens": 10}),
+            "not json",
+            json.dumps({"model": "gpt-4o-mini", "input_tokens": 5, "output_tokens": 1, "reasoning_tokens": 2}),
+        ]
+    )
     out = _cams("price", "--batch", stdin=lines)
     rows = [json.loads(x) for x in out.stdout.splitlines()]
     assert len(rows) == 3 and out.returncode == 1

@@ -18,30 +18,45 @@ DAY = date(2026, 4, 7)
 
 
 def rc(request_id: str, ts: str = "2026-04-07T10:00:00Z", **over: object) -> dict:
-    rec = {"request_id": request_id, "timestamp": ts, "org_id": "acme", "team_id": "t1", "user_id": "u1",
-           "task_type": "chat", "model": "gpt-4o-mini", "provider": "openai", "input_tokens": 1000,
-           "output_tokens": 500, "cached_input_tokens": 200, "status": "success", "cost_usd": "0.000435"}
+    rec = {
+        "request_id": request_id,
+        "timestamp": ts,
+        "org_id": "acme",
+        "team_id": "t1",
+        "user_id": "u1",
+        "task_type": "chat",
+        "model": "gpt-4o-mini",
+        "provider": "openai",
+        "input_tokens": 1000,
+        "output_tokens": 500,
+        "cached_input_tokens": 200,
+        "status": "success",
+        "cost_usd": "0.000435",
+    }
     rec.update(over)
     return rec
 
 
-@pytest.mark.parametrize(("change", "reason"), [
-    ({"request_id": None}, "missing required field request_id"),
-    ({"timestamp": "2026-04-07 10:00"}, "no UTC offset"),
-    ({"timestamp": "yesterday"}, "not RFC 3339"),
-    ({"input_tokens": -1}, ">= 0"),
-    ({"input_tokens": 1.5}, "whole number"),
-    ({"input_tokens": True}, "whole number"),
-    ({"cached_input_tokens": 2000}, "cached_input_tokens exceeds"),
-    ({"cache_creation_input_tokens": 900}, "cache_creation_input_tokens exceeds"),
-    ({"reasoning_tokens": 600}, "reasoning_tokens exceeds"),
-    ({"status": "ok"}, "status must be"),
-    ({"service_tier": "gold"}, "service_tier"),
-    ({"cost_usd": "-1"}, "cost_usd"),
-    ({"cost_usd": "NaN"}, "cost_usd"),
-    ({"model": ""}, "model must not be empty"),
-    ({"org_id": 5}, "org_id must be a string"),
-])
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"request_id": None}, "missing required field request_id"),
+        ({"timestamp": "2026-04-07 10:00"}, "no UTC offset"),
+        ({"timestamp": "yesterday"}, "not RFC 3339"),
+        ({"input_tokens": -1}, ">= 0"),
+        ({"input_tokens": 1.5}, "whole number"),
+        ({"input_tokens": True}, "whole number"),
+        ({"cached_input_tokens": 2000}, "cached_input_tokens exceeds"),
+        ({"cache_creation_input_tokens": 900}, "cache_creation_input_tokens exceeds"),
+        ({"reasoning_tokens": 600}, "reasoning_tokens exceeds"),
+        ({"status": "ok"}, "status must be"),
+        ({"service_tier": "gold"}, "service_tier"),
+        ({"cost_usd": "-1"}, "cost_usd"),
+        ({"cost_usd": "NaN"}, "cost_usd"),
+        ({"model": ""}, "model must not be empty"),
+        ({"org_id": 5}, "org_id must be a string"),
+    ],
+)
 def test_relaycore_contract_names_the_problem(change: dict, reason: str) -> None:
     with pytest.raises(RecordError, match=reason):
         parse_relaycore({**rc("r1"), **change})
@@ -54,14 +69,26 @@ def test_relaycore_defaults_and_utc() -> None:
 
 
 def test_auterity_contract() -> None:
-    span = {"trace_id": "t", "span_id": "s", "start_time": "2026-04-07T10:00:00Z",
-            "end_time": "2026-04-07T10:00:01.5Z", "status": {"code": "OK"},
-            "attributes": {"gen_ai.usage.input_tokens": 10, "auterity.quality.score": 0.8,
-                           "auterity.feedback": -1, "relaycore.request_id": "r1"}}
+    span = {
+        "trace_id": "t",
+        "span_id": "s",
+        "start_time": "2026-04-07T10:00:00Z",
+        "end_time": "2026-04-07T10:00:01.5Z",
+        "status": {"code": "OK"},
+        "attributes": {
+            "gen_ai.usage.input_tokens": 10,
+            "auterity.quality.score": 0.8,
+            "auterity.feedback": -1,
+            "relaycore.request_id": "r1",
+        },
+    }
     row = parse_auterity(span)
     assert row["duration_ms"] == 1500 and row["relaycore_request_id"] == "r1" and row["feedback"] == -1
-    for attrs, reason in [({"auterity.quality.score": 1.5}, "quality"), ({"auterity.feedback": 0}, "feedback"),
-                          ({"gen_ai.usage.input_tokens": 1, "gen_ai.usage.cache_read.input_tokens": 2}, "exceeds")]:
+    for attrs, reason in [
+        ({"auterity.quality.score": 1.5}, "quality"),
+        ({"auterity.feedback": 0}, "feedback"),
+        ({"gen_ai.usage.input_tokens": 1, "gen_ai.usage.cache_read.input_tokens": 2}, "exceeds"),
+    ]:
         with pytest.raises(RecordError, match=reason):
             parse_auterity({**span, "attributes": attrs})
     with pytest.raises(RecordError, match="before start_time"):
@@ -102,7 +129,9 @@ def test_hand_made_drop_dir_gives_exact_counts(tmp_path) -> None:  # type: ignor
 def test_hostile_files_are_quarantined_line_by_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
     good = json.dumps(rc("ok1")).encode()
     huge = b'{"request_id": "big", "timestamp": "2026-04-07T10:00:00Z", "pad": "' + b"x" * (MAX_LINE_BYTES + 10) + b'"}'
-    (tmp_path / "mixed.jsonl").write_bytes(b"\n".join([good, huge, b"\xff\xfe\x00garbage", good.replace(b"ok1", b"ok2")]))
+    (tmp_path / "mixed.jsonl").write_bytes(
+        b"\n".join([good, huge, b"\xff\xfe\x00garbage", good.replace(b"ok1", b"ok2")])
+    )
     payload = gzip.compress((json.dumps(rc("gz1")) + "\n" + json.dumps(rc("gz2")) + "\n").encode())
     (tmp_path / "cut.jsonl.gz").write_bytes(payload[: len(payload) - 12])  # truncated stream
     for p in tmp_path.iterdir():
@@ -119,8 +148,12 @@ def test_hostile_files_are_quarantined_line_by_line(tmp_path) -> None:  # type: 
 
 
 def test_days_touched_and_timezones(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    (tmp_path / "x.jsonl").write_text(json.dumps(rc("a", ts="2026-04-07T23:30:00-05:00")) + "\n"
-                                      + json.dumps(rc("b", ts="2026-04-06T10:00:00Z")) + "\n")
+    (tmp_path / "x.jsonl").write_text(
+        json.dumps(rc("a", ts="2026-04-07T23:30:00-05:00"))
+        + "\n"
+        + json.dumps(rc("b", ts="2026-04-06T10:00:00Z"))
+        + "\n"
+    )
     (f,) = list_drop_files(tmp_path)
     assert days_touched(f, "relaycore") == {date(2026, 4, 8), date(2026, 4, 6)}
 

@@ -55,8 +55,9 @@ def test_rematerializing_a_day_changes_no_totals(engine, tmp_path, small_sim, si
         _run_day(engine, dirs, day, book)
     first = _totals(engine)
     assert first["landing"] == sum(small_sim.faults.day(d)["requests"] for d in sim_days)
-    assert first["quarantine"] == sum(small_sim.faults.day(d)["malformed"] + small_sim.faults.day(d)["malformed_spans"]
-                                      for d in sim_days)
+    assert first["quarantine"] == sum(
+        small_sim.faults.day(d)["malformed"] + small_sim.faults.day(d)["malformed_spans"] for d in sim_days
+    )
     assert abs(first["rollup_cost"] - first["cost"]) < Decimal("0.000001")
     assert first["rollup_requests"] == first["rows"] == first["landing"]
     _run_day(engine, dirs, sim_days[0], book)
@@ -68,35 +69,85 @@ def test_rematerializing_a_day_changes_no_totals(engine, tmp_path, small_sim, si
 
 def test_costs_equal_the_price_book_and_unpriced_is_null(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import json
-
     from datetime import date
 
     day = date(2026, 5, 1)
     recs = [
-        {"request_id": "a", "timestamp": "2026-05-01T01:00:00Z", "org_id": "o", "task_type": "chat",
-         "model": "gpt-4o-mini", "provider": "openai", "input_tokens": 1000, "output_tokens": 500,
-         "cached_input_tokens": 200, "status": "success", "cost_usd": "0.001"},
-        {"request_id": "b", "timestamp": "2026-05-01T02:00:00Z", "org_id": "o", "task_type": "chat",
-         "model": "claude-sonnet-4-5", "provider": "anthropic", "input_tokens": 10000, "output_tokens": 1000,
-         "cached_input_tokens": 4000, "cache_creation_input_tokens": 1000, "reasoning_tokens": 200,
-         "service_tier": "batch", "status": "success", "cost_usd": "0.02"},
-        {"request_id": "c", "timestamp": "2026-05-01T03:00:00Z", "org_id": "o", "task_type": "chat",
-         "model": "mystery-model", "provider": "internal", "input_tokens": 10, "output_tokens": 10,
-         "status": "success", "cost_usd": "0.5"},
-        {"request_id": "d", "timestamp": "2026-05-01T04:00:00Z", "org_id": "o", "task_type": "chat",
-         "model": "gpt-4o-mini", "provider": "openai", "input_tokens": 1000, "output_tokens": 0,
-         "status": "success", "cost_usd": "0"},
+        {
+            "request_id": "a",
+            "timestamp": "2026-05-01T01:00:00Z",
+            "org_id": "o",
+            "task_type": "chat",
+            "model": "gpt-4o-mini",
+            "provider": "openai",
+            "input_tokens": 1000,
+            "output_tokens": 500,
+            "cached_input_tokens": 200,
+            "status": "success",
+            "cost_usd": "0.001",
+        },
+        {
+            "request_id": "b",
+            "timestamp": "2026-05-01T02:00:00Z",
+            "org_id": "o",
+            "task_type": "chat",
+            "model": "claude-sonnet-4-5",
+            "provider": "anthropic",
+            "input_tokens": 10000,
+            "output_tokens": 1000,
+            "cached_input_tokens": 4000,
+            "cache_creation_input_tokens": 1000,
+            "reasoning_tokens": 200,
+            "service_tier": "batch",
+            "status": "success",
+            "cost_usd": "0.02",
+        },
+        {
+            "request_id": "c",
+            "timestamp": "2026-05-01T03:00:00Z",
+            "org_id": "o",
+            "task_type": "chat",
+            "model": "mystery-model",
+            "provider": "internal",
+            "input_tokens": 10,
+            "output_tokens": 10,
+            "status": "success",
+            "cost_usd": "0.5",
+        },
+        {
+            "request_id": "d",
+            "timestamp": "2026-05-01T04:00:00Z",
+            "org_id": "o",
+            "task_type": "chat",
+            "model": "gpt-4o-mini",
+            "provider": "openai",
+            "input_tokens": 1000,
+            "output_tokens": 0,
+            "status": "success",
+            "cost_usd": "0",
+        },
     ]
     drop = tmp_path / "relaycore"
     drop.mkdir()
     (drop / "x.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
-    cfg = parse({"pricing": {"overrides": [{"model": "gpt-4o-mini", "valid_from": "2026-05-01T03:30:00Z",
-                                            "input_cost_per_token": 1e-6}]}})
+    cfg = parse(
+        {
+            "pricing": {
+                "overrides": [
+                    {"model": "gpt-4o-mini", "valid_from": "2026-05-01T03:30:00Z", "input_cost_per_token": 1e-6}
+                ]
+            }
+        }
+    )
     pricebook_store.store(engine, load_book(cfg))
     _run_day(engine, {"relaycore": drop, "auterity": tmp_path / "none"}, day, pricebook_store.load(engine))
     with engine.connect() as c:
-        got = {r.request_id: r for r in c.execute(sa.text(
-            "select request_id, cost_usd, charged_usd, unpriced, price_id from cost_tracking"))}
+        got = {
+            r.request_id: r
+            for r in c.execute(
+                sa.text("select request_id, cost_usd, charged_usd, unpriced, price_id from cost_tracking")
+            )
+        }
     # a: 800*1.5e-7 + 200*7.5e-8 + 500*6e-7 ; b (batch): 5000*1.5e-6 + 4000*1.5e-7 + 1000*1.875e-6 + 1000*7.5e-6
     assert Decimal(str(got["a"].cost_usd)) == Decimal("0.000435")
     assert Decimal(str(got["b"].cost_usd)) == Decimal("0.017475")

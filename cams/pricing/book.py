@@ -158,8 +158,14 @@ class PriceBook:
         for model, (provider, mode, prices, caps) in base.items():
             changes = sorted(per_model.get(model, []), key=lambda c: c[0])
             rules = [r for r in discount_rules if r.applies(model, provider)]
-            points = sorted({MIN_TIME, *(c[0] for c in changes), *(r.start for r in rules),
-                             *(r.end for r in rules if r.end is not None)})
+            points = sorted(
+                {
+                    MIN_TIME,
+                    *(c[0] for c in changes),
+                    *(r.start for r in rules),
+                    *(r.end for r in rules if r.end is not None),
+                }
+            )
             for i, start in enumerate(points):
                 end = points[i + 1] if i + 1 < len(points) else None
                 merged = dict(prices)
@@ -200,5 +206,10 @@ def _discount_rule(raw: Mapping[str, Any]) -> _Discount:
         raise PricingConfigError(f"discount percent must be in [0, 100): {percent}")
     if not raw.get("provider") and not raw.get("model"):
         raise PricingConfigError(f"discount needs a provider or a model: {dict(raw)}")
-    return _Discount(percent, raw.get("provider"), raw.get("model"),
-                     to_utc(raw.get("valid_from")) or MIN_TIME, to_utc(raw.get("valid_to")))
+    return _Discount(
+        percent,
+        raw.get("provider"),
+        raw.get("model"),
+        to_utc(raw.get("valid_from")) or MIN_TIME,
+        to_utc(raw.get("valid_to")),
+    )

@@ -30,8 +30,13 @@ class TokenUsage:
 
     def validate(self) -> None:
         """Raise ValueError when the counts contradict each other (SPEC §2.1 constraints)."""
-        for name in ("input_tokens", "output_tokens", "cached_input_tokens",
-                     "cache_creation_input_tokens", "reasoning_tokens"):
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cached_input_tokens",
+            "cache_creation_input_tokens",
+            "reasoning_tokens",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.cached_input_tokens > self.input_tokens:

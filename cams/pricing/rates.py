@@ -112,9 +112,10 @@ def _reasoning_rate(prices: Prices, service_tier: str, output_rate: Decimal) -> 
     tier_key = _tier_key("output_cost_per_reasoning_token", service_tier)
     if prices.get(tier_key) is not None:
         return prices[tier_key]
-    if tier_key != "output_cost_per_reasoning_token" and prices.get(
-        _tier_key("output_cost_per_token", service_tier)
-    ) is not None:
+    if (
+        tier_key != "output_cost_per_reasoning_token"
+        and prices.get(_tier_key("output_cost_per_token", service_tier)) is not None
+    ):
         return output_rate
     standard = prices.get("output_cost_per_reasoning_token")
     return output_rate if standard is None else standard
@@ -147,8 +148,11 @@ def _standard_threshold_rate(prices: Prices, key: str, input_tokens: int) -> Dec
     crossed = [
         (t, k)
         for k, v in prices.items()
-        if v is not None and k.startswith(key + "_above_") and k.endswith("_tokens")
-        and (t := threshold_of(k)) is not None and input_tokens > t
+        if v is not None
+        and k.startswith(key + "_above_")
+        and k.endswith("_tokens")
+        and (t := threshold_of(k)) is not None
+        and input_tokens > t
     ]
     return prices[max(crossed)[1]] if crossed else prices.get(key)
 

@@ -31,8 +31,10 @@ CAPABILITY_KEYS = (
 
 
 def _is_price_key(key: str, value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and (
-        "cost_per" in key or key.endswith("_token_cost") or "_token_cost_" in key
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and ("cost_per" in key or key.endswith("_token_cost") or "_token_cost_" in key)
     )
 
 

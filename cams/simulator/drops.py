@@ -52,8 +52,11 @@ def write_drops(sim: SimData, root: str | Path) -> dict[str, Path]:
         mixed = lines[: len(lines) // 2] + bad + lines[len(lines) // 2 :]
         _write(dirs["relaycore"] / f"relaycore-{day.isoformat()}{suffix}", mixed, end_of_day)
         if day in late_by_day:
-            _write(dirs["relaycore"] / f"relaycore-{day.isoformat()}-late.jsonl", late_by_day[day],
-                   end_of_day + timedelta(days=1))
+            _write(
+                dirs["relaycore"] / f"relaycore-{day.isoformat()}-late.jsonl",
+                late_by_day[day],
+                end_of_day + timedelta(days=1),
+            )
         spans = spans_by_day.get(day, []) + sim.malformed_spans.get(day.isoformat(), [])
         _write(dirs["auterity"] / f"auterity-{day.isoformat()}{suffix}", spans, end_of_day)
     return dirs

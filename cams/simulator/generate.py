@@ -46,8 +46,12 @@ MODELS: dict[str, tuple[str, int, float, float, int]] = {
     "acme-finetune-v2": ("custom", 2, 0.78, 0.010, 500),  # not in the price book: unpriced
 }
 REASONING_MODELS = {"o4-mini", "claude-sonnet-4-5", "gemini/gemini-2.5-pro"}
-FALLBACK = {"claude-sonnet-4-5": "gpt-4.1", "gemini/gemini-2.5-flash": "gpt-4o-mini",
-            "gpt-4o-mini": "claude-haiku-4-5", "gpt-4.1": "claude-sonnet-4-5"}
+FALLBACK = {
+    "claude-sonnet-4-5": "gpt-4.1",
+    "gemini/gemini-2.5-flash": "gpt-4o-mini",
+    "gpt-4o-mini": "claude-haiku-4-5",
+    "gpt-4.1": "claude-sonnet-4-5",
+}
 DRIFT_MODEL = "gemini/gemini-2.5-flash"  # RelayCore over-charges this model from day 4 on
 DRIFT_FACTOR = Decimal("1.08")
 SIM_BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
@@ -100,8 +104,12 @@ def _uid(rng: random.Random) -> str:
 
 
 def _users() -> list[tuple[str, str, str]]:
-    return [(org, team, f"{org}-{team}-u{i}") for org, teams in ORGS.items() for team, n in teams.items()
-            for i in range(1, n + 1)]
+    return [
+        (org, team, f"{org}-{team}-u{i}")
+        for org, teams in ORGS.items()
+        for team, n in teams.items()
+        for i in range(1, n + 1)
+    ]
 
 
 def generate(cfg: SimConfig, book: PriceBook | None = None) -> SimData:
@@ -156,14 +164,21 @@ def generate(cfg: SimConfig, book: PriceBook | None = None) -> SimData:
             rec = {
                 "request_id": request_id,
                 "timestamp": ts.isoformat().replace("+00:00", "Z"),
-                "org_id": org, "team_id": team, "user_id": user,
+                "org_id": org,
+                "team_id": team,
+                "user_id": user,
                 "task_type": task,
                 "model_requested": fallback_from or model,
-                "model": model, "provider": provider,
-                "input_tokens": inp, "output_tokens": out,
-                "cached_input_tokens": cached, "cache_creation_input_tokens": creation,
+                "model": model,
+                "provider": provider,
+                "input_tokens": inp,
+                "output_tokens": out,
+                "cached_input_tokens": cached,
+                "cache_creation_input_tokens": creation,
                 "reasoning_tokens": reasoning,
-                "service_tier": tier, "status": status, "latency_ms": latency,
+                "service_tier": tier,
+                "status": status,
+                "latency_ms": latency,
                 "cost_usd": f"{charged:f}",
                 "steering_rule": rng.choice([None, "cheapest-ok", "latency-slo", f"{org}-default"]),
                 "fallback_from": fallback_from,
@@ -195,10 +210,21 @@ def generate(cfg: SimConfig, book: PriceBook | None = None) -> SimData:
         for _ in range(n_orphans):
             org, team, user = rng.choices(users, weights=user_w)[0]
             ts = day_start + timedelta(seconds=rng.uniform(0, 86_399.0))
-            fake = {"request_id": f"req-{_uid(rng)}", "org_id": org, "team_id": team, "user_id": user,
-                    "task_type": "chat", "model": "gpt-4o-mini", "provider": "openai", "input_tokens": 100,
-                    "output_tokens": 10, "cached_input_tokens": 0, "cache_creation_input_tokens": 0,
-                    "reasoning_tokens": 0, "status": "success"}
+            fake = {
+                "request_id": f"req-{_uid(rng)}",
+                "org_id": org,
+                "team_id": team,
+                "user_id": user,
+                "task_type": "chat",
+                "model": "gpt-4o-mini",
+                "provider": "openai",
+                "input_tokens": 100,
+                "output_tokens": 10,
+                "cached_input_tokens": 0,
+                "cache_creation_input_tokens": 0,
+                "reasoning_tokens": 0,
+                "status": "success",
+            }
             spans.append(_span(rng, fake, 0.7, ts, 400))
             faults.add(day, "orphan_span")
         malformed[day.isoformat()] = _malformed_relaycore(rng, day_start, cfg.malformed_per_day)
@@ -223,7 +249,9 @@ def _span(rng: random.Random, rec: dict[str, Any], quality: float, ts: datetime,
         "gen_ai.usage.cache_creation.input_tokens": rec["cache_creation_input_tokens"],
         "gen_ai.usage.reasoning.output_tokens": rec["reasoning_tokens"],
         "relaycore.request_id": rec["request_id"],
-        "cams.org_id": rec["org_id"], "cams.team_id": rec["team_id"], "cams.user_id": rec["user_id"],
+        "cams.org_id": rec["org_id"],
+        "cams.team_id": rec["team_id"],
+        "cams.user_id": rec["user_id"],
         "cams.task_type": rec["task_type"],
     }
     if rec["status"] == "error":

@@ -22,6 +22,7 @@ def last_days(n: int, end: date | None = None) -> list[date]:
 
 def api_records(sim: SimData) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """What each API serves: every record and duplicate, plus the malformed ones that are still JSON."""
+
     def parsable(lines: dict[str, list[str]]) -> list[dict[str, Any]]:
         out = []
         for bad in lines.values():
@@ -46,8 +47,14 @@ class Served:
         self.auterity.stop()
 
 
-def serve(sim: SimData, relaycore_key: str, auterity_key: str, faults: FaultPlan | None = None,
-          relaycore_port: int = 0, auterity_port: int = 0) -> Served:
+def serve(
+    sim: SimData,
+    relaycore_key: str,
+    auterity_key: str,
+    faults: FaultPlan | None = None,
+    relaycore_port: int = 0,
+    auterity_port: int = 0,
+) -> Served:
     rc, spans = api_records(sim)
     return Served(
         FakeApi("relaycore", rc, key=relaycore_key, faults=faults or DEMO_FAULTS, port=relaycore_port),

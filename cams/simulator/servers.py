@@ -75,8 +75,11 @@ class _Api:
         return headers.get("X-API-Key") == self.key
 
     def page(self, query: dict[str, list[str]]) -> tuple[int, dict[str, Any], dict[str, str]]:
-        names = ("cursor", "limit", "data", "next_cursor") if self.kind == "relaycore" else (
-            "page_token", "page_size", "spans", "next_page_token")
+        names = (
+            ("cursor", "limit", "data", "next_cursor")
+            if self.kind == "relaycore"
+            else ("page_token", "page_size", "spans", "next_page_token")
+        )
         token_name, size_name, data_name, next_name = names
         try:
             start = parse_rfc3339(query["start"][0], "start")
@@ -156,8 +159,14 @@ class _Server(ThreadingHTTPServer):
 class FakeApi:
     """A running fake API; use as a context manager or call stop()."""
 
-    def __init__(self, kind: str, records: list[dict[str, Any]], key: str = "test-key",
-                 faults: FaultPlan | None = None, port: int = 0):
+    def __init__(
+        self,
+        kind: str,
+        records: list[dict[str, Any]],
+        key: str = "test-key",
+        faults: FaultPlan | None = None,
+        port: int = 0,
+    ):
         path = "/v1/usage" if kind == "relaycore" else "/api/v1/spans"
         self.api = _Api(kind, records, key, faults or FaultPlan())
         self._server = _Server(port, self.api, path)

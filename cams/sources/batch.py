@@ -47,8 +47,12 @@ class IngestResult:
         return len(self.rows)
 
     def counts(self) -> dict[str, int]:
-        return {"read": self.read, "accepted": self.accepted, "duplicates": self.duplicates,
-                "quarantined": len(self.quarantined)}
+        return {
+            "read": self.read,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "quarantined": len(self.quarantined),
+        }
 
     def check_balance(self) -> None:
         """The accounting identity; a violation is a bug in CAMS, never bad input."""

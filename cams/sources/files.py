@@ -82,16 +82,20 @@ def read_lines(path: Path) -> Iterator[Line]:
                         size += len(more)
                         if not more or more.endswith(b"\n"):
                             break
-                    yield Line(ref, chunk[:4096].decode("utf-8", "backslashreplace"),
-                               f"line longer than {MAX_LINE_BYTES} bytes ({size} bytes)")
+                    yield Line(
+                        ref,
+                        chunk[:4096].decode("utf-8", "backslashreplace"),
+                        f"line longer than {MAX_LINE_BYTES} bytes ({size} bytes)",
+                    )
                     continue
                 if not chunk.strip():  # blank lines are not records
                     continue
                 try:
                     yield Line(ref, chunk.decode("utf-8").rstrip("\r\n"))
                 except UnicodeDecodeError as exc:
-                    yield Line(ref, chunk.decode("utf-8", "backslashreplace").rstrip("\r\n"),
-                               f"not UTF-8 at byte {exc.start}")
+                    yield Line(
+                        ref, chunk.decode("utf-8", "backslashreplace").rstrip("\r\n"), f"not UTF-8 at byte {exc.start}"
+                    )
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
         yield Line(f"{path.name}:{lineno + 1}", "", f"unreadable file after line {lineno}: {exc}")
 

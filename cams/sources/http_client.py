@@ -114,8 +114,9 @@ def fetch_window(
             client.close()
 
 
-def _get_page(spec: ApiSpec, client: httpx.Client, params: dict[str, str], stats: FetchStats,
-              sleep: Callable[[float], None]) -> dict:
+def _get_page(
+    spec: ApiSpec, client: httpx.Client, params: dict[str, str], stats: FetchStats, sleep: Callable[[float], None]
+) -> dict:
     url = spec.base_url.rstrip("/") + spec.path
     for attempt in range(spec.max_retries + 1):
         delay = min(spec.backoff_cap_s, spec.backoff_base_s * (2**attempt))

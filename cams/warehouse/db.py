@@ -140,9 +140,10 @@ def insert_frame(conn: Connection, table: Table, frame: Any) -> int:
         for start in range(0, len(frame), CHUNK_ROWS * 5):
             part = frame.iloc[start : start + CHUNK_ROWS * 5]
             data = part.to_csv(index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S.%f%z")
-            with dbapi.cursor() as cur, cur.copy(
-                f"COPY \"{table.name}\" ({col_sql}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
-            ) as cp:
+            with (
+                dbapi.cursor() as cur,
+                cur.copy(f"COPY \"{table.name}\" ({col_sql}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as cp,
+            ):
                 cp.write(data)
         return len(frame)
     stmt = table.insert()

@@ -1,0 +1,227 @@
+"""Dagster for real: the definitions graph, materialization on each backend (with a dagster-postgres
+instance on PostgreSQL), the drop-files sensor with cursors, and the daily schedule."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from cams import config as cams_config
+from cams.simulator.drops import write_drops
+from cams.simulator.scenario import serve
+from pipelines.definitions import DAILY_JOB, build_definitions
+from pipelines.runner import run_range, summarize
+from tests.conftest import PG_URL
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def files_cfg(root: Path, start: str = "2026-03-01") -> cams_config.CamsConfig:
+    return cams_config.parse(
+        {
+            "sources": {s: {"mode": "files", "drop_dir": str(root / s)} for s in ("relaycore", "auterity")},
+            "partitions": {"start_date": start},
+        }
+    )
+
+
+@pytest.fixture
+def instance(db_url: str, tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    """Ephemeral instance beside a SQLite warehouse; a dagster-postgres instance beside PostgreSQL."""
+    if not db_url.startswith("postgresql"):
+        with dg.instance_for_test() as inst:
+            yield inst
+        return
+    base = PG_URL.rsplit("/", 1)[0]  # type: ignore[union-attr]
+    name = f"cams_dagster_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(
+        f"{base}/postgres".replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    # dagster-postgres's NOTIFY statement needs client-side binding: the psycopg2 driver (see
+    # docs/operations.md); the warehouse itself uses psycopg 3 and COPY.
+    pg2 = base.replace("postgresql://", "postgresql+psycopg2://")
+    (home / "dagster.yaml").write_text(
+        f"storage:\n  postgres:\n    postgres_url: {pg2}/{name}\ntelemetry:\n  enabled: false\n"
+    )
+    inst = dg.DagsterInstance.from_config(str(home))
+    try:
+        assert type(inst.run_storage).__name__ == "PostgresRunStorage"
+        yield inst
+    finally:
+        inst.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def test_definitions_graph_is_the_map(tmp_path: Path) -> None:
+    defs = build_definitions(files_cfg(tmp_path), f"sqlite:///{tmp_path / 'w.db'}")
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {"price_book", "relaycore_usage", "auterity_spans", "cost_tracking", "cost_daily_rollups"}
+    deps = {
+        k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()
+    }
+    assert deps["cost_tracking"] == {"relaycore_usage", "price_book"}
+    assert deps["cost_daily_rollups"] == {"cost_tracking"}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description and len(node.description) > 40, key
+        assert node.owners and node.kinds, key
+        assert node.group_name in {"pricing", "ingestion", "costs"}
+    checks = {c.name for c in graph.asset_check_keys}
+    assert {"relaycore_valid", "auterity_valid", "cost_non_negative", "unpriced_share"} <= checks
+    assert defs.resolve_job_def(DAILY_JOB).partitions_def is not None
+    assert defs.resolve_schedule_def("daily_usage_schedule") and defs.resolve_sensor_def("drop_files_sensor")
+
+
+def test_dagster_definitions_validate_cli(tmp_path: Path) -> None:
+    env = {**os.environ, "CAMS_DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}", "DAGSTER_HOME": str(tmp_path)}
+    env.pop("CAMS_CONFIG", None)
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-w", str(REPO / "workspace.yaml")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Validation successful" in out.stderr + out.stdout
+
+
+def test_materialize_range_files_twice_same_totals(db_url, instance, tmp_path, small_sim, sim_days) -> None:  # type: ignore[no-untyped-def]
+    write_drops(small_sim, tmp_path / "drop")
+    defs = build_definitions(files_cfg(tmp_path / "drop"), db_url)
+    summary = run_range(sim_days[0], sim_days[-1], instance, defs)
+    truth = [small_sim.faults.day(d) for d in sim_days]
+    rc = summary["records"]["relaycore"]
+    assert rc["accepted"] == sum(t["requests"] for t in truth)
+    assert rc["duplicates"] == sum(t["duplicates"] for t in truth)
+    assert rc["quarantined"] == sum(t["malformed"] for t in truth)
+    assert rc["read"] == rc["accepted"] + rc["duplicates"] + rc["quarantined"]
+    assert summary["unpriced_requests"] == sum(t["unpriced"] for t in truth)
+    assert Decimal(summary["cost_usd"]) > 0
+    # RelayCore's charge equals the book except the injected drift and the unpriced model's guess
+    assert Decimal(summary["relaycore_charged_usd"]) > Decimal(summary["cost_usd"])
+    # A single-run backfill: one run covered both partitions
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=DAILY_JOB))
+    assert len(runs) == 1 and runs[0].tags["dagster/asset_partition_range_end"] == sim_days[-1].isoformat()
+    mats = instance.fetch_materializations(dg.AssetKey("cost_tracking"), limit=10).records
+    assert {m.partition_key for m in mats} == {d.isoformat() for d in sim_days}
+    again = run_range(sim_days[0], sim_days[-1], instance, defs)
+    engine = defs.resources["warehouse"].engine()
+    assert summarize(engine, sim_days[0], sim_days[-1]) != {}
+    assert again["cost_usd"] == summary["cost_usd"] and again["records"] == summary["records"]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from cost_tracking")).scalar_one() == rc["accepted"]
+
+
+def test_materialize_from_the_http_apis(db_url, instance, tmp_path, small_sim, sim_days, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("T_RC_KEY", "rk")
+    monkeypatch.setenv("T_AU_KEY", "ak")
+    served = serve(small_sim, "rk", "ak")
+    try:
+        cfg = cams_config.parse(
+            {
+                "sources": {
+                    "relaycore": {
+                        "mode": "api",
+                        "base_url": served.relaycore.base_url,
+                        "api_key_env": "T_RC_KEY",
+                        "page_size": 100,
+                    },
+                    "auterity": {
+                        "mode": "api",
+                        "base_url": served.auterity.base_url,
+                        "api_key_env": "T_AU_KEY",
+                        "page_size": 100,
+                    },
+                },
+                "partitions": {"start_date": "2026-03-01"},
+            }
+        )
+        defs = build_definitions(cfg, db_url)
+        summary = run_range(sim_days[0], sim_days[-1], instance, defs)
+    finally:
+        served.stop()
+    truth = [small_sim.faults.day(d) for d in sim_days]
+    assert summary["records"]["relaycore"]["accepted"] == sum(t["requests"] for t in truth)
+    spans = summary["records"]["auterity"]
+    assert spans["accepted"] == sum(t["requests"] - t["missing_span"] + t["orphan_span"] for t in truth)
+
+
+def test_a_failing_source_fails_the_run_and_is_recorded(db_url, instance, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from datetime import date
+
+    from pipelines.runner import RunError
+
+    monkeypatch.setenv("T_RC_KEY", "wrong")
+    cfg = cams_config.parse(
+        {
+            "sources": {
+                "relaycore": {
+                    "mode": "api",
+                    "base_url": "http://127.0.0.1:9",
+                    "api_key_env": "T_RC_KEY",
+                    "max_retries": 1,
+                }
+            },
+            "partitions": {"start_date": "2026-03-01"},
+        }
+    )
+    defs = build_definitions(cfg, db_url)
+    with pytest.raises(RunError, match="relaycore"):
+        run_range(date(2026, 3, 2), date(2026, 3, 2), instance, defs)
+    with defs.resources["warehouse"].engine().connect() as conn:
+        status = conn.execute(sa.text("select status from cost_sync_history where source='relaycore'")).scalars().all()
+    assert status == ["failed"]
+
+
+def test_drop_files_sensor_with_cursor(tmp_path: Path, small_sim, sim_days) -> None:  # type: ignore[no-untyped-def]
+    dirs = write_drops(small_sim, tmp_path / "drop")
+    defs = build_definitions(files_cfg(tmp_path / "drop"), f"sqlite:///{tmp_path / 'w.db'}")
+    sensor = defs.resolve_sensor_def("drop_files_sensor")
+    resources = {k: defs.resources[k] for k in ("relaycore", "auterity")}
+    with dg.instance_for_test() as inst:
+        first = sensor(dg.build_sensor_context(instance=inst, resources=resources))
+        keys = sorted(r.partition_key for r in first.run_requests)
+        # the late files of the last day hold that day's records: no day outside the simulation
+        assert keys == [d.isoformat() for d in sim_days]
+        cursor = first.cursor
+        again = sensor(dg.build_sensor_context(instance=inst, cursor=cursor, resources=resources))
+        assert isinstance(again, dg.SkipReason)
+        # one new file for the second day only
+        line = json.dumps({**small_sim.relaycore[-1], "request_id": "late-arrival"})
+        (dirs["relaycore"] / "extra.jsonl").write_text(line + "\n")
+        third = sensor(dg.build_sensor_context(instance=inst, cursor=cursor, resources=resources))
+        assert [r.partition_key for r in third.run_requests] == [sim_days[-1].isoformat()]
+        assert third.run_requests[0].run_key not in {r.run_key for r in first.run_requests}
+
+
+def test_daily_schedule_settles_yesterday(tmp_path: Path) -> None:
+    defs = build_definitions(files_cfg(tmp_path), f"sqlite:///{tmp_path / 'w.db'}")
+    schedule = defs.resolve_schedule_def("daily_usage_schedule")
+    with dg.instance_for_test() as inst:
+        ctx = dg.build_schedule_context(
+            instance=inst,
+            repository_def=defs.get_repository_def(),
+            scheduled_execution_time=datetime(2026, 4, 10, 0, 15, tzinfo=UTC),
+        )
+        requests = schedule.evaluate_tick(ctx).run_requests
+    assert [r.partition_key for r in requests] == ["2026-04-09"]
