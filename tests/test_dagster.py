@@ -225,3 +225,58 @@ def test_daily_schedule_settles_yesterday(tmp_path: Path) -> None:
         )
         requests = schedule.evaluate_tick(ctx).run_requests
     assert [r.partition_key for r in requests] == ["2026-04-09"]
+
+
+def test_cams_run_cli_json(tmp_path: Path, small_sim, sim_days) -> None:  # type: ignore[no-untyped-def]
+    """The command a cron runs: headless, one JSON object as its last line, errors as one line."""
+    write_drops(small_sim, tmp_path / "drop")
+    (tmp_path / "cams.yaml").write_text(
+        json.dumps(
+            {
+                "sources": {
+                    s: {"mode": "files", "drop_dir": str(tmp_path / "drop" / s)} for s in ("relaycore", "auterity")
+                },
+                "partitions": {"start_date": "2026-03-01"},
+            }
+        )
+    )
+    env = {
+        **os.environ,
+        "CAMS_CONFIG": str(tmp_path / "cams.yaml"),
+        "DAGSTER_HOME": str(tmp_path / "dh"),
+        "CAMS_DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}",
+    }
+    (tmp_path / "dh").mkdir()
+    cams = str(Path(sys.executable).with_name("cams"))
+    out = subprocess.run(
+        [cams, "run", "--start", sim_days[0].isoformat(), "--end", sim_days[-1].isoformat(), "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(summary) >= {
+        "start",
+        "end",
+        "records",
+        "cost_usd",
+        "relaycore_charged_usd",
+        "unpriced_requests",
+        "reconciliation",
+        "alerts_fired",
+        "budgets",
+    }
+    assert summary["records"]["relaycore"]["accepted"] == sum(small_sim.faults.day(d)["requests"] for d in sim_days)
+    assert Decimal(summary["cost_usd"]) > 0 and isinstance(summary["cost_usd"], str)
+    bad = subprocess.run(
+        [cams, "run", "--start", "2026-03-05", "--end", "2026-03-01"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "before" in bad.stderr and "Traceback" not in bad.stderr
