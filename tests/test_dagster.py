@@ -280,3 +280,18 @@ def test_cams_run_cli_json(tmp_path: Path, small_sim, sim_days) -> None:  # type
         timeout=300,
     )
     assert bad.returncode == 2 and "before" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("backend", [b for b in ("postgresql",) if PG_URL])
+def test_production_dagster_yaml_loads_on_postgres(backend: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The committed dagster.yaml: dagster-postgres storage from DAGSTER_PG_URL, a queued coordinator."""
+    base = PG_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://")  # type: ignore[union-attr]
+    monkeypatch.setenv("DAGSTER_PG_URL", PG_URL.replace("postgresql://", "postgresql+psycopg2://"))  # type: ignore[union-attr]
+    (tmp_path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    inst = dg.DagsterInstance.from_config(str(tmp_path))
+    try:
+        assert type(inst.run_storage).__name__ == "PostgresRunStorage"
+        assert type(inst.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert base.startswith("postgresql+psycopg2://")
+    finally:
+        inst.dispose()
