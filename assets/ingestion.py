@@ -89,64 +89,79 @@ def _ingest(
     )
 
 
+AUTERITY_COLUMNS = dg.TableSchema(
+    columns=[
+        dg.TableColumn("day", "date", description="UTC day of start_time (partition)"),
+        dg.TableColumn("span_id", "string", description="unique per span (deduplicated)"),
+        dg.TableColumn("relaycore_request_id", "string", description="join key to relaycore_usage"),
+        dg.TableColumn("response_model", "string", description="gen_ai.response.model"),
+        dg.TableColumn("input_tokens", "bigint"),
+        dg.TableColumn("output_tokens", "bigint"),
+        dg.TableColumn("duration_ms", "bigint"),
+        dg.TableColumn("status_code", "string"),
+        dg.TableColumn("quality_score", "float", description="auterity.quality.score, 0..1"),
+        dg.TableColumn("feedback", "int", description="auterity.feedback, +1 / -1"),
+    ]
+)
+
+
+def _landing_asset(
+    partitions: dg.PartitionsDefinition,
+    source: str,
+    table: str,
+    description: str,
+    columns: dg.TableSchema,
+    valid: str,
+    expectations: list,
+) -> dg.AssetsDefinition:
+    """One landing asset per source: same shape, its own resource, table, checks and expectations."""
+
+    @dg.asset(
+        name=table,
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name="ingestion",
+        kinds={"python", "sql"},
+        owners=OWNERS,
+        description=description,
+        metadata={"dagster/column_schema": columns, "table": table},
+        required_resource_keys={source, "warehouse"},
+        check_specs=[
+            dg.AssetCheckSpec(f"{source}_valid", asset=table, blocking=True, description=f"GX: {valid}"),
+            dg.AssetCheckSpec(
+                f"{source}_quarantine_share",
+                asset=table,
+                description=f"warns when over {QUARANTINE_WARN_SHARE:.0%} of lines are quarantined",
+            ),
+        ],
+    )
+    def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        return _ingest(context, getattr(context.resources, source), context.resources.warehouse, expectations)
+
+    return _asset
+
+
 def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    @dg.asset(
-        name="relaycore_usage",
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name="ingestion",
-        kinds={"python", "sql"},
-        owners=OWNERS,
-        description="RelayCore usage records (SPEC §2.1) landed per UTC day: validated, deduplicated on "
-        "request_id (latest copy wins), bad lines quarantined with their reason. Table "
-        "`relaycore_usage`; read = accepted + duplicates + quarantined.",
-        metadata={"dagster/column_schema": RELAYCORE_COLUMNS, "table": "relaycore_usage"},
-        check_specs=[
-            dg.AssetCheckSpec(
-                "relaycore_valid",
-                asset="relaycore_usage",
-                blocking=True,
-                description="GX: unique request ids, tokens >= 0, known tiers and statuses",
-            ),
-            dg.AssetCheckSpec(
-                "relaycore_quarantine_share",
-                asset="relaycore_usage",
-                description=f"warns when over {QUARANTINE_WARN_SHARE:.0%} of lines are quarantined",
-            ),
-        ],
-    )
-    def relaycore_usage(
-        context: dg.AssetExecutionContext, relaycore: UsageSourceResource, warehouse: WarehouseResource
-    ) -> dg.MaterializeResult:
-        return _ingest(context, relaycore, warehouse, RELAYCORE_EXPECTATIONS)
-
-    @dg.asset(
-        name="auterity_spans",
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name="ingestion",
-        kinds={"python", "sql"},
-        owners=OWNERS,
-        description="Auterity OpenTelemetry GenAI spans (SPEC §2.2) landed per UTC day of start_time: tokens, "
-        "latency, quality score and feedback, joined to RelayCore by relaycore.request_id.",
-        metadata={"table": "auterity_spans"},
-        check_specs=[
-            dg.AssetCheckSpec(
-                "auterity_valid",
-                asset="auterity_spans",
-                blocking=True,
-                description="GX: unique span ids, quality in [0, 1], durations >= 0",
-            ),
-            dg.AssetCheckSpec(
-                "auterity_quarantine_share",
-                asset="auterity_spans",
-                description=f"warns when over {QUARANTINE_WARN_SHARE:.0%} of lines are quarantined",
-            ),
-        ],
-    )
-    def auterity_spans(
-        context: dg.AssetExecutionContext, auterity: UsageSourceResource, warehouse: WarehouseResource
-    ) -> dg.MaterializeResult:
-        return _ingest(context, auterity, warehouse, AUTERITY_EXPECTATIONS)
-
-    return [relaycore_usage, auterity_spans]
+    return [
+        _landing_asset(
+            partitions,
+            "relaycore",
+            "relaycore_usage",
+            "RelayCore usage records (SPEC §2.1) landed per UTC day: validated, deduplicated on request_id "
+            "(latest copy wins), bad lines quarantined with their reason. Table `relaycore_usage`; "
+            "read = accepted + duplicates + quarantined.",
+            RELAYCORE_COLUMNS,
+            "unique request ids, tokens >= 0, known tiers and statuses",
+            RELAYCORE_EXPECTATIONS,
+        ),
+        _landing_asset(
+            partitions,
+            "auterity",
+            "auterity_spans",
+            "Auterity OpenTelemetry GenAI spans (SPEC §2.2) landed per UTC day of start_time: tokens, latency, "
+            "quality score and feedback, joined to RelayCore by relaycore.request_id.",
+            AUTERITY_COLUMNS,
+            "unique span ids, quality in [0, 1], durations >= 0",
+            AUTERITY_EXPECTATIONS,
+        ),
+    ]

@@ -52,18 +52,18 @@ def instance(db_url: str, tmp_path: Path) -> Iterator[dg.DagsterInstance]:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     home = tmp_path / "dagster_home"
     home.mkdir()
-    # dagster-postgres's NOTIFY statement needs client-side binding: the psycopg2 driver (see
-    # docs/operations.md); the warehouse itself uses psycopg 3 and COPY.
-    pg2 = base.replace("postgresql://", "postgresql+psycopg2://")
-    (home / "dagster.yaml").write_text(
-        f"storage:\n  postgres:\n    postgres_url: {pg2}/{name}\ntelemetry:\n  enabled: false\n"
-    )
+    # The committed production dagster.yaml, with DAGSTER_PG_URL on the psycopg2 driver:
+    # dagster-postgres's NOTIFY needs client-side binding (see docs/operations.md).
+    os.environ["DAGSTER_PG_URL"] = f"{base.replace('postgresql://', 'postgresql+psycopg2://')}/{name}"
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
     inst = dg.DagsterInstance.from_config(str(home))
     try:
         assert type(inst.run_storage).__name__ == "PostgresRunStorage"
+        assert type(inst.run_coordinator).__name__ == "QueuedRunCoordinator"
         yield inst
     finally:
         inst.dispose()
+        os.environ.pop("DAGSTER_PG_URL", None)
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
         admin.dispose()
@@ -280,18 +280,3 @@ def test_cams_run_cli_json(tmp_path: Path, small_sim, sim_days) -> None:  # type
         timeout=300,
     )
     assert bad.returncode == 2 and "before" in bad.stderr and "Traceback" not in bad.stderr
-
-
-@pytest.mark.parametrize("backend", [b for b in ("postgresql",) if PG_URL])
-def test_production_dagster_yaml_loads_on_postgres(backend: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """The committed dagster.yaml: dagster-postgres storage from DAGSTER_PG_URL, a queued coordinator."""
-    base = PG_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://")  # type: ignore[union-attr]
-    monkeypatch.setenv("DAGSTER_PG_URL", PG_URL.replace("postgresql://", "postgresql+psycopg2://"))  # type: ignore[union-attr]
-    (tmp_path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
-    inst = dg.DagsterInstance.from_config(str(tmp_path))
-    try:
-        assert type(inst.run_storage).__name__ == "PostgresRunStorage"
-        assert type(inst.run_coordinator).__name__ == "QueuedRunCoordinator"
-        assert base.startswith("postgresql+psycopg2://")
-    finally:
-        inst.dispose()
