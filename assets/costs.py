@@ -64,7 +64,7 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
         except pricebook_store.PriceBookMissing as exc:
             raise dg.Failure(description=str(exc)) from exc
         first, last = window.start.date(), window.end.date()
-        summary = cost_partition(engine, first, last, book)
+        summary = cost_partition(engine, first, last, book, context.run_id)
         with engine.connect() as conn:
             ct = t.cost_tracking
             frame = pd.DataFrame(

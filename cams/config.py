@@ -49,6 +49,7 @@ class CamsConfig:
     budgets: list[dict[str, Any]] = field(default_factory=list)
     selection: dict[str, Any] = field(default_factory=dict)
     alerts: dict[str, Any] = field(default_factory=dict)
+    reconciliation: dict[str, Any] = field(default_factory=dict)
     partitions_start: str = DEFAULT_PARTITIONS_START
     path: str | None = None
 
@@ -105,9 +106,31 @@ def parse(data: dict[str, Any] | None, path: str | None = None) -> CamsConfig:
         budgets=list(data.get("budgets") or []),
         selection=dict(data.get("selection") or {}),
         alerts=dict(data.get("alerts") or {}),
+        reconciliation=_reconciliation(data.get("reconciliation") or {}),
         partitions_start=start,
         path=path,
     )
+
+
+RECONCILIATION_DEFAULTS = {
+    "abs_tolerance_usd": 0.0001,
+    "rel_tolerance": 0.01,
+    "trailing_days": 3,
+    "at_risk_warn_share": 0.02,
+}
+
+
+def _reconciliation(raw: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(raw) - set(RECONCILIATION_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"reconciliation: unknown keys {sorted(unknown)}")
+    out = {**RECONCILIATION_DEFAULTS, **raw}
+    for key in ("abs_tolerance_usd", "rel_tolerance", "at_risk_warn_share"):
+        if not isinstance(out[key], int | float) or out[key] < 0:
+            raise ConfigError(f"reconciliation.{key} must be a number >= 0")
+    if not isinstance(out["trailing_days"], int) or not 1 <= out["trailing_days"] <= 60:
+        raise ConfigError("reconciliation.trailing_days must be a whole number from 1 to 60")
+    return out
 
 
 def config_path() -> Path:

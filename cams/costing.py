@@ -7,6 +7,7 @@ a group is then costed by numpy arithmetic. A model without a price in force is 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -18,7 +19,7 @@ from sqlalchemy import Engine, Integer, and_, func, insert, select
 from cams.pricing.book import PriceBook
 from cams.pricing.cost import token_cost
 from cams.warehouse import schema as t
-from cams.warehouse.db import insert_frame, replace_rows
+from cams.warehouse.db import insert_frame, insert_rows, replace_rows
 
 TOKEN_COLS = ["input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_input_tokens", "reasoning_tokens"]
 
@@ -76,8 +77,29 @@ def _days_clause(table, first: date, last_exclusive: date):  # type: ignore[no-u
     return and_(table.c.day >= first, table.c.day < last_exclusive)
 
 
-def cost_partition(engine: Engine, first: date, last_exclusive: date, book: PriceBook) -> CostSummary:
-    """Recompute cost_tracking for [first, last_exclusive) from relaycore_usage; replace those days."""
+def _day_costs(conn, first: date, last_exclusive: date) -> dict[date, tuple[int, float, list[str]]]:  # type: ignore[no-untyped-def]
+    ct = t.cost_tracking
+    rows = conn.execute(
+        select(ct.c.day, ct.c.price_id, func.count(), func.coalesce(func.sum(ct.c.cost_usd), 0))
+        .where(_days_clause(ct, first, last_exclusive))
+        .group_by(ct.c.day, ct.c.price_id)
+    ).all()
+    out: dict[date, tuple[int, float, list[str]]] = {}
+    for day, price_id, n, cost in rows:
+        day = day if isinstance(day, date) else date.fromisoformat(str(day))
+        count, total, ids = out.get(day, (0, 0.0, []))
+        out[day] = (count + int(n), total + float(cost), sorted([*ids, price_id]) if price_id else ids)
+    return out
+
+
+def cost_partition(
+    engine: Engine, first: date, last_exclusive: date, book: PriceBook, run_id: str | None = None
+) -> CostSummary:
+    """Recompute cost_tracking for [first, last_exclusive) from relaycore_usage; replace those days.
+
+    A day whose figures changed since it was last costed (new prices, late records) gets a
+    `cost_recomputations` row with the figures before and after, so a recomputation stays traceable.
+    """
     src = t.relaycore_usage
     cols = [
         "day",
@@ -104,8 +126,27 @@ def cost_partition(engine: Engine, first: date, last_exclusive: date, book: Pric
     costed = compute_costs(frame, book)
     costed["computed_at"] = datetime.now(UTC)
     with engine.begin() as conn:
+        before = _day_costs(conn, first, last_exclusive)
         replace_rows(conn, t.cost_tracking, _days_clause(t.cost_tracking, first, last_exclusive), [])
         insert_frame(conn, t.cost_tracking, costed[[c.name for c in t.cost_tracking.columns]])
+        after = _day_costs(conn, first, last_exclusive)
+        now = datetime.now(UTC)
+        changed = [
+            {
+                "day": d,
+                "rows_before": before[d][0],
+                "rows_after": after.get(d, (0, 0.0, []))[0],
+                "cost_before_usd": round(before[d][1], 10),
+                "cost_after_usd": round(after.get(d, (0, 0.0, []))[1], 10),
+                "price_ids_before": json.dumps(before[d][2]),
+                "price_ids_after": json.dumps(after.get(d, (0, 0, []))[2]),
+                "run_id": run_id,
+                "recomputed_at": now,
+            }
+            for d in sorted(before)
+            if before[d][2] != after.get(d, (0, 0.0, []))[2] or abs(before[d][1] - after.get(d, (0, 0.0, []))[1]) > 1e-9
+        ]
+        insert_rows(conn, t.cost_recomputations, changed)
     by_model = costed.groupby("model")["cost_usd"].sum().sort_values(ascending=False)
     unpriced = costed.loc[costed["unpriced"], "model"]
     return CostSummary(

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, select, true
+from sqlalchemy import Engine, delete, select, update
 
 from cams.pricing.book import PriceBook, PriceEntry, to_utc
 from cams.warehouse import schema as t
-from cams.warehouse.db import replace_rows
+from cams.warehouse.db import chunks, insert_rows
 
 _RATE_COLUMNS = (
     "input_cost_per_token",
@@ -27,7 +27,11 @@ class PriceBookMissing(RuntimeError):
 
 
 def store(engine: Engine, book: PriceBook) -> int:
-    """Replace model_cost_profiles with the book (history stays in each entry's window)."""
+    """Load the book into model_cost_profiles.
+
+    Rows of this book are replaced by id; a row the book no longer has is kept with `retired_at`
+    set, so every price_id a cost row ever recorded still resolves to the prices it used.
+    """
     now = datetime.now(UTC)
     version = book.meta.get("version")
     rows: list[dict[str, Any]] = []
@@ -47,15 +51,21 @@ def store(engine: Engine, book: PriceBook) -> int:
         }
         row.update({c: e.prices.get(c) for c in _RATE_COLUMNS})
         rows.append(row)
+    mcp = t.model_cost_profiles
+    ids = [r["price_id"] for r in rows]
     with engine.begin() as conn:
-        replace_rows(conn, t.model_cost_profiles, true(), rows)
+        conn.execute(update(mcp).where(mcp.c.retired_at.is_(None)).values(retired_at=now))
+        for batch in chunks(ids, 5_000):
+            conn.execute(delete(mcp).where(mcp.c.price_id.in_(batch)))
+        insert_rows(conn, mcp, ({**r, "retired_at": None} for r in rows))
     return len(rows)
 
 
 def load(engine: Engine) -> PriceBook:
     """The book as stored; raises PriceBookMissing when none was loaded yet."""
     with engine.connect() as conn:
-        rows = conn.execute(select(t.model_cost_profiles)).mappings().all()
+        mcp = t.model_cost_profiles
+        rows = conn.execute(select(mcp).where(mcp.c.retired_at.is_(None))).mappings().all()
     if not rows:
         raise PriceBookMissing("model_cost_profiles is empty: materialize the price_book asset first")
     entries = [

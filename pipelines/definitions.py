@@ -7,6 +7,7 @@ import dagster as dg
 from assets.costs import build_cost_assets
 from assets.ingestion import build_ingestion_assets
 from assets.pricing import price_book
+from assets.reconciliation import build_reconciliation_assets
 from cams import config as cams_config
 from pipelines.schedules import build_daily_schedule
 from pipelines.sensors import build_drop_files_sensor
@@ -26,20 +27,21 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
     partitions = daily_partitions(cfg.partitions_start)
     ingestion = build_ingestion_assets(partitions)
     costs = build_cost_assets(partitions)
+    recon = build_reconciliation_assets(partitions, cfg.reconciliation)
     daily_job = dg.define_asset_job(
         DAILY_JOB,
-        selection=[a.key for a in (*ingestion, *costs)],
+        selection=[a.key for a in (*ingestion, *costs, *recon)],
         partitions_def=partitions,
-        description="Land both sources for the partition's days, cost every request, roll up.",
+        description="Land both sources for the partition's days, cost every request, roll up, reconcile.",
     )
     price_job = dg.define_asset_job(
         PRICE_BOOK_JOB, selection=[price_book.key], description="Reload the price book from the snapshot and cams.yaml."
     )
     return dg.Definitions(
-        assets=[price_book, *ingestion, *costs],
+        assets=[price_book, *ingestion, *costs, *recon],
         jobs=[daily_job, price_job],
         schedules=[
-            build_daily_schedule(daily_job, partitions),
+            build_daily_schedule(daily_job, partitions, int(cfg.reconciliation["trailing_days"])),
             dg.ScheduleDefinition(
                 name="price_book_schedule",
                 job=price_job,

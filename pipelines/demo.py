@@ -75,7 +75,7 @@ def main(args: Any) -> int:
         instance = instance_for(home / "dagster_home")
         _say(
             "[3/4] materializing price_book, then relaycore_usage, auterity_spans, cost_tracking and "
-            f"cost_daily_rollups for {first} .. {last} in one run ..."
+            f"cost_daily_rollups and cost_reconciliation for {first} .. {last} in one run ..."
         )
         summary = run_range(first, last, instance, defs, progress=lambda m: _say(f"      {m}"))
     except RunError as exc:
@@ -117,6 +117,13 @@ def _print_summary(engine: Engine, summary: dict[str, Any], first: Any, last: An
             .group_by(r.c.model)
             .order_by(func.sum(r.c.cost_usd).desc())
         ).all()
+        rs = t.cost_reconciliation_summary
+        recon = conn.execute(
+            select(rs.c.category, func.sum(rs.c.requests), func.sum(rs.c.at_risk_usd))
+            .where((rs.c.day >= first) & (rs.c.day < last))
+            .group_by(rs.c.category)
+            .order_by(func.sum(rs.c.requests).desc())
+        ).all()
         q = t.quarantine
         reasons = conn.execute(
             select(q.c.source, q.c.reason, func.count())
@@ -146,6 +153,9 @@ def _print_summary(engine: Engine, summary: dict[str, Any], first: Any, last: An
         else:
             drift = f"{(charged_f - cost_f) / cost_f:+.1%}" if cost_f else "n/a"
         _say(f"    {model:32s} {int(n):>8,}  {cost_f:>10,.2f}  {charged_f:>12,.2f}   {drift}")
+    _say("\n  reconciliation (RelayCore vs Auterity vs the price book)    requests   at risk USD")
+    for category, n, at_risk in recon:
+        _say(f"    {category:56s} {int(n):>8,}  {float(at_risk or 0):>11,.2f}")
     _say("\n  quarantined lines by reason")
     for source, reason, n in reasons[:8]:
         _say(f"    {source:9s} {n:>4}  {reason[:80]}")

@@ -16,12 +16,12 @@ import dagster as dg
 from sqlalchemy import Engine, Integer, and_, func, select
 
 from cams import config as cams_config
+from cams.reconcile import CATEGORIES
 from cams.warehouse import schema as t
 from pipelines.definitions import DAILY_JOB, PRICE_BOOK_JOB, build_definitions
+from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 class RunError(RuntimeError):
@@ -102,6 +102,14 @@ def summarize(engine: Engine, start: date, end: date, run_id: str | None = None)
                 func.sum(ct.c.cost_usd), func.sum(ct.c.charged_usd), func.sum(func.cast(ct.c.unpriced, Integer))
             ).where(in_range)
         ).one()
+        rs = t.cost_reconciliation_summary
+        recon = dict.fromkeys(CATEGORIES, 0)
+        rows = conn.execute(
+            select(rs.c.category, func.sum(rs.c.requests))
+            .where(rs.c.day >= start, rs.c.day < last)
+            .group_by(rs.c.category)
+        ).all()
+        recon.update({c: int(n) for c, n in rows})
     return {
         "start": start.isoformat(),
         "end": end.isoformat(),
@@ -109,7 +117,7 @@ def summarize(engine: Engine, start: date, end: date, run_id: str | None = None)
         "cost_usd": _money(cost),
         "relaycore_charged_usd": _money(charged),
         "unpriced_requests": int(unpriced or 0),
-        "reconciliation": {},
+        "reconciliation": recon,
         "alerts_fired": 0,
         "budgets": [],
     }

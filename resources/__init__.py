@@ -16,5 +16,5 @@ def build_resources(cfg: cams_config.CamsConfig, database_url: str | None = None
         "warehouse": WarehouseResource(database_url=database_url or cams_config.database_url()),
         "relaycore": UsageSourceResource.from_config(cfg.sources["relaycore"]),
         "auterity": UsageSourceResource.from_config(cfg.sources["auterity"]),
-        "pricing": PricingSourceResource(config_path=cfg.path or ""),
+        "pricing": PricingSourceResource.from_config(cfg),
     }

@@ -1,6 +1,7 @@
-"""The price book source as a resource: packaged LiteLLM snapshot plus cams.yaml overrides."""
+"""The price book source as a resource: packaged LiteLLM snapshot plus cams.yaml's pricing section."""
 
-from __future__ import annotations
+import json
+from typing import Any
 
 import dagster as dg
 
@@ -10,10 +11,14 @@ from cams.pricing.quote import load_book
 
 
 class PricingSourceResource(dg.ConfigurableResource):
-    """Where prices come from: `config_path` (cams.yaml; empty means defaults only)."""
+    """cams.yaml `pricing` (snapshot, overrides, discounts) as JSON, so any deployment can set it."""
 
-    config_path: str = ""
+    pricing_json: str = "{}"
+
+    @classmethod
+    def from_config(cls, cfg: cams_config.CamsConfig) -> "PricingSourceResource":
+        return cls(pricing_json=json.dumps(cfg.pricing, default=str, sort_keys=True))
 
     def build(self) -> PriceBook:
-        cfg = cams_config.load(self.config_path) if self.config_path else cams_config.parse({})
-        return load_book(cfg)
+        pricing: dict[str, Any] = json.loads(self.pricing_json)
+        return load_book(cams_config.parse({"pricing": pricing}))

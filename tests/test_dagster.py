@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from cams import config as cams_config
+from cams.reconcile import CATEGORIES
 from cams.simulator.drops import write_drops
 from cams.simulator.scenario import serve
 from pipelines.definitions import DAILY_JOB, build_definitions
@@ -73,19 +74,33 @@ def test_definitions_graph_is_the_map(tmp_path: Path) -> None:
     defs = build_definitions(files_cfg(tmp_path), f"sqlite:///{tmp_path / 'w.db'}")
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"price_book", "relaycore_usage", "auterity_spans", "cost_tracking", "cost_daily_rollups"}
+    assert keys == {
+        "price_book",
+        "relaycore_usage",
+        "auterity_spans",
+        "cost_tracking",
+        "cost_daily_rollups",
+        "cost_reconciliation",
+    }
     deps = {
         k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()
     }
     assert deps["cost_tracking"] == {"relaycore_usage", "price_book"}
     assert deps["cost_daily_rollups"] == {"cost_tracking"}
+    assert deps["cost_reconciliation"] == {"cost_tracking", "auterity_spans"}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 40, key
         assert node.owners and node.kinds, key
-        assert node.group_name in {"pricing", "ingestion", "costs"}
+        assert node.group_name in {"pricing", "ingestion", "costs", "reconciliation"}
     checks = {c.name for c in graph.asset_check_keys}
-    assert {"relaycore_valid", "auterity_valid", "cost_non_negative", "unpriced_share"} <= checks
+    assert {
+        "relaycore_valid",
+        "auterity_valid",
+        "cost_non_negative",
+        "unpriced_share",
+        "dollars_at_risk_share",
+    } <= checks
     assert defs.resolve_job_def(DAILY_JOB).partitions_def is not None
     assert defs.resolve_schedule_def("daily_usage_schedule") and defs.resolve_sensor_def("drop_files_sensor")
 
@@ -116,6 +131,7 @@ def test_materialize_range_files_twice_same_totals(db_url, instance, tmp_path, s
     assert rc["quarantined"] == sum(t["malformed"] for t in truth)
     assert rc["read"] == rc["accepted"] + rc["duplicates"] + rc["quarantined"]
     assert summary["unpriced_requests"] == sum(t["unpriced"] for t in truth)
+    assert summary["reconciliation"] == {c: sum(t[f"expect_{c}"] for t in truth) for c in CATEGORIES}
     assert Decimal(summary["cost_usd"]) > 0
     # RelayCore's charge equals the book except the injected drift and the unpriced model's guess
     assert Decimal(summary["relaycore_charged_usd"]) > Decimal(summary["cost_usd"])
@@ -164,6 +180,7 @@ def test_materialize_from_the_http_apis(db_url, instance, tmp_path, small_sim, s
     assert summary["records"]["relaycore"]["accepted"] == sum(t["requests"] for t in truth)
     spans = summary["records"]["auterity"]
     assert spans["accepted"] == sum(t["requests"] - t["missing_span"] + t["orphan_span"] for t in truth)
+    assert summary["reconciliation"] == {c: sum(t[f"expect_{c}"] for t in truth) for c in CATEGORIES}
 
 
 def test_a_failing_source_fails_the_run_and_is_recorded(db_url, instance, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -214,17 +231,25 @@ def test_drop_files_sensor_with_cursor(tmp_path: Path, small_sim, sim_days) -> N
         assert third.run_requests[0].run_key not in {r.run_key for r in first.run_requests}
 
 
-def test_daily_schedule_settles_yesterday(tmp_path: Path) -> None:
-    defs = build_definitions(files_cfg(tmp_path), f"sqlite:///{tmp_path / 'w.db'}")
+def test_daily_schedule_rechecks_the_trailing_window(tmp_path: Path) -> None:
+    cfg = cams_config.parse(
+        {**json.loads(json.dumps({"partitions": {"start_date": "2026-04-08"}})), "reconciliation": {"trailing_days": 3}}
+    )
+    defs = build_definitions(cfg, f"sqlite:///{tmp_path / 'w.db'}")
     schedule = defs.resolve_schedule_def("daily_usage_schedule")
     with dg.instance_for_test() as inst:
-        ctx = dg.build_schedule_context(
-            instance=inst,
-            repository_def=defs.get_repository_def(),
-            scheduled_execution_time=datetime(2026, 4, 10, 0, 15, tzinfo=UTC),
-        )
-        requests = schedule.evaluate_tick(ctx).run_requests
-    assert [r.partition_key for r in requests] == ["2026-04-09"]
+        for when, expected in [
+            (datetime(2026, 4, 20, 0, 15, tzinfo=UTC), ("2026-04-17", "2026-04-19")),
+            (datetime(2026, 4, 10, 0, 15, tzinfo=UTC), ("2026-04-08", "2026-04-09")),
+        ]:
+            ctx = dg.build_schedule_context(
+                instance=inst, repository_def=defs.get_repository_def(), scheduled_execution_time=when
+            )
+            (req,) = schedule.evaluate_tick(ctx).run_requests
+            assert (
+                req.tags["dagster/asset_partition_range_start"],
+                req.tags["dagster/asset_partition_range_end"],
+            ) == expected
 
 
 def test_cams_run_cli_json(tmp_path: Path, small_sim, sim_days) -> None:  # type: ignore[no-untyped-def]

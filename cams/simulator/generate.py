@@ -17,6 +17,7 @@ from typing import Any
 from cams.pricing.book import PriceBook
 from cams.pricing.cost import TokenUsage, request_cost
 from cams.pricing.snapshot import load_default
+from cams.reconcile import Tolerances
 
 ORGS: dict[str, dict[str, int]] = {
     "acme": {"search": 4, "support": 5, "platform": 3},
@@ -54,7 +55,7 @@ FALLBACK = {
 }
 DRIFT_MODEL = "gemini/gemini-2.5-flash"  # RelayCore over-charges this model from day 4 on
 DRIFT_FACTOR = Decimal("1.08")
-SIM_BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
+TOLERANCES = Tolerances()
 
 
 @dataclass
@@ -193,19 +194,37 @@ def generate(cfg: SimConfig, book: PriceBook | None = None) -> SimData:
             if rng.random() < cfg.late_rate:
                 late.add(request_id)
                 faults.add(day, "late")
-            if rng.random() < cfg.missing_span_rate:
+            missing = rng.random() < cfg.missing_span_rate
+            model_mm = token_mm = False
+            if missing:
                 faults.add(day, "missing_span")
-                continue
-            span = _span(rng, rec, quality, ts, latency)
-            attrs = span["attributes"]
-            r = rng.random()
-            if r < cfg.token_mismatch_rate:
-                attrs["gen_ai.usage.input_tokens"] = inp + rng.randint(5, 500)
-                faults.add(day, "token_mismatch")
-            elif r < cfg.token_mismatch_rate + cfg.model_mismatch_rate:
-                attrs["gen_ai.response.model"] = FALLBACK.get(model, "gpt-4o-mini")
-                faults.add(day, "model_mismatch")
-            spans.append(span)
+            else:
+                span = _span(rng, rec, quality, ts, latency)
+                attrs = span["attributes"]
+                r = rng.random()
+                if r < cfg.token_mismatch_rate:
+                    attrs["gen_ai.usage.input_tokens"] = inp + rng.randint(5, 500)
+                    token_mm = True
+                    faults.add(day, "token_mismatch")
+                elif r < cfg.token_mismatch_rate + cfg.model_mismatch_rate:
+                    attrs["gen_ai.response.model"] = FALLBACK.get(model, "gpt-4o-mini")
+                    model_mm = True
+                    faults.add(day, "model_mismatch")
+                spans.append(span)
+            # the category reconciliation must find, with the same precedence and default tolerances
+            if entry is None:
+                category = "unpriced"
+            elif missing:
+                category = "missing_in_auterity"
+            elif model_mm:
+                category = "model_mismatch"
+            elif token_mm:
+                category = "token_mismatch"
+            elif TOLERANCES.exceeded(float(charged), float(request_cost(entry.rates(tier, inp), usage))):
+                category = "cost_mismatch"
+            else:
+                category = "matched"
+            faults.add(day, f"expect_{category}")
         n_orphans = sum(1 for _ in range(n) if rng.random() < cfg.orphan_span_rate)
         for _ in range(n_orphans):
             org, team, user = rng.choices(users, weights=user_w)[0]
@@ -227,6 +246,7 @@ def generate(cfg: SimConfig, book: PriceBook | None = None) -> SimData:
             }
             spans.append(_span(rng, fake, 0.7, ts, 400))
             faults.add(day, "orphan_span")
+            faults.add(day, "expect_missing_in_relaycore")
         malformed[day.isoformat()] = _malformed_relaycore(rng, day_start, cfg.malformed_per_day)
         malformed_spans[day.isoformat()] = _malformed_spans(rng, day_start, max(1, cfg.malformed_per_day // 2))
         faults.add(day, "malformed", len(malformed[day.isoformat()]))

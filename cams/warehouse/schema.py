@@ -131,6 +131,7 @@ model_cost_profiles = Table(
     Column("source", String(200), nullable=False),
     Column("snapshot_version", String(200)),
     Column("loaded_at", Ts, nullable=False),
+    Column("retired_at", Ts, comment="set when a reload no longer contains this price; kept for traceability"),
     comment="The effective-dated price book (SPEC §3): one row per model per validity window.",
 )
 Index("ix_model_cost_profiles_model", model_cost_profiles.c.model, model_cost_profiles.c.valid_from)
@@ -197,4 +198,57 @@ cost_sync_history = Table(
     Column("started_at", Ts, nullable=False),
     Column("finished_at", Ts, nullable=False),
     comment="One row per ingestion of a source window: what was read and how it ended.",
+)
+
+cost_reconciliation = Table(
+    "cost_reconciliation",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("request_id", Id, primary_key=True, comment="RelayCore request id (or the span's, when missing there)"),
+    Column("category", String(30), nullable=False),
+    Column("org_id", Id),
+    Column("model", String(512)),
+    Column("span_model", String(512)),
+    Column("span_id", String(100)),
+    Column("relaycore_input_tokens", BigInteger),
+    Column("auterity_input_tokens", BigInteger),
+    Column("relaycore_output_tokens", BigInteger),
+    Column("auterity_output_tokens", BigInteger),
+    Column("charged_usd", Money),
+    Column("cost_usd", Money),
+    Column("at_risk_usd", Money, nullable=False),
+    Column("computed_at", Ts, nullable=False),
+    comment="Each request of a day in exactly one reconciliation category (SPEC §4).",
+)
+Index("ix_cost_reconciliation_day_category", cost_reconciliation.c.day, cost_reconciliation.c.category)
+
+cost_reconciliation_summary = Table(
+    "cost_reconciliation_summary",
+    metadata,
+    Column("day", Date, nullable=False),
+    Column("org_id", Id),
+    Column("model", String(512)),
+    Column("category", String(30), nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("charged_usd", Money, nullable=False),
+    Column("cost_usd", Money, nullable=False),
+    Column("at_risk_usd", Money, nullable=False),
+    comment="cost_reconciliation per day, org, model and category, with the dollars at risk.",
+)
+Index("ix_cost_reconciliation_summary_day", cost_reconciliation_summary.c.day)
+
+cost_recomputations = Table(
+    "cost_recomputations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("day", Date, nullable=False),
+    Column("rows_before", BigInteger, nullable=False),
+    Column("rows_after", BigInteger, nullable=False),
+    Column("cost_before_usd", Money, nullable=False),
+    Column("cost_after_usd", Money, nullable=False),
+    Column("price_ids_before", Text, nullable=False),
+    Column("price_ids_after", Text, nullable=False),
+    Column("run_id", String(64)),
+    Column("recomputed_at", Ts, nullable=False),
+    comment="A day of cost_tracking recomputed with different prices: what it was, what it became.",
 )

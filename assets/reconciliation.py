@@ -1,0 +1,69 @@
+"""Reconciliation asset: RelayCore against Auterity and the price book, per request, per day (SPEC §4)."""
+
+import dagster as dg
+
+from cams import pricebook_store
+from cams.reconcile import CATEGORIES, Tolerances, reconcile_partition
+from resources.warehouse import WarehouseResource
+
+
+def build_reconciliation_assets(partitions: dg.PartitionsDefinition, settings: dict) -> list[dg.AssetsDefinition]:
+    tol = Tolerances.from_config(settings)
+    warn_share = float(settings.get("at_risk_warn_share", 0.02))
+
+    @dg.asset(
+        name="cost_reconciliation",
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=["cost_tracking", "auterity_spans"],
+        group_name="reconciliation",
+        kinds={"python", "pandas", "sql"},
+        owners=["team:finops"],
+        description="Every request of a day in exactly one category — matched, missing_in_auterity, "
+        "missing_in_relaycore, token_mismatch, model_mismatch, cost_mismatch (RelayCore's charge against the "
+        f"price book beyond max(${tol.absolute_usd}, {tol.relative:.0%})) or unpriced — with the dollars at "
+        "risk; `cost_reconciliation` per request, `cost_reconciliation_summary` per day × org × model × "
+        "category, and a `cost_sync_history` row per run.",
+        metadata={"table": "cost_reconciliation"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                "dollars_at_risk_share",
+                asset="cost_reconciliation",
+                description=f"warns when dollars at risk exceed {warn_share:.0%} of price-book spend",
+            )
+        ],
+    )
+    def cost_reconciliation(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        window = context.partition_time_window
+        engine = warehouse.engine()
+        book = pricebook_store.load(engine)
+        s = reconcile_partition(engine, window.start.date(), window.end.date(), book, tol, context.run_id)
+        share = s.at_risk_total / s.spend_usd if s.spend_usd else 0.0
+        table = "| category | requests | at risk USD |\n|---|---|---|\n" + "\n".join(
+            f"| {c} | {s.counts[c]} | {s.at_risk_usd[c]:.4f} |" for c in CATEGORIES
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": s.rows,
+                **{f"count_{c}": s.counts[c] for c in CATEGORIES},
+                "dollars_at_risk": round(s.at_risk_total, 6),
+                "price_book_spend_usd": round(s.spend_usd, 6),
+                "at_risk_share": round(share, 6),
+                "by_category": dg.MetadataValue.md(table),
+                "top_orgs_at_risk": dg.MetadataValue.json(s.by_org),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="dollars_at_risk_share",
+                    passed=share <= warn_share,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "at_risk_usd": round(s.at_risk_total, 6),
+                        "share": round(share, 6),
+                        "threshold": warn_share,
+                    },
+                )
+            ],
+        )
+
+    return [cost_reconciliation]
