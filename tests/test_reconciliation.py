@@ -264,3 +264,26 @@ def test_past_price_change_backfilled_moves_costs_exactly(db_url, tmp_path) -> N
 def test_bad_reconciliation_config_is_named(bad: dict) -> None:
     with pytest.raises(cams_config.ConfigError, match="reconciliation"):
         cams_config.parse({"reconciliation": bad})
+
+
+def test_late_records_change_their_own_day_and_reruns_replace(db_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    drop = tmp_path / "drop"
+    _write(drop / "relaycore", [rc("a"), rc("b", timestamp="2026-06-11T08:00:00Z")])
+    _write(drop / "auterity", [span("s1", "a")])
+    defs = build_definitions(_files_cfg(drop, "2026-06-01"), db_url)
+    with dg.instance_for_test() as inst:
+        first = run_range(DAY, DAY + timedelta(days=1), inst, defs)
+        # a late file arrives for the 10th: its record lands on the 10th, once, however often we re-run
+        (drop / "relaycore" / "late.jsonl").write_text(json.dumps(rc("late")) + "\n" + json.dumps(rc("a")) + "\n")
+        again = run_range(DAY, DAY, inst, defs)
+        again2 = run_range(DAY, DAY, inst, defs)
+    assert first["records"]["relaycore"]["accepted"] == 2
+    assert again["records"]["relaycore"] == {"read": 3, "accepted": 2, "duplicates": 1, "quarantined": 0}
+    assert again2 == again
+    with defs.resources["warehouse"].engine().connect() as conn:
+        per_day = dict(conn.execute(sa.text("select day, count(*) from cost_tracking group by day")).all())
+        recon = dict(
+            conn.execute(sa.text("select request_id, category from cost_reconciliation where day = '2026-06-10'")).all()
+        )
+    assert sorted(int(n) for n in per_day.values()) == [1, 2]
+    assert recon == {"a": "matched", "late": "missing_in_auterity"}
