@@ -100,6 +100,12 @@ def parse(data: dict[str, Any] | None, path: str | None = None) -> CamsConfig:
         date.fromisoformat(start)
     except ValueError as exc:
         raise ConfigError(f"partitions.start_date must be YYYY-MM-DD, not {start!r}") from exc
+    from cams.budgets.model import BudgetError, parse_budgets
+
+    try:
+        parse_budgets(list(data.get("budgets") or []))
+    except BudgetError as exc:
+        raise ConfigError(str(exc)) from None
     return CamsConfig(
         sources=sources,
         pricing=dict(data.get("pricing") or {}),

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.budgets import build_budget_assets
 from assets.costs import build_cost_assets
 from assets.ingestion import build_ingestion_assets
 from assets.pricing import price_book
 from assets.reconciliation import build_reconciliation_assets
 from cams import config as cams_config
+from cams.budgets.model import parse_budgets
 from pipelines.schedules import build_daily_schedule
-from pipelines.sensors import build_drop_files_sensor
+from pipelines.sensors import build_budget_after_usage_sensor, build_drop_files_sensor
 from resources import build_resources
 
 DAILY_JOB = "daily_usage_job"
 PRICE_BOOK_JOB = "price_book_job"
+BUDGET_JOB = "budget_job"
 
 
 def daily_partitions(start_date: str) -> dg.DailyPartitionsDefinition:
@@ -28,20 +31,33 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
     ingestion = build_ingestion_assets(partitions)
     costs = build_cost_assets(partitions)
     recon = build_reconciliation_assets(partitions, cfg.reconciliation)
+    budgets = build_budget_assets(parse_budgets(cfg.budgets), cfg.alerts)
+    interval = int(cfg.alerts.get("sensor_interval_s", 30))
     daily_job = dg.define_asset_job(
         DAILY_JOB,
         selection=[a.key for a in (*ingestion, *costs, *recon)],
         partitions_def=partitions,
         description="Land both sources for the partition's days, cost every request, roll up, reconcile.",
     )
+    budget_job = dg.define_asset_job(
+        BUDGET_JOB,
+        selection=[a.key for a in budgets],
+        description="Sync budgets, evaluate them as of now (or the cams/as_of tag), fire and deliver alerts.",
+    )
     price_job = dg.define_asset_job(
         PRICE_BOOK_JOB, selection=[price_book.key], description="Reload the price book from the snapshot and cams.yaml."
     )
     return dg.Definitions(
-        assets=[price_book, *ingestion, *costs, *recon],
-        jobs=[daily_job, price_job],
+        assets=[price_book, *ingestion, *costs, *recon, *budgets],
+        jobs=[daily_job, price_job, budget_job],
         schedules=[
             build_daily_schedule(daily_job, partitions, int(cfg.reconciliation["trailing_days"])),
+            dg.ScheduleDefinition(
+                name="budget_schedule",
+                job=budget_job,
+                cron_schedule="5 * * * *",
+                description="Hourly: forecasts move with the clock even when no usage arrives.",
+            ),
             dg.ScheduleDefinition(
                 name="price_book_schedule",
                 job=price_job,
@@ -49,7 +65,10 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
                 description="Nightly reload of the price book.",
             ),
         ],
-        sensors=[build_drop_files_sensor(daily_job, partitions)],
+        sensors=[
+            build_drop_files_sensor(daily_job, partitions, interval),
+            build_budget_after_usage_sensor(daily_job, budget_job, interval),
+        ],
         resources=build_resources(cfg, database_url),
         executor=dg.in_process_executor,
     )

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,10 +15,12 @@ from typing import Any
 import dagster as dg
 from sqlalchemy import Engine, Integer, and_, func, select
 
+from assets.budgets import AS_OF_TAG
 from cams import config as cams_config
 from cams.reconcile import CATEGORIES
+from cams.sources.timeutil import parse_rfc3339
 from cams.warehouse import schema as t
-from pipelines.definitions import DAILY_JOB, PRICE_BOOK_JOB, build_definitions
+from pipelines.definitions import BUDGET_JOB, DAILY_JOB, PRICE_BOOK_JOB, build_definitions
 from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -51,6 +53,7 @@ def run_range(
     instance: dg.DagsterInstance,
     defs: dg.Definitions,
     progress: Callable[[str], None] = lambda _m: None,
+    as_of: datetime | None = None,
 ) -> dict[str, Any]:
     """Materialize [start, end] (inclusive days); returns the SPEC §8 `--json` summary."""
     if end < start:
@@ -69,8 +72,22 @@ def run_range(
     )
     if not result.success:
         raise RunError(f"{DAILY_JOB} failed: {_failure(result)}")
+    usage_run = result.run_id
+    as_of = as_of or datetime.now(UTC)
+    progress(f"evaluating budgets as of {as_of.isoformat()} and delivering alerts")
+    result = defs.resolve_job_def(BUDGET_JOB).execute_in_process(
+        instance=instance,
+        run_config=QUIET,
+        tags={AS_OF_TAG: as_of.isoformat(), "cams/trigger": "cams run"},
+        raise_on_error=False,
+    )
+    if not result.success:
+        raise RunError(f"{BUDGET_JOB} failed: {_failure(result)}")
+    fired = 0
+    for mat in result.asset_materializations_for_node("budget_alerts"):
+        fired += int(mat.metadata["alerts_fired"].value)
     engine = defs.resources["warehouse"].engine()
-    return summarize(engine, start, end, result.run_id)
+    return summarize(engine, start, end, usage_run, alerts_fired=fired)
 
 
 def _failure(result: Any) -> str:
@@ -81,7 +98,9 @@ def _failure(result: Any) -> str:
     return "failed"
 
 
-def summarize(engine: Engine, start: date, end: date, run_id: str | None = None) -> dict[str, Any]:
+def summarize(
+    engine: Engine, start: date, end: date, run_id: str | None = None, alerts_fired: int = 0
+) -> dict[str, Any]:
     """Counts, spend and unpriced requests for the days, read back from the warehouse."""
     last = end + timedelta(days=1)
     ct, sh = t.cost_tracking, t.cost_sync_history
@@ -110,6 +129,13 @@ def summarize(engine: Engine, start: date, end: date, run_id: str | None = None)
             .group_by(rs.c.category)
         ).all()
         recon.update({c: int(n) for c, n in rows})
+        bs = t.budget_status
+        budgets = [
+            {"budget_id": b, "state": st, "spent_usd": _money(sp), "forecast_usd": _money(fc)}
+            for b, st, sp, fc in conn.execute(
+                select(bs.c.budget_id, bs.c.state, bs.c.spent_usd, bs.c.forecast_usd).order_by(bs.c.budget_id)
+            )
+        ]
     return {
         "start": start.isoformat(),
         "end": end.isoformat(),
@@ -118,8 +144,8 @@ def summarize(engine: Engine, start: date, end: date, run_id: str | None = None)
         "relaycore_charged_usd": _money(charged),
         "unpriced_requests": int(unpriced or 0),
         "reconciliation": recon,
-        "alerts_fired": 0,
-        "budgets": [],
+        "alerts_fired": alerts_fired,
+        "budgets": budgets,
     }
 
 
@@ -138,7 +164,11 @@ def cli_run(args: Any) -> int:
         print(f"cams run: {msg}", file=sys.stderr, flush=True)
 
     try:
-        summary = run_range(start, end, instance, defs, progress)
+        as_of = parse_rfc3339(args.as_of, "--as-of") if args.as_of else None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        summary = run_range(start, end, instance, defs, progress, as_of)
     except RunError as exc:
         raise CliError(str(exc)) from None
     if args.json:

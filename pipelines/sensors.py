@@ -11,13 +11,15 @@ from cams.sources.files import days_touched, list_drop_files
 from resources.sources import UsageSourceResource
 
 
-def build_drop_files_sensor(job: Any, partitions: dg.DailyPartitionsDefinition) -> dg.SensorDefinition:
+def build_drop_files_sensor(
+    job: Any, partitions: dg.DailyPartitionsDefinition, interval_s: int = 30
+) -> dg.SensorDefinition:
     first_day = partitions.start.date()
 
     @dg.sensor(
         name="drop_files_sensor",
         job=job,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=interval_s,
         description="Watches each files-mode source's drop_dir; a new or changed *.jsonl(.gz) launches a run "
         "for every UTC day it holds records for. The cursor maps file -> mtime:size.",
     )
@@ -62,3 +64,23 @@ def build_drop_files_sensor(job: Any, partitions: dg.DailyPartitionsDefinition) 
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(new_cursor, sort_keys=True))
 
     return drop_files_sensor
+
+
+def build_budget_after_usage_sensor(usage_job: Any, budget_job: Any, interval_s: int = 30) -> dg.SensorDefinition:
+    """New usage landed (any run of the usage job succeeded): evaluate budgets now, not at the next hour."""
+
+    @dg.run_status_sensor(
+        name="budget_after_usage_sensor",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=[usage_job],
+        request_job=budget_job,
+        minimum_interval_seconds=interval_s,
+        description="After each successful usage run, evaluate budgets and deliver the alerts they fire.",
+    )
+    def budget_after_usage_sensor(context: dg.RunStatusSensorContext) -> dg.RunRequest:
+        return dg.RunRequest(
+            run_key=f"after:{context.dagster_run.run_id}",
+            tags={"cams/trigger": f"usage run {context.dagster_run.run_id[:8]}"},
+        )
+
+    return budget_after_usage_sensor

@@ -81,6 +81,9 @@ def test_definitions_graph_is_the_map(tmp_path: Path) -> None:
         "cost_tracking",
         "cost_daily_rollups",
         "cost_reconciliation",
+        "budget_configs",
+        "budget_status",
+        "budget_alerts",
     }
     deps = {
         k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()
@@ -88,11 +91,13 @@ def test_definitions_graph_is_the_map(tmp_path: Path) -> None:
     assert deps["cost_tracking"] == {"relaycore_usage", "price_book"}
     assert deps["cost_daily_rollups"] == {"cost_tracking"}
     assert deps["cost_reconciliation"] == {"cost_tracking", "auterity_spans"}
+    assert deps["budget_status"] == {"budget_configs", "cost_tracking"}
+    assert deps["budget_alerts"] == {"budget_status"}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 40, key
         assert node.owners and node.kinds, key
-        assert node.group_name in {"pricing", "ingestion", "costs", "reconciliation"}
+        assert node.group_name in {"pricing", "ingestion", "costs", "reconciliation", "budgets"}
     checks = {c.name for c in graph.asset_check_keys}
     assert {
         "relaycore_valid",

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -251,4 +252,95 @@ cost_recomputations = Table(
     Column("run_id", String(64)),
     Column("recomputed_at", Ts, nullable=False),
     comment="A day of cost_tracking recomputed with different prices: what it was, what it became.",
+)
+
+budget_configs = Table(
+    "budget_configs",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("name", String(512), nullable=False),
+    Column("scope", String(10), nullable=False),
+    Column("scope_id", Id, nullable=False),
+    Column("org_id", Id, nullable=False),
+    Column("period", String(20), nullable=False),
+    Column("amount_usd", Money, nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("config_json", Text, nullable=False, comment="the whole budget: thresholds and channels"),
+    Column("source", String(10), nullable=False, comment="yaml or api"),
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+    comment="Budgets from cams.yaml and the Budget API (SPEC §5).",
+)
+
+budget_status = Table(
+    "budget_status",
+    metadata,
+    Column("budget_id", String(200), primary_key=True),
+    Column("scope", String(10), nullable=False),
+    Column("scope_id", Id, nullable=False),
+    Column("org_id", Id, nullable=False),
+    Column("period_start", Ts, nullable=False),
+    Column("period_end", Ts, nullable=False),
+    Column("as_of", Ts, nullable=False),
+    Column("amount_usd", Money, nullable=False),
+    Column("spent_usd", Money, nullable=False),
+    Column("forecast_usd", Money, nullable=False),
+    Column("percent_used", Float, nullable=False),
+    Column("forecast_percent", Float, nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("action", String(10), nullable=False, comment="what selection must do: none, notify, downgrade, block"),
+    Column("projected_exhaustion_at", Ts),
+    Column("evaluated_at", Ts, nullable=False),
+    comment="The latest evaluation of each budget; selection reads state and action from here.",
+)
+
+budget_alerts = Table(
+    "budget_alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("budget_id", String(200), nullable=False),
+    Column("period_start", Ts, nullable=False),
+    Column("period_end", Ts, nullable=False),
+    Column("level", String(10), nullable=False),
+    Column("basis", String(10), nullable=False),
+    Column("threshold_percent", Numeric(10, 4), nullable=False),
+    Column("percent_used", Float, nullable=False),
+    Column("spent_usd", Money, nullable=False),
+    Column("forecast_usd", Money, nullable=False),
+    Column("amount_usd", Money, nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("action", String(10), nullable=False),
+    Column("fired_at", Ts, nullable=False),
+    Column("payload_json", Text, nullable=False),
+    UniqueConstraint("budget_id", "period_start", "level", "basis", "threshold_percent", name="uq_budget_alert_once"),
+    comment="One row per budget, period and threshold crossed: an alert fires once (SPEC §5).",
+)
+
+budget_alert_deliveries = Table(
+    "budget_alert_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", Integer, nullable=False),
+    Column("channel_index", Integer, nullable=False),
+    Column("channel_type", String(10), nullable=False),
+    Column("target", String(1000), nullable=False),
+    Column("status", String(10), nullable=False, comment="pending, sent or failed"),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("updated_at", Ts, nullable=False),
+    UniqueConstraint("alert_id", "channel_index", name="uq_delivery_per_channel"),
+    comment="Delivery of an alert to one channel, with its status.",
+)
+
+budget_alert_attempts = Table(
+    "budget_alert_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status", String(10), nullable=False, comment="sent or failed"),
+    Column("detail", Text),
+    Column("attempted_at", Ts, nullable=False),
+    comment="Every delivery attempt: when, and what the channel answered.",
 )

@@ -1,0 +1,108 @@
+"""Budget assets: configs from cams.yaml, status with forecasts, and alerts with delivery (SPEC §5)."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+
+from cams.budgets.alerts import fire
+from cams.budgets.delivery import DeliverySettings, deliver_pending
+from cams.budgets.model import Budget
+from cams.budgets.store import evaluate_all, published_statuses, sync_yaml_budgets
+from cams.sources.timeutil import parse_rfc3339
+from resources.warehouse import WarehouseResource
+
+AS_OF_TAG = "cams/as_of"
+OWNERS = ["team:finops"]
+
+
+def run_as_of(context: dg.AssetExecutionContext) -> datetime:
+    """The evaluation time: the run's `cams/as_of` tag (history replay), else now."""
+    tag = context.run.tags.get(AS_OF_TAG)
+    return parse_rfc3339(tag, AS_OF_TAG) if tag else datetime.now(UTC)
+
+
+def build_budget_assets(budgets: list[Budget], alerts: dict[str, Any]) -> list[dg.AssetsDefinition]:
+    settings = DeliverySettings.from_config(alerts)
+
+    @dg.asset(
+        name="budget_configs",
+        group_name="budgets",
+        kinds={"python", "sql"},
+        owners=OWNERS,
+        description="Budgets from cams.yaml (config as code) synced into `budget_configs`; budgets created "
+        "through the Budget API live in the same table and are left alone.",
+        metadata={"table": "budget_configs"},
+    )
+    def budget_configs(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        counts = sync_yaml_budgets(warehouse.engine(), budgets)
+        return dg.MaterializeResult(metadata={**counts, "dagster/row_count": counts["budgets"]})
+
+    @dg.asset(
+        name="budget_status",
+        deps=["budget_configs", "cost_tracking"],
+        group_name="budgets",
+        kinds={"python", "pandas", "sql"},
+        owners=OWNERS,
+        description="Every budget evaluated as of a time (run tag cams/as_of, default now): spend in its scope "
+        "and current period, forecast at period end (trailing rate with a day-of-week pattern), percent used, "
+        "state (ok, warning, critical, exceeded), the action selection must take, projected exhaustion time.",
+        metadata={"table": "budget_status"},
+    )
+    def budget_status(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        as_of = run_as_of(context)
+        statuses = evaluate_all(warehouse.engine(), as_of)
+        by_state: dict[str, int] = {}
+        for s in statuses:
+            by_state[s.state] = by_state.get(s.state, 0) + 1
+        rank = {"exceeded": 0, "critical": 1, "warning": 2, "ok": 3}
+        lines = [
+            "| budget | state | spent USD | forecast USD | amount USD | used | action |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for s in sorted(statuses, key=lambda s: (rank[s.state], -s.percent_used)):
+            lines.append(
+                f"| {s.budget.id} | {s.state} | {s.spent_usd:.2f} | {s.forecast_usd:.2f} | "
+                f"{s.budget.amount_usd:.2f} | {s.percent_used:.1f}% | {s.action} |"
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "as_of": as_of.isoformat(),
+                "dagster/row_count": len(statuses),
+                **{f"budgets_{k}": by_state.get(k, 0) for k in ("ok", "warning", "critical", "exceeded")},
+                "budgets_by_state": dg.MetadataValue.md("\n".join(lines)),
+            }
+        )
+
+    @dg.asset(
+        name="budget_alerts",
+        deps=["budget_status"],
+        group_name="budgets",
+        kinds={"python", "sql"},
+        owners=OWNERS,
+        description="Fires each crossed threshold once per budget and period (actual and forecast bases) into "
+        "`budget_alerts`, then delivers every pending alert to its channels (signed webhook, Slack webhook, "
+        "SMTP, log) with retries and backoff, recording each attempt.",
+        metadata={"table": "budget_alerts"},
+    )
+    def budget_alerts(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        engine = warehouse.engine()
+        fired = fire(engine, published_statuses(engine))
+        for body in fired:
+            context.log.warning(
+                f"budget alert: {body['budget_id']} {body['level']} {body['basis']} "
+                f"{body['threshold_percent']}% ({body['percent_used']:.1f}% used)"
+            )
+        delivered = deliver_pending(engine, settings)
+        return dg.MaterializeResult(
+            metadata={
+                "alerts_fired": len(fired),
+                "deliveries_sent": delivered["sent"],
+                "deliveries_failed": delivered["failed"],
+                "fired": dg.MetadataValue.json(
+                    [{k: b[k] for k in ("budget_id", "level", "basis", "threshold_percent")} for b in fired]
+                ),
+            }
+        )
+
+    return [budget_configs, budget_status, budget_alerts]

@@ -1,0 +1,1 @@
+"""Budgets (SPEC §5): configuration, periods, forecasts, evaluation, alerts and their delivery."""

@@ -1,0 +1,178 @@
+"""Budgets in the warehouse: sync configs, read scope spend, evaluate every budget, publish status."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from sqlalchemy import Engine, and_, delete, func, select
+
+from cams.budgets.evaluate import MONEY, BudgetStatus, evaluate
+from cams.budgets.forecast import HISTORY_DAYS
+from cams.budgets.model import Budget, parse_budget
+from cams.budgets.periods import period_window
+from cams.warehouse import schema as t
+from cams.warehouse.db import insert_rows, replace_rows
+
+
+def _row(b: Budget, source: str, now: datetime) -> dict[str, Any]:
+    return {
+        "id": b.id,
+        "name": b.name,
+        "scope": b.scope,
+        "scope_id": b.scope_id,
+        "org_id": b.org_id,
+        "period": b.period,
+        "amount_usd": b.amount_usd,
+        "timezone": b.timezone,
+        "config_json": json.dumps(b.as_dict(), sort_keys=True),
+        "source": source,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def sync_yaml_budgets(engine: Engine, budgets: list[Budget]) -> dict[str, int]:
+    """cams.yaml is the truth for its budgets: upsert them, drop YAML budgets no longer listed.
+
+    Budgets created through the API are left alone; an id in both is owned by YAML.
+    """
+    now = datetime.now(UTC)
+    bc = t.budget_configs
+    with engine.begin() as conn:
+        existing = {r.id: r for r in conn.execute(select(bc.c.id, bc.c.source, bc.c.created_at, bc.c.config_json))}
+        ids = [b.id for b in budgets]
+        removed = conn.execute(delete(bc).where(and_(bc.c.source == "yaml", bc.c.id.not_in(ids)))).rowcount
+        changed = 0
+        rows = []
+        for b in budgets:
+            row = _row(b, "yaml", now)
+            old = existing.get(b.id)
+            if old is not None:
+                row["created_at"] = old.created_at
+                if old.config_json == row["config_json"] and old.source == "yaml":
+                    continue
+            changed += 1
+            rows.append(row)
+        conn.execute(delete(bc).where(bc.c.id.in_([r["id"] for r in rows])))
+        insert_rows(conn, bc, rows)
+    return {"budgets": len(budgets), "changed": changed, "removed": int(removed or 0)}
+
+
+def load_budgets(engine: Engine) -> list[Budget]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(t.budget_configs.c.config_json).order_by(t.budget_configs.c.id)).scalars().all()
+    return [parse_budget(json.loads(r)) for r in rows]
+
+
+def _scope_filter(b: Budget):  # type: ignore[no-untyped-def]
+    ct = t.cost_tracking
+    clause = ct.c.org_id == b.org_id
+    if b.scope == "team":
+        clause = and_(clause, ct.c.team_id == b.scope_id)
+    elif b.scope == "user":
+        clause = and_(clause, ct.c.user_id == b.scope_id)
+    return clause
+
+
+def scope_costs(engine: Engine, b: Budget, start: datetime, end: datetime) -> pd.DataFrame:
+    """(timestamp, cost) of the scope's requests in [start, end). An unpriced request counts at
+    RelayCore's charge, so a missing price never hides spend."""
+    ct = t.cost_tracking
+    stmt = select(ct.c.timestamp, func.coalesce(ct.c.cost_usd, ct.c.charged_usd, 0).label("cost")).where(
+        _scope_filter(b),
+        ct.c.day >= start.date() - timedelta(days=1),
+        ct.c.day <= end.date(),
+    )
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(stmt).all(), columns=["timestamp", "cost"])
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    frame["cost"] = pd.to_numeric(frame["cost"]).astype(float)
+    return frame[(frame["timestamp"] >= start) & (frame["timestamp"] < end)]
+
+
+def evaluate_budget(engine: Engine, b: Budget, as_of: datetime) -> BudgetStatus:
+    period = period_window(b.period, b.timezone, as_of)
+    history_start = min(period[0], as_of - timedelta(days=HISTORY_DAYS + 1))
+    costs = scope_costs(engine, b, history_start, as_of)
+    spent = float(costs.loc[costs["timestamp"] >= period[0], "cost"].sum())
+    local = costs["timestamp"].dt.tz_convert(b.timezone).dt.date
+    today = as_of.astimezone(ZoneInfo(b.timezone)).date()
+    by_day = costs.groupby(local)["cost"].sum()
+    history: dict[date, float] = {d: float(v) for d, v in by_day.items() if d < today}
+    first_day = min(history) if history else today
+    for i in range((today - first_day).days):  # days with no spend are days of zero spend
+        history.setdefault(first_day + timedelta(days=i), 0.0)
+    return evaluate(b, period, as_of, spent, history, float(by_day.get(today, 0.0)))
+
+
+def evaluate_all(engine: Engine, as_of: datetime) -> list[BudgetStatus]:
+    """Evaluate every budget and replace budget_status with the results."""
+    statuses = [evaluate_budget(engine, b, as_of) for b in load_budgets(engine)]
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "budget_id": s.budget.id,
+            "scope": s.budget.scope,
+            "scope_id": s.budget.scope_id,
+            "org_id": s.budget.org_id,
+            "period_start": s.period_start,
+            "period_end": s.period_end,
+            "as_of": s.as_of,
+            "amount_usd": s.budget.amount_usd,
+            "spent_usd": s.spent_usd,
+            "forecast_usd": s.forecast_usd,
+            "percent_used": s.percent_used,
+            "forecast_percent": s.forecast_percent,
+            "state": s.state,
+            "action": s.action,
+            "projected_exhaustion_at": s.projected_exhaustion_at,
+            "evaluated_at": now,
+        }
+        for s in statuses
+    ]
+    with engine.begin() as conn:
+        replace_rows(conn, t.budget_status, t.budget_status.c.budget_id.is_not(None), rows)
+    return statuses
+
+
+def published_statuses(engine: Engine) -> list[BudgetStatus]:
+    """The statuses budget_status last published, with their crossed thresholds."""
+    bs = t.budget_status
+    budgets = {b.id: b for b in load_budgets(engine)}
+    with engine.connect() as conn:
+        rows = conn.execute(select(bs)).mappings().all()
+    out = []
+    for r in rows:
+        b = budgets.get(r["budget_id"])
+        if b is None:
+            continue
+        pct, fpct = float(r["percent_used"]), float(r["forecast_percent"])
+        crossed = tuple(th for th in b.thresholds if (pct if th.basis == "actual" else fpct) >= float(th.percent))
+        out.append(
+            BudgetStatus(
+                budget=b,
+                period_start=_utc(r["period_start"]),
+                period_end=_utc(r["period_end"]),
+                as_of=_utc(r["as_of"]),
+                spent_usd=Decimal(str(r["spent_usd"])).quantize(MONEY),
+                forecast_usd=Decimal(str(r["forecast_usd"])).quantize(MONEY),
+                percent_used=pct,
+                forecast_percent=fpct,
+                state=r["state"],
+                action=r["action"],
+                projected_exhaustion_at=_utc(r["projected_exhaustion_at"]) if r["projected_exhaustion_at"] else None,
+                crossed=crossed,
+                daily_rate_usd=0.0,
+            )
+        )
+    return out
+
+
+def _utc(value: Any) -> datetime:
+    dt = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)

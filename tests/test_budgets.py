@@ -1,0 +1,274 @@
+"""Budgets end to end: hand-made usage with known spend, a budget file, alerts at a local receiver."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from cams import config as cams_config
+from cams import signing
+from cams.budgets.evaluate import evaluate
+from cams.budgets.forecast import forecast, weekday_factors
+from cams.budgets.model import BudgetError, parse_budget
+from cams.budgets.periods import period_window
+from pipelines.definitions import build_definitions
+from pipelines.runner import run_range
+from tests.receiver import Receiver
+
+AS_OF = datetime(2026, 4, 15, 12, 0, tzinfo=UTC)
+
+
+def _usage(day: date, hour: int, rid: str, team: str = "search") -> dict:
+    # flat-model costs 1e-4 per input token: 1000 input tokens = $0.10
+    return {
+        "request_id": rid,
+        "timestamp": f"{day.isoformat()}T{hour:02d}:00:00Z",
+        "org_id": "acme",
+        "team_id": team,
+        "user_id": "u1",
+        "task_type": "chat",
+        "model": "flat-model",
+        "provider": "custom",
+        "input_tokens": 1000,
+        "output_tokens": 0,
+        "status": "success",
+        "cost_usd": "0.1",
+    }
+
+
+def _write_usage(root: Path) -> None:
+    (root / "relaycore").mkdir(parents=True)
+    (root / "auterity").mkdir(parents=True)
+    lines = []
+    for i in range(14):  # April 1..14: four requests a day, $0.40
+        day = date(2026, 4, 1) + timedelta(days=i)
+        lines += [json.dumps(_usage(day, h, f"r{i}-{h}", team="core")) for h in (3, 9, 15, 21)]
+    lines += [json.dumps(_usage(date(2026, 4, 15), h, f"today-{h}")) for h in (2, 8)]  # $0.20 before 12:00
+    lines.append(json.dumps(_usage(date(2026, 4, 15), 13, "after-as-of")))  # after as_of: not spent yet
+    (root / "relaycore" / "usage.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def _config(root: Path, receiver: Receiver) -> cams_config.CamsConfig:
+    return cams_config.parse(
+        {
+            "sources": {s: {"mode": "files", "drop_dir": str(root / s)} for s in ("relaycore", "auterity")},
+            "partitions": {"start_date": "2026-03-01"},
+            "pricing": {
+                "overrides": [
+                    {
+                        "model": "flat-model",
+                        "provider": "custom",
+                        "input_cost_per_token": 1e-4,
+                        "output_cost_per_token": 0,
+                    }
+                ]
+            },
+            "alerts": {"max_attempts": 3, "backoff_s": 0.01},
+            "budgets": [
+                {
+                    "id": "acme-monthly",
+                    "name": "ACME monthly",
+                    "scope": "org",
+                    "scope_id": "acme",
+                    "period": "monthly",
+                    "amount_usd": 10,
+                    "thresholds": [
+                        {"level": "warning", "percent": 50, "basis": "actual", "action": "notify"},
+                        {"level": "critical", "percent": 90, "basis": "actual", "action": "downgrade"},
+                        {"level": "warning", "percent": 100, "basis": "forecast", "action": "notify"},
+                    ],
+                    "channels": [
+                        {"type": "webhook", "url": f"{receiver.url}/alerts", "secret_env": "T_ALERT_SECRET"},
+                        {"type": "webhook", "url": f"{receiver.url}/broken"},
+                        {"type": "log"},
+                    ],
+                },
+                {
+                    "id": "search-daily",
+                    "name": "Search team daily",
+                    "scope": "team",
+                    "scope_id": "search",
+                    "org_id": "acme",
+                    "period": "daily",
+                    "amount_usd": 0.15,
+                    "thresholds": [{"level": "critical", "percent": 100, "basis": "actual", "action": "block"}],
+                    "channels": [{"type": "slack", "url": f"{receiver.url}/slack"}],
+                },
+                {
+                    "id": "quiet",
+                    "scope": "user",
+                    "scope_id": "nobody",
+                    "org_id": "acme",
+                    "period": "weekly",
+                    "amount_usd": 5,
+                    "timezone": "Europe/Paris",
+                    "thresholds": [{"level": "warning", "percent": 80}],
+                },
+            ],
+        }
+    )
+
+
+def test_alerts_arrive_once_with_correct_figures_and_signatures(db_url, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("T_ALERT_SECRET", "s3cret")
+    receiver = Receiver(status={"/broken": 500})
+    try:
+        _write_usage(tmp_path / "drop")
+        defs = build_definitions(_config(tmp_path / "drop", receiver), db_url)
+        with dg.instance_for_test() as inst:
+            first = run_range(date(2026, 4, 1), date(2026, 4, 15), inst, defs, as_of=AS_OF)
+            again = run_range(date(2026, 4, 1), date(2026, 4, 15), inst, defs, as_of=AS_OF)  # re-run
+            backfill = run_range(date(2026, 4, 10), date(2026, 4, 15), inst, defs, as_of=AS_OF + timedelta(minutes=5))
+    finally:
+        receiver.stop()
+    assert first["alerts_fired"] == 3 and again["alerts_fired"] == 0 and backfill["alerts_fired"] == 0
+    states = {b["budget_id"]: b for b in first["budgets"]}
+    assert states["acme-monthly"] == {
+        "budget_id": "acme-monthly",
+        "state": "warning",
+        "spent_usd": "5.8000000000",
+        "forecast_usd": "12.0000000000",
+    }
+    assert states["search-daily"]["state"] == "exceeded" and states["quiet"]["state"] == "ok"
+
+    signed = receiver.at("/alerts")
+    assert len(signed) == 2  # two acme thresholds crossed, each delivered once
+    for r in signed:
+        signing.verify("s3cret", r.body, r.headers.get("X-CAMS-Signature"))  # raises when invalid
+    bodies = {(b["level"], b["basis"], b["threshold_percent"]): b for b in (r.json() for r in signed)}
+    assert set(bodies) == {("warning", "actual", 50.0), ("warning", "forecast", 100.0)}
+    actual = bodies[("warning", "actual", 50.0)]
+    assert actual["spent_usd"] == "5.8000000000" and actual["amount_usd"] == "10"
+    assert actual["forecast_usd"] == "12.0000000000" and actual["percent_used"] == 58.0
+    assert actual["period_start"] == "2026-04-01T00:00:00+00:00" and actual["period_end"] == "2026-05-01T00:00:00+00:00"
+    assert set(actual) == {
+        "event_id",
+        "budget_id",
+        "level",
+        "basis",
+        "threshold_percent",
+        "percent_used",
+        "period_start",
+        "period_end",
+        "spent_usd",
+        "forecast_usd",
+        "amount_usd",
+        "state",
+        "fired_at",
+    }
+    assert len(receiver.at("/slack")) == 1 and "search-daily" in receiver.at("/slack")[0].json()["text"]
+    assert len(receiver.at("/broken")) == 2 * 3  # each alert retried max_attempts times
+
+    engine = defs.resources["warehouse"].engine()
+    with engine.connect() as conn:
+        deliveries = conn.execute(
+            sa.text("select channel_type, target, status, attempts from budget_alert_deliveries order by id")
+        ).all()
+        attempts = conn.execute(
+            sa.text("select count(*) from budget_alert_attempts where status='failed'")
+        ).scalar_one()
+        status = conn.execute(
+            sa.text(
+                "select action, projected_exhaustion_at, percent_used from budget_status where budget_id='acme-monthly'"
+            )
+        ).one()
+        block = conn.execute(sa.text("select action from budget_status where budget_id='search-daily'")).scalar_one()
+    failed = [d for d in deliveries if d.status == "failed"]
+    assert len(deliveries) == 7 and len(failed) == 2
+    assert all(d.target.endswith("/broken") and d.attempts == 3 for d in failed)
+    assert attempts == 6
+    assert status.action == "notify" and block == "block"
+    # the last evaluation was at 12:05: $4.20 more is needed at $0.40/day; $0.1986 comes by midnight
+    # (11 h 55 min), the other $4.0014 takes 10 days and 5 minutes -> April 26, 00:05 UTC
+    assert str(status.projected_exhaustion_at)[:16].replace("T", " ") == "2026-04-26 00:05"
+
+
+def test_periods_timezones_and_weeks() -> None:
+    at = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)  # Sunday; 01:30 in Paris, the night DST starts
+    assert period_window("weekly", "UTC", at) == (datetime(2026, 3, 23, tzinfo=UTC), datetime(2026, 3, 30, tzinfo=UTC))
+    start, end = period_window("daily", "Europe/Paris", at)
+    assert start == datetime(2026, 3, 28, 23, 0, tzinfo=UTC) and end == datetime(2026, 3, 29, 22, 0, tzinfo=UTC)
+    assert period_window("quarterly", "UTC", at)[0] == datetime(2026, 1, 1, tzinfo=UTC)
+    assert period_window("yearly", "America/New_York", at)[0] == datetime(2026, 1, 1, 5, tzinfo=UTC)
+    assert period_window("monthly", "UTC", datetime(2026, 12, 31, 23, tzinfo=UTC))[1] == datetime(
+        2027, 1, 1, tzinfo=UTC
+    )
+
+
+def test_forecast_learns_the_weekday_pattern() -> None:
+    # four weeks: weekdays $10, weekends $2
+    start = date(2026, 3, 2)  # a Monday
+    history = {
+        start + timedelta(days=i): (2.0 if (start + timedelta(days=i)).weekday() >= 5 else 10.0) for i in range(28)
+    }
+    f = weekday_factors(history)
+    assert f[0] == pytest.approx(10 / (54 / 7)) and f[6] == pytest.approx(2 / (54 / 7))
+    as_of = datetime(2026, 3, 30, 0, 0, tzinfo=UTC)  # Monday 00:00: the whole week ahead
+    fc = forecast(0.0, 1000.0, history, 0.0, as_of, datetime(2026, 4, 6, tzinfo=UTC), "UTC")
+    assert fc.forecast_usd == pytest.approx(54.0)
+    flat = forecast(0.0, 1000.0, dict(list(history.items())[-7:]), 0.0, as_of, datetime(2026, 4, 6, tzinfo=UTC), "UTC")
+    assert flat.forecast_usd == pytest.approx(54.0)  # a flat rate also gets a whole week right
+    midweek = forecast(
+        0.0,
+        1000.0,
+        history,
+        0.0,
+        datetime(2026, 4, 3, tzinfo=UTC),  # Friday: 1 weekday + weekend
+        datetime(2026, 4, 6, tzinfo=UTC),
+        "UTC",
+    )
+    assert midweek.forecast_usd == pytest.approx(14.0)
+
+
+def test_state_rules_by_hand() -> None:
+    b = parse_budget(
+        {
+            "id": "b",
+            "scope": "org",
+            "scope_id": "o",
+            "period": "monthly",
+            "amount_usd": 100,
+            "thresholds": [
+                {"level": "warning", "percent": 80},
+                {"level": "critical", "percent": 95, "action": "downgrade"},
+                {"level": "critical", "percent": 110, "basis": "forecast", "action": "block"},
+            ],
+        }
+    )
+    period = period_window("monthly", "UTC", AS_OF)
+    hist = {date(2026, 4, d): 2.0 for d in range(1, 15)}
+    s = evaluate(b, period, AS_OF, 81.0, hist, 1.0)
+    assert (s.state, s.action) == ("warning", "block")  # forecast 81 + 1 + 15*2 = 112 -> block
+    assert Decimal(s.forecast_usd) == Decimal("112.0000000000")
+    assert evaluate(b, period, AS_OF, 96.0, hist, 1.0).state == "critical"
+    assert evaluate(b, period, AS_OF, 100.0, hist, 1.0).state == "exceeded"
+    assert evaluate(b, period, AS_OF, 10.0, {}, 0.0).state == "ok"
+
+
+@pytest.mark.parametrize(
+    ("change", "msg"),
+    [
+        ({"scope": "galaxy"}, "scope"),
+        ({"period": "hourly"}, "period"),
+        ({"amount_usd": -5}, "greater than 0"),
+        ({"timezone": "Mars/Olympus"}, "timezone"),
+        ({"scope": "team"}, "org_id"),
+        ({"thresholds": [{"level": "warning", "percent": 80}, {"level": "warning", "percent": 80}]}, "same level"),
+        ({"channels": [{"type": "webhook", "url": "ftp://x"}]}, "http"),
+        ({"channels": [{"type": "email"}]}, "to"),
+        ({"channels": [{"type": "webhook", "url": "http://x", "secret": "inline"}]}, "secret_env"),
+        ({"colour": "red"}, "unknown fields"),
+    ],
+)
+def test_bad_budgets_are_named(change: dict, msg: str) -> None:
+    base = {"id": "b", "scope": "org", "scope_id": "o", "period": "monthly", "amount_usd": 100}
+    with pytest.raises(BudgetError, match=msg):
+        parse_budget({**base, **change})
+    with pytest.raises(cams_config.ConfigError, match=msg):
+        cams_config.parse({"budgets": [{**base, **change}]})
