@@ -9,6 +9,7 @@ from assets.gx_checks import check_result
 from cams import pricebook_store
 from cams.costing import cost_partition, rollup_partition
 from cams.warehouse import schema as t
+from resources.pricing import PricingSourceResource
 from resources.warehouse import WarehouseResource
 
 OWNERS = ["team:finops"]
@@ -56,13 +57,18 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
             ),
         ],
     )
-    def cost_tracking(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    def cost_tracking(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, pricing: PricingSourceResource
+    ) -> dg.MaterializeResult:
         window = context.partition_time_window
         engine = warehouse.engine()
         try:
             book = pricebook_store.load(engine)
-        except pricebook_store.PriceBookMissing as exc:
-            raise dg.Failure(description=str(exc)) from exc
+        except pricebook_store.PriceBookMissing:
+            # a fresh warehouse (the first sensor-launched run): load the configured book, as price_book would
+            context.log.warning("model_cost_profiles is empty: loading the configured price book first")
+            pricebook_store.store(engine, pricing.build())
+            book = pricebook_store.load(engine)
         first, last = window.start.date(), window.end.date()
         summary = cost_partition(engine, first, last, book, context.run_id)
         with engine.connect() as conn:

@@ -12,7 +12,11 @@ from assets.reconciliation import build_reconciliation_assets
 from cams import config as cams_config
 from cams.budgets.model import parse_budgets
 from pipelines.schedules import build_daily_schedule
-from pipelines.sensors import build_budget_after_usage_sensor, build_drop_files_sensor
+from pipelines.sensors import (
+    build_budget_after_usage_sensor,
+    build_drop_files_sensor,
+    build_relaycore_api_sensor,
+)
 from resources import build_resources
 
 DAILY_JOB = "daily_usage_job"
@@ -68,6 +72,7 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
         sensors=[
             build_drop_files_sensor(daily_job, partitions, interval),
             build_budget_after_usage_sensor(daily_job, budget_job, interval),
+            build_relaycore_api_sensor(daily_job, partitions, interval),
         ],
         resources=build_resources(cfg, database_url),
         executor=dg.in_process_executor,

@@ -8,6 +8,8 @@ from typing import Any
 import dagster as dg
 
 from cams.sources.files import days_touched, list_drop_files
+from cams.sources.http_client import SourceApiError, has_records
+from cams.sources.timeutil import days_between, parse_rfc3339
 from resources.sources import UsageSourceResource
 
 
@@ -84,3 +86,48 @@ def build_budget_after_usage_sensor(usage_job: Any, budget_job: Any, interval_s:
         )
 
     return budget_after_usage_sensor
+
+
+def build_relaycore_api_sensor(
+    job: Any, partitions: dg.DailyPartitionsDefinition, interval_s: int = 30, lag_s: int = 30
+) -> dg.SensorDefinition:
+    """Poll RelayCore's API for records newer than the cursor; launch the days they fall on.
+
+    The cursor is the end of the last window probed (an RFC 3339 instant). Each tick probes
+    [cursor, now − lag) with a one-record page; records that arrive later than `lag` with older
+    timestamps are picked up by the daily schedule's trailing window.
+    """
+    first_day = partitions.start.date()
+
+    @dg.sensor(
+        name="relaycore_api_sensor",
+        job=job,
+        minimum_interval_seconds=interval_s,
+        description="In api mode, polls RelayCore for usage newer than its cursor and ingests the days it falls on.",
+    )
+    def relaycore_api_sensor(context: dg.SensorEvaluationContext, relaycore: UsageSourceResource) -> Any:
+        if relaycore.mode != "api":
+            return dg.SkipReason("relaycore is not in api mode")
+        end = datetime.now(UTC) - timedelta(seconds=lag_s)
+        start = parse_rfc3339(context.cursor, "cursor") if context.cursor else end - timedelta(days=1)
+        if end <= start:
+            return dg.SkipReason("nothing new to probe yet")
+        try:
+            found = has_records(relaycore.api_spec(), start, end)
+        except SourceApiError as exc:
+            return dg.SkipReason(f"RelayCore not reachable, will retry: {exc}")
+        cursor = end.isoformat()
+        if not found:
+            return dg.SensorResult(run_requests=[], cursor=cursor)
+        days = [d for d in days_between(start.date(), end.date()) if d >= first_day]
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    partition_key=d.isoformat(), run_key=f"api:{d}:{cursor}", tags={"cams/trigger": "relaycore_api"}
+                )
+                for d in days
+            ],
+            cursor=cursor,
+        )
+
+    return relaycore_api_sensor

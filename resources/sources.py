@@ -50,6 +50,17 @@ class UsageSourceResource(dg.ConfigurableResource):
             max_retries=self.max_retries,
         )
 
+    def api_spec(self) -> ApiSpec:
+        cfg = self._config()
+        return ApiSpec(
+            self.name,
+            cfg.base_url or "",
+            cfg.api_key(),
+            page_size=self.page_size,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+        )
+
     def collect(self, start: datetime, end: datetime) -> tuple[IngestResult, dict[str, Any]]:
         """Every record of [start, end), validated and deduplicated, plus how it was read."""
         collector = Collector(self.name, start, end)

@@ -310,3 +310,47 @@ def test_cams_run_cli_json(tmp_path: Path, small_sim, sim_days) -> None:  # type
         timeout=300,
     )
     assert bad.returncode == 2 and "before" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_relaycore_api_poll_sensor_with_cursor(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from cams.simulator.generate import SimConfig, generate
+    from cams.simulator.servers import FakeApi
+    from pipelines.definitions import daily_partitions
+    from pipelines.sensors import build_relaycore_api_sensor
+
+    monkeypatch.setenv("T_RC_KEY", "rk")
+    today = datetime.now(UTC).date()
+    sim = generate(SimConfig(days=[today - timedelta(days=1)], requests_per_day=50))
+    with FakeApi("relaycore", sim.relaycore, key="rk") as api:
+        cfg = cams_config.parse(
+            {
+                "sources": {"relaycore": {"mode": "api", "base_url": api.base_url, "api_key_env": "T_RC_KEY"}},
+                "partitions": {"start_date": (today - timedelta(days=5)).isoformat()},
+            }
+        )
+        defs = build_definitions(cfg, f"sqlite:///{tmp_path / 'w.db'}")
+        sensor = build_relaycore_api_sensor(
+            defs.resolve_job_def(DAILY_JOB), daily_partitions(cfg.partitions_start), lag_s=0
+        )
+        resources = {"relaycore": defs.resources["relaycore"]}
+        with dg.instance_for_test() as inst:
+            first = sensor(dg.build_sensor_context(instance=inst, resources=resources))
+            assert {r.partition_key for r in first.run_requests} == {
+                (today - timedelta(days=1)).isoformat(),
+                today.isoformat(),
+            }
+            quiet = sensor(dg.build_sensor_context(instance=inst, cursor=first.cursor, resources=resources))
+            assert quiet.run_requests == [] and quiet.cursor > first.cursor
+            api.api.add(
+                [
+                    {
+                        **sim.relaycore[0],
+                        "request_id": "fresh",
+                        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                    }
+                ]
+            )
+            fresh = sensor(dg.build_sensor_context(instance=inst, cursor=quiet.cursor, resources=resources))
+            assert [r.partition_key for r in fresh.run_requests] == [today.isoformat()]

@@ -149,3 +149,31 @@ def _get_page(
         stats.waited_s += delay
         sleep(delay)
     raise AssertionError("unreachable")
+
+
+def has_records(
+    spec: ApiSpec,
+    start: datetime,
+    end: datetime,
+    client: httpx.Client | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Whether the API holds any record in [start, end): one page of size 1 (the poll sensor's probe)."""
+    probe = ApiSpec(
+        spec.kind,
+        spec.base_url,
+        spec.api_key,
+        page_size=1,
+        timeout_s=spec.timeout_s,
+        max_retries=spec.max_retries,
+        backoff_base_s=spec.backoff_base_s,
+    )
+    own = client is None
+    client = client or httpx.Client(timeout=spec.timeout_s)
+    try:
+        body = _get_page(probe, client, probe.params(start, end, None), FetchStats(), sleep)
+    finally:
+        if own:
+            client.close()
+    items = body.get("data" if spec.kind == "relaycore" else "spans")
+    return bool(items)
