@@ -28,10 +28,14 @@ def main() -> None:
     a = ap.parse_args()
     worst = a.export_interval_s + a.latency_s
     mean = a.export_interval_s / 2 + a.latency_s
-    print(f"enforcement latency: {a.latency_s:.0f} s CAMS path + up to {a.export_interval_s:.0f} s export interval "
-          f"(mean {mean:.0f} s, worst {worst:.0f} s); ${a.cost} per request; ${a.budget:,.0f} budget")
-    print(f"{'req/s':>7} {'spend/min':>10} {'overshoot mean':>15} {'worst':>10} {'% of budget':>12} "
-          f"{'with 90% downgrade':>19}")
+    print(
+        f"enforcement latency: {a.latency_s:.0f} s CAMS path + up to {a.export_interval_s:.0f} s export interval "
+        f"(mean {mean:.0f} s, worst {worst:.0f} s); ${a.cost} per request; ${a.budget:,.0f} budget"
+    )
+    print(
+        f"{'req/s':>7} {'spend/min':>10} {'overshoot mean':>15} {'worst':>10} {'% of budget':>12} "
+        f"{'with 90% downgrade':>19}"
+    )
     for rate in (1, 10, 100, 1000, 5000):
         per_s = rate * a.cost
         o_mean, o_worst = per_s * mean, per_s * worst
@@ -39,8 +43,10 @@ def main() -> None:
         # budget), the block's latency tail runs at the downgraded cost; otherwise it does not help
         lands_in_time = o_worst < 0.10 * a.budget
         with_downgrade = o_worst * a.downgrade_factor if lands_in_time else o_worst
-        print(f"{rate:>7} {per_s * 60:>10.2f} {o_mean:>15.2f} {o_worst:>10.2f} {o_worst / a.budget:>12.2%} "
-              f"{with_downgrade:>19.2f}")
+        print(
+            f"{rate:>7} {per_s * 60:>10.2f} {o_mean:>15.2f} {o_worst:>10.2f} {o_worst / a.budget:>12.2%} "
+            f"{with_downgrade:>19.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,42 @@ from cams.simulator.drops import write_drops
 from cams.simulator.scenario import serve, simulate, write_manifest
 from cams.warehouse import schema as t
 
+DEMO_BUDGETS = [
+    {
+        "id": "acme-monthly",
+        "name": "ACME monthly",
+        "scope": "org",
+        "scope_id": "acme",
+        "period": "monthly",
+        "amount_usd": 100,
+        "thresholds": [
+            {"level": "warning", "percent": 80, "basis": "actual", "action": "notify"},
+            {"level": "warning", "percent": 100, "basis": "forecast", "action": "notify"},
+            {"level": "critical", "percent": 100, "basis": "actual", "action": "downgrade"},
+        ],
+    },
+    {
+        "id": "globex-weekly",
+        "name": "Globex weekly",
+        "scope": "org",
+        "scope_id": "globex",
+        "period": "weekly",
+        "amount_usd": 10,
+        "timezone": "America/New_York",
+        "thresholds": [{"level": "warning", "percent": 75, "basis": "forecast", "action": "notify"}],
+    },
+    {
+        "id": "acme-search-daily",
+        "name": "ACME search team daily",
+        "scope": "team",
+        "scope_id": "search",
+        "org_id": "acme",
+        "period": "daily",
+        "amount_usd": 2,
+        "thresholds": [{"level": "critical", "percent": 100, "basis": "actual", "action": "block"}],
+    },
+]
+
 
 def _say(msg: str) -> None:
     print(msg, flush=True)
@@ -61,6 +97,7 @@ def main(args: Any) -> int:
                 },
             },
             "partitions": {"start_date": first.isoformat()},
+            "budgets": DEMO_BUDGETS,
         }
     )
     browse_cfg = {
@@ -68,6 +105,7 @@ def main(args: Any) -> int:
             name: {"mode": "files", "drop_dir": str(home / "drop" / name)} for name in ("relaycore", "auterity")
         },
         "partitions": {"start_date": first.isoformat()},
+        "budgets": DEMO_BUDGETS,
     }
     (home / "cams.yaml").write_text(yaml.safe_dump(browse_cfg, sort_keys=False))
     try:
@@ -156,6 +194,12 @@ def _print_summary(engine: Engine, summary: dict[str, Any], first: Any, last: An
     _say("\n  reconciliation (RelayCore vs Auterity vs the price book)    requests   at risk USD")
     for category, n, at_risk in recon:
         _say(f"    {category:56s} {int(n):>8,}  {float(at_risk or 0):>11,.2f}")
+    _say(f"\n  budgets as of now ({summary['alerts_fired']} alerts fired, delivered to the log channel)")
+    for b in summary["budgets"]:
+        _say(
+            f"    {b['budget_id']:24s} {b['state']:9s} spent ${float(b['spent_usd']):>8,.2f}  "
+            f"forecast ${float(b['forecast_usd']):>8,.2f}"
+        )
     _say("\n  quarantined lines by reason")
     for source, reason, n in reasons[:8]:
         _say(f"    {source:9s} {n:>4}  {reason[:80]}")
