@@ -30,6 +30,7 @@ class SourceConfig:
     page_size: int = 500
     timeout_s: float = 10.0
     max_retries: int = 5
+    poll_lag_s: int = 30  # api mode: the poll sensor looks at records older than this
 
     def api_key(self) -> str | None:
         if not self.api_key_env:

@@ -89,12 +89,12 @@ def build_budget_after_usage_sensor(usage_job: Any, budget_job: Any, interval_s:
 
 
 def build_relaycore_api_sensor(
-    job: Any, partitions: dg.DailyPartitionsDefinition, interval_s: int = 30, lag_s: int = 30
+    job: Any, partitions: dg.DailyPartitionsDefinition, interval_s: int = 30
 ) -> dg.SensorDefinition:
     """Poll RelayCore's API for records newer than the cursor; launch the days they fall on.
 
     The cursor is the end of the last window probed (an RFC 3339 instant). Each tick probes
-    [cursor, now − lag) with a one-record page; records that arrive later than `lag` with older
+    [cursor, now − poll_lag_s) with a one-record page; records that arrive later than that with older
     timestamps are picked up by the daily schedule's trailing window.
     """
     first_day = partitions.start.date()
@@ -108,7 +108,7 @@ def build_relaycore_api_sensor(
     def relaycore_api_sensor(context: dg.SensorEvaluationContext, relaycore: UsageSourceResource) -> Any:
         if relaycore.mode != "api":
             return dg.SkipReason("relaycore is not in api mode")
-        end = datetime.now(UTC) - timedelta(seconds=lag_s)
+        end = datetime.now(UTC) - timedelta(seconds=relaycore.poll_lag_s)
         start = parse_rfc3339(context.cursor, "cursor") if context.cursor else end - timedelta(days=1)
         if end <= start:
             return dg.SkipReason("nothing new to probe yet")

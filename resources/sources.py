@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -24,31 +25,14 @@ class UsageSourceResource(dg.ConfigurableResource):
     page_size: int = 500
     timeout_s: float = 10.0
     max_retries: int = 5
+    poll_lag_s: int = 30
 
     @classmethod
     def from_config(cls, cfg: SourceConfig) -> UsageSourceResource:
-        return cls(
-            name=cfg.name,
-            mode=cfg.mode,
-            drop_dir=cfg.drop_dir,
-            base_url=cfg.base_url,
-            api_key_env=cfg.api_key_env,
-            page_size=cfg.page_size,
-            timeout_s=cfg.timeout_s,
-            max_retries=cfg.max_retries,
-        )
+        return cls(**dataclasses.asdict(cfg))
 
     def _config(self) -> SourceConfig:
-        return SourceConfig(
-            name=self.name,
-            mode=self.mode,
-            drop_dir=self.drop_dir,
-            base_url=self.base_url,
-            api_key_env=self.api_key_env,
-            page_size=self.page_size,
-            timeout_s=self.timeout_s,
-            max_retries=self.max_retries,
-        )
+        return SourceConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SourceConfig)})
 
     def api_spec(self) -> ApiSpec:
         cfg = self._config()

@@ -7,6 +7,7 @@ PostgreSQL fails the run instead of quietly testing SQLite only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -93,3 +94,28 @@ def small_sim(sim_days: list[date]):  # type: ignore[no-untyped-def]
     from cams.simulator.generate import SimConfig, generate
 
     return generate(SimConfig(days=sim_days, seed=11, requests_per_day=300))
+
+
+@contextlib.contextmanager
+def fresh_pg_database(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the test server; yields its `postgresql://` URL."""
+    import sqlalchemy as sa
+
+    base = PG_URL.rsplit("/", 1)[0]  # type: ignore[union-attr]
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(
+        f"{base}/postgres".replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def psycopg2_url(url: str) -> str:
+    """dagster-postgres's NOTIFY needs client-side binding: the psycopg2 driver (docs/operations.md)."""
+    return url.replace("postgresql://", "postgresql+psycopg2://")

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -23,7 +22,7 @@ from cams.simulator.drops import write_drops
 from cams.simulator.scenario import serve
 from pipelines.definitions import DAILY_JOB, build_definitions
 from pipelines.runner import run_range, summarize
-from tests.conftest import PG_URL
+from tests.conftest import fresh_pg_database, psycopg2_url
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,30 +43,19 @@ def instance(db_url: str, tmp_path: Path) -> Iterator[dg.DagsterInstance]:
         with dg.instance_for_test() as inst:
             yield inst
         return
-    base = PG_URL.rsplit("/", 1)[0]  # type: ignore[union-attr]
-    name = f"cams_dagster_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(
-        f"{base}/postgres".replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     home = tmp_path / "dagster_home"
     home.mkdir()
-    # The committed production dagster.yaml, with DAGSTER_PG_URL on the psycopg2 driver:
-    # dagster-postgres's NOTIFY needs client-side binding (see docs/operations.md).
-    os.environ["DAGSTER_PG_URL"] = f"{base.replace('postgresql://', 'postgresql+psycopg2://')}/{name}"
-    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
-    inst = dg.DagsterInstance.from_config(str(home))
-    try:
-        assert type(inst.run_storage).__name__ == "PostgresRunStorage"
-        assert type(inst.run_coordinator).__name__ == "QueuedRunCoordinator"
-        yield inst
-    finally:
-        inst.dispose()
-        os.environ.pop("DAGSTER_PG_URL", None)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.dispose()
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())  # the committed production file
+    with fresh_pg_database("cams_dagster") as url:
+        os.environ["DAGSTER_PG_URL"] = psycopg2_url(url)
+        inst = dg.DagsterInstance.from_config(str(home))
+        try:
+            assert type(inst.run_storage).__name__ == "PostgresRunStorage"
+            assert type(inst.run_coordinator).__name__ == "QueuedRunCoordinator"
+            yield inst
+        finally:
+            inst.dispose()
+            os.environ.pop("DAGSTER_PG_URL", None)
 
 
 def test_definitions_graph_is_the_map(tmp_path: Path) -> None:
@@ -317,8 +305,6 @@ def test_relaycore_api_poll_sensor_with_cursor(tmp_path: Path, monkeypatch) -> N
 
     from cams.simulator.generate import SimConfig, generate
     from cams.simulator.servers import FakeApi
-    from pipelines.definitions import daily_partitions
-    from pipelines.sensors import build_relaycore_api_sensor
 
     monkeypatch.setenv("T_RC_KEY", "rk")
     today = datetime.now(UTC).date()
@@ -326,16 +312,16 @@ def test_relaycore_api_poll_sensor_with_cursor(tmp_path: Path, monkeypatch) -> N
     with FakeApi("relaycore", sim.relaycore, key="rk") as api:
         cfg = cams_config.parse(
             {
-                "sources": {"relaycore": {"mode": "api", "base_url": api.base_url, "api_key_env": "T_RC_KEY"}},
+                "sources": {
+                    "relaycore": {"mode": "api", "base_url": api.base_url, "api_key_env": "T_RC_KEY", "poll_lag_s": 0}
+                },
                 "partitions": {"start_date": (today - timedelta(days=5)).isoformat()},
             }
         )
         defs = build_definitions(cfg, f"sqlite:///{tmp_path / 'w.db'}")
-        sensor = build_relaycore_api_sensor(
-            defs.resolve_job_def(DAILY_JOB), daily_partitions(cfg.partitions_start), lag_s=0
-        )
         resources = {"relaycore": defs.resources["relaycore"]}
-        with dg.instance_for_test() as inst:
+        with dg.instance_for_test() as inst:  # resolve inside: Dagster keeps a global weakref to the instance
+            sensor = defs.resolve_sensor_def("relaycore_api_sensor")
             first = sensor(dg.build_sensor_context(instance=inst, resources=resources))
             assert {r.partition_key for r in first.run_requests} == {
                 (today - timedelta(days=1)).isoformat(),

@@ -9,15 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from cams import signing
-from tests.conftest import PG_URL
+from tests.conftest import PG_URL, fresh_pg_database, psycopg2_url
 from tests.receiver import Receiver
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,13 +24,11 @@ BIN = Path(sys.executable).parent
 
 @pytest.mark.parametrize("backend", [b for b in ("postgresql",) if PG_URL])
 def test_dropped_usage_crossing_a_threshold_alerts_through_the_daemon(backend: str, tmp_path: Path) -> None:
-    base = PG_URL.rsplit("/", 1)[0]  # type: ignore[union-attr]
-    name = f"cams_e2e_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(
-        f"{base}/postgres".replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    with fresh_pg_database("cams_e2e") as url:
+        _run(tmp_path, url)
+
+
+def _run(tmp_path: Path, db_url: str) -> None:
     receiver = Receiver()
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -77,8 +73,8 @@ def test_dropped_usage_crossing_a_threshold_alerts_through_the_daemon(backend: s
         **os.environ,
         "DAGSTER_HOME": str(home),
         "CAMS_CONFIG": str(tmp_path / "cams.yaml"),
-        "DAGSTER_PG_URL": f"{base.replace('postgresql://', 'postgresql+psycopg2://')}/{name}",
-        "CAMS_DATABASE_URL": f"{base}/{name}",
+        "DAGSTER_PG_URL": psycopg2_url(db_url),
+        "CAMS_DATABASE_URL": db_url,
         "CAMS_E2E_SECRET": "e2e-secret",
     }
     daemon = None
@@ -148,6 +144,3 @@ def test_dropped_usage_crossing_a_threshold_alerts_through_the_daemon(backend: s
             except subprocess.TimeoutExpired:
                 os.killpg(daemon.pid, signal.SIGKILL)
         receiver.stop()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.dispose()
