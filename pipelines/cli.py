@@ -69,6 +69,35 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return sim_cli.main(args)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from cams import config as cfg
+    from cams.api.app import create_app
+    from cams.warehouse.db import make_engine, migrate
+
+    engine = make_engine(cfg.database_url())
+    migrate(engine)
+    uvicorn.run(create_app(engine, refresh_s=args.refresh_s), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _cmd_keys_create(args: argparse.Namespace) -> int:
+    from cams import config as cfg
+    from cams.api.keys import create_key
+    from cams.warehouse.db import make_engine, migrate
+
+    engine = make_engine(cfg.database_url())
+    migrate(engine)
+    try:
+        key = create_key(engine, [s.strip() for s in args.scopes.split(",") if s.strip()], args.org, args.name)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    print(key)
+    print("store it now: only its hash is kept", file=sys.stderr)
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from pipelines import runner
 
@@ -108,6 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--relaycore-port", type=int, default=8701)
     p.add_argument("--auterity-port", type=int, default=8702)
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("serve", help="the lookup service (FastAPI) on the warehouse's published table")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--refresh-s", type=float, default=5.0, help="how often to look for a new table version")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("keys", help="API keys of the lookup service")
+    ksub = p.add_subparsers(dest="keys_command", required=True)
+    k = ksub.add_parser("create", help="print a new API key once (only its hash is stored)")
+    k.add_argument("--scopes", default="read", help="comma-separated: read, write, admin")
+    k.add_argument("--org", help="bind the key to one org")
+    k.add_argument("--name", help="a label for the key")
+    k.set_defaults(func=_cmd_keys_create)
 
     p = sub.add_parser("price", help="cost of one request (or --batch: JSON lines on stdin)")
     p.add_argument("model", nargs="?")

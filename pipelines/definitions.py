@@ -9,6 +9,7 @@ from assets.costs import build_cost_assets
 from assets.ingestion import build_ingestion_assets
 from assets.pricing import price_book
 from assets.reconciliation import build_reconciliation_assets
+from assets.selection import build_selection_assets
 from cams import config as cams_config
 from cams.budgets.model import parse_budgets
 from pipelines.schedules import build_daily_schedule
@@ -22,6 +23,7 @@ from resources import build_resources
 DAILY_JOB = "daily_usage_job"
 PRICE_BOOK_JOB = "price_book_job"
 BUDGET_JOB = "budget_job"
+SELECTION_JOB = "selection_job"
 
 
 def daily_partitions(start_date: str) -> dg.DailyPartitionsDefinition:
@@ -36,6 +38,7 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
     costs = build_cost_assets(partitions)
     recon = build_reconciliation_assets(partitions, cfg.reconciliation)
     budgets = build_budget_assets(parse_budgets(cfg.budgets), cfg.alerts)
+    selection = build_selection_assets(cfg.selection)
     interval = int(cfg.alerts.get("sensor_interval_s", 30))
     daily_job = dg.define_asset_job(
         DAILY_JOB,
@@ -48,14 +51,25 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
         selection=[a.key for a in budgets],
         description="Sync budgets, evaluate them as of now (or the cams/as_of tag), fire and deliver alerts.",
     )
+    selection_job = dg.define_asset_job(
+        SELECTION_JOB,
+        selection=[a.key for a in selection],
+        description="Recompute model quality and publish a new selection table version.",
+    )
     price_job = dg.define_asset_job(
         PRICE_BOOK_JOB, selection=[price_book.key], description="Reload the price book from the snapshot and cams.yaml."
     )
     return dg.Definitions(
-        assets=[price_book, *ingestion, *costs, *recon, *budgets],
-        jobs=[daily_job, price_job, budget_job],
+        assets=[price_book, *ingestion, *costs, *recon, *budgets, *selection],
+        jobs=[daily_job, price_job, budget_job, selection_job],
         schedules=[
             build_daily_schedule(daily_job, partitions, int(cfg.reconciliation["trailing_days"])),
+            dg.ScheduleDefinition(
+                name="selection_schedule",
+                job=selection_job,
+                cron_schedule="30 1 * * *",
+                description="Nightly: new quality stats and a new selection table version.",
+            ),
             dg.ScheduleDefinition(
                 name="budget_schedule",
                 job=budget_job,

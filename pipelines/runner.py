@@ -20,7 +20,7 @@ from cams import config as cams_config
 from cams.reconcile import CATEGORIES
 from cams.sources.timeutil import parse_rfc3339
 from cams.warehouse import schema as t
-from pipelines.definitions import BUDGET_JOB, DAILY_JOB, PRICE_BOOK_JOB, build_definitions
+from pipelines.definitions import BUDGET_JOB, DAILY_JOB, PRICE_BOOK_JOB, SELECTION_JOB, build_definitions
 from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -83,6 +83,12 @@ def run_range(
     )
     if not result.success:
         raise RunError(f"{BUDGET_JOB} failed: {_failure(result)}")
+    progress("publishing model quality and a new selection table version")
+    sel = defs.resolve_job_def(SELECTION_JOB).execute_in_process(
+        instance=instance, run_config=QUIET, raise_on_error=False
+    )
+    if not sel.success:
+        raise RunError(f"{SELECTION_JOB} failed: {_failure(sel)}")
     fired = 0
     for mat in result.asset_materializations_for_node("budget_alerts"):
         fired += int(mat.metadata["alerts_fired"].value)

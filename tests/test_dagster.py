@@ -72,6 +72,8 @@ def test_definitions_graph_is_the_map(tmp_path: Path) -> None:
         "budget_configs",
         "budget_status",
         "budget_alerts",
+        "model_quality_stats",
+        "model_selection_table",
     }
     deps = {
         k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()
@@ -81,11 +83,12 @@ def test_definitions_graph_is_the_map(tmp_path: Path) -> None:
     assert deps["cost_reconciliation"] == {"cost_tracking", "auterity_spans"}
     assert deps["budget_status"] == {"budget_configs", "cost_tracking"}
     assert deps["budget_alerts"] == {"budget_status"}
+    assert deps["model_selection_table"] == {"model_quality_stats", "price_book"}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 40, key
         assert node.owners and node.kinds, key
-        assert node.group_name in {"pricing", "ingestion", "costs", "reconciliation", "budgets"}
+        assert node.group_name in {"pricing", "ingestion", "costs", "reconciliation", "budgets", "selection"}
     checks = {c.name for c in graph.asset_check_keys}
     assert {
         "relaycore_valid",

@@ -344,3 +344,77 @@ budget_alert_attempts = Table(
     Column("attempted_at", Ts, nullable=False),
     comment="Every delivery attempt: when, and what the channel answered.",
 )
+
+model_quality_stats = Table(
+    "model_quality_stats",
+    metadata,
+    Column("model", String(512), primary_key=True),
+    Column("task_type", String(100), primary_key=True),
+    Column("spans", BigInteger, nullable=False),
+    Column("scored", BigInteger, nullable=False),
+    Column("mean_score", Float),
+    Column("quality", Float, nullable=False, comment="mean score shrunk toward the configured prior"),
+    Column("success_rate", Float, nullable=False),
+    Column("p50_latency_ms", Float),
+    Column("p95_latency_ms", Float),
+    Column("median_input_tokens", Float),
+    Column("median_output_tokens", Float),
+    Column("computed_at", Ts, nullable=False),
+    comment="Per model and task type, from Auterity spans (SPEC §6).",
+)
+
+model_selection_tables = Table(
+    "model_selection_tables",
+    metadata,
+    Column("version", String(64), primary_key=True),
+    Column("created_at", Ts, nullable=False),
+    Column("table_json", Text, nullable=False),
+    comment="Every published selection table; the newest version is the one served.",
+)
+
+model_selection_explanations = Table(
+    "model_selection_explanations",
+    metadata,
+    Column("id", String(64), primary_key=True, comment="a table row's id, or a selection's id"),
+    Column("table_version", String(64), nullable=False),
+    Column("kind", String(10), nullable=False, comment="row or selection"),
+    Column("org_id", Id),
+    Column("request_id", Id),
+    Column("explanation_json", Text, nullable=False),
+    Column("created_at", Ts, nullable=False),
+    comment="Why each table row and each selection chose what it chose.",
+)
+Index("ix_model_selection_explanations_request", model_selection_explanations.c.request_id)
+
+model_selection_history = Table(
+    "model_selection_history",
+    metadata,
+    Column("selection_id", String(64), primary_key=True),
+    Column("request_id", Id),
+    Column("org_id", Id, nullable=False),
+    Column("team_id", Id),
+    Column("user_id", Id),
+    Column("task_type", String(100), nullable=False),
+    Column("quality_tier", String(20), nullable=False),
+    Column("served_tier", String(20), nullable=False),
+    Column("model", String(512), nullable=False),
+    Column("estimated_cost_usd", Money, nullable=False),
+    Column("budget_state", String(10), nullable=False),
+    Column("binding_constraint", String(100), nullable=False),
+    Column("table_version", String(64), nullable=False),
+    Column("selected_at", Ts, nullable=False),
+    comment="Every selection the endpoint made, written in batches off the hot path.",
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True, comment="sha256 of the key; the key is never stored"),
+    Column("scopes", String(100), nullable=False),
+    Column("org_id", Id, comment="set: the key sees and changes only this org"),
+    Column("name", String(200)),
+    Column("created_at", Ts, nullable=False),
+    Column("revoked_at", Ts),
+    comment="API keys of the lookup service (SPEC §7).",
+)

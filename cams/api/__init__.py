@@ -1,0 +1,1 @@
+"""The lookup service (SPEC §7): FastAPI over an in-memory selection table."""

@@ -1,0 +1,1 @@
+"""Model selection (SPEC §6): quality stats, the published selection table, and in-memory selection."""

@@ -1,0 +1,77 @@
+"""Per-model, per-task quality from Auterity spans, shrunk toward a prior (SPEC §6).
+
+quality = (n × mean score + k × prior) / (n + k): a model with few scored spans stays near its
+prior; with many, its observed mean dominates. Success rate counts spans whose status is not ERROR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_PRIOR = 0.70
+DEFAULT_SHRINKAGE = 20.0
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    priors: dict[str, float]
+    default_prior: float = DEFAULT_PRIOR
+    shrinkage: float = DEFAULT_SHRINKAGE
+
+    @classmethod
+    def from_config(cls, raw: dict[str, Any]) -> QualitySettings:
+        return cls(
+            {str(k): float(v) for k, v in (raw.get("priors") or {}).items()},
+            float(raw.get("default_prior", DEFAULT_PRIOR)),
+            float(raw.get("shrinkage", DEFAULT_SHRINKAGE)),
+        )
+
+    def prior(self, model: str) -> float:
+        return self.priors.get(model, self.priors.get(model.split("/")[-1], self.default_prior))
+
+
+def quality_stats(spans: pd.DataFrame, settings: QualitySettings) -> pd.DataFrame:
+    """spans: response_model, task_type, status_code, quality_score, duration_ms, input_tokens, output_tokens."""
+    cols = [
+        "model",
+        "task_type",
+        "spans",
+        "scored",
+        "mean_score",
+        "quality",
+        "success_rate",
+        "p50_latency_ms",
+        "p95_latency_ms",
+        "median_input_tokens",
+        "median_output_tokens",
+    ]
+    if spans.empty:
+        return pd.DataFrame(columns=cols)
+    df = spans.dropna(subset=["response_model", "task_type"]).copy()
+    df["ok"] = df["status_code"] != "ERROR"
+    g = df.groupby(["response_model", "task_type"])
+    out = (
+        pd.DataFrame(
+            {
+                "spans": g.size(),
+                "scored": g["quality_score"].count(),
+                "mean_score": g["quality_score"].mean(),
+                "success_rate": g["ok"].mean(),
+                "p50_latency_ms": g["duration_ms"].quantile(0.5),
+                "p95_latency_ms": g["duration_ms"].quantile(0.95),
+                "median_input_tokens": g["input_tokens"].median(),
+                "median_output_tokens": g["output_tokens"].median(),
+            }
+        )
+        .reset_index()
+        .rename(columns={"response_model": "model"})
+    )
+    priors = out["model"].map(settings.prior).astype(float)
+    k = settings.shrinkage
+    out["quality"] = (out["scored"] * out["mean_score"].fillna(0) + k * priors) / (out["scored"] + k)
+    out["success_rate"] = out["success_rate"].astype(float)
+    return out[cols].replace({np.nan: None})

@@ -1,0 +1,183 @@
+"""Selection on the hot path: a dictionary lookup in the published table, no database, no I/O.
+
+The cheapest candidate of (task, effective tier) that honours the request's constraints wins;
+every decision names its binding constraint (what stopped a cheaper model) and the alternatives.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from cams.selection.table import TIER_ORDER, effective_tier
+
+
+class SelectionError(ValueError):
+    """A request selection cannot serve; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, code: str, message: str, detail: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.detail = status, code, detail or {}
+
+
+@dataclass(frozen=True)
+class Request:
+    org_id: str
+    task_type: str
+    quality_tier: str = "standard"
+    team_id: str | None = None
+    user_id: str | None = None
+    max_latency_ms: float | None = None
+    required_capabilities: tuple[str, ...] = ()
+    input_tokens: int | None = None
+    request_id: str | None = None
+
+
+@dataclass
+class Decision:
+    selection_id: str
+    model: str
+    provider: str
+    estimated_cost_usd: float
+    fallback_chain: list[str]
+    budget_state: str
+    budget_action: str
+    table_version: str
+    tier: str
+    binding_constraint: str
+    alternatives: list[dict[str, Any]] = field(default_factory=list)
+
+    def response(self) -> dict[str, Any]:
+        return {
+            "selection_id": self.selection_id,
+            "model": self.model,
+            "provider": self.provider,
+            "estimated_cost_usd": f"{self.estimated_cost_usd:.10f}",
+            "fallback_chain": self.fallback_chain,
+            "budget_state": self.budget_state,
+            "table_version": self.table_version,
+            "explanation_id": self.selection_id,
+        }
+
+
+class SelectionTable:
+    """One published version, indexed for O(1) lookups, with the budget states it was loaded with."""
+
+    def __init__(self, version: str, table: dict[str, Any], budgets: list[dict[str, Any]]):
+        self.version = version
+        self.models: dict[str, dict[str, Any]] = table["models"]
+        self.rows = {(r["task_type"], r["tier"]): r for r in table["rows"]}
+        self.tasks = sorted({r["task_type"] for r in table["rows"]})
+        # the most restrictive budget covering a scope wins
+        self.budgets: dict[tuple[str, str], tuple[str, str, str]] = {}
+        rank = {"none": 0, "notify": 1, "downgrade": 2, "block": 3}
+        for b in budgets:
+            key = (b["scope"], b["scope_id"] if b["scope"] == "org" else f"{b['org_id']}/{b['scope_id']}")
+            cur = self.budgets.get(key)
+            if cur is None or rank[b["action"]] > rank[cur[1]]:
+                self.budgets[key] = (b["state"], b["action"], b["budget_id"])
+
+    def budget_for(self, req: Request) -> tuple[str, str, str | None]:
+        found = [self.budgets.get(("org", req.org_id))]
+        if req.team_id:
+            found.append(self.budgets.get(("team", f"{req.org_id}/{req.team_id}")))
+        if req.user_id:
+            found.append(self.budgets.get(("user", f"{req.org_id}/{req.user_id}")))
+        rank = {"none": 0, "notify": 1, "downgrade": 2, "block": 3}
+        hits = [f for f in found if f is not None]
+        if not hits:
+            return "ok", "none", None
+        return max(hits, key=lambda f: rank[f[1]])
+
+    def select(self, req: Request) -> Decision:
+        if req.quality_tier not in TIER_ORDER:
+            raise SelectionError(422, "invalid_tier", f"quality_tier must be one of {', '.join(TIER_ORDER)}")
+        if req.task_type not in self.tasks:
+            raise SelectionError(
+                404, "unknown_task", f"no selection for task_type {req.task_type!r}", {"known_task_types": self.tasks}
+            )
+        state, action, budget_id = self.budget_for(req)
+        tier = effective_tier(req.quality_tier, action)
+        if tier is None:
+            raise SelectionError(
+                402,
+                "budget_blocked",
+                f"budget {budget_id} is {state} and blocks new requests for this scope",
+                {"budget_id": budget_id, "budget_state": state, "table_version": self.version},
+            )
+        row = self.rows[(req.task_type, tier)]
+        binding = "cost"
+        chosen = None
+        alternatives = []
+        for c in row["candidates"]:
+            reason = self._violates(c, req)
+            alternatives.append(
+                {
+                    **{
+                        k: c[k]
+                        for k in (
+                            "model",
+                            "provider",
+                            "expected_cost_usd",
+                            "expected_quality",
+                            "success_rate",
+                            "p95_latency_ms",
+                        )
+                    },
+                    "rejected": reason,
+                }
+            )
+            if reason is None and chosen is None:
+                chosen = c
+            elif reason is not None and chosen is None:
+                binding = reason
+        if chosen is None:
+            raise SelectionError(
+                422,
+                "no_candidate",
+                f"no model for {req.task_type}/{tier} meets the request's constraints",
+                {"binding_constraint": binding, "tier": tier, "alternatives": alternatives[:10]},
+            )
+        if binding == "cost" and row["rejected"]:
+            binding = f"tier_min_quality:{row['min_quality']}"
+        usable = [
+            m
+            for m in chosen["fallback_chain"]
+            if self._violates(next(c for c in row["candidates"] if c["model"] == m), req) is None
+        ]
+        return Decision(
+            selection_id=str(uuid.uuid4()),
+            model=chosen["model"],
+            provider=chosen["provider"],
+            estimated_cost_usd=self._cost(chosen, row, req),
+            fallback_chain=usable,
+            budget_state=state,
+            budget_action=action,
+            table_version=self.version,
+            tier=tier,
+            binding_constraint=binding,
+            alternatives=alternatives[:10],
+        )
+
+    def _violates(self, c: dict[str, Any], req: Request) -> str | None:
+        info = self.models.get(c["model"], {})
+        if (
+            req.max_latency_ms is not None
+            and c["p95_latency_ms"] is not None
+            and c["p95_latency_ms"] > req.max_latency_ms
+        ):
+            return "max_latency_ms"
+        if req.required_capabilities and not set(req.required_capabilities) <= set(info.get("capabilities", [])):
+            return "required_capabilities"
+        limit = info.get("max_input_tokens")
+        if req.input_tokens is not None and limit and req.input_tokens > int(limit):
+            return "context_size"
+        return None
+
+    def _cost(self, c: dict[str, Any], row: dict[str, Any], req: Request) -> float:
+        """The table's expected cost, or with the request's own input size at the model's rates."""
+        rates = self.models.get(c["model"], {}).get("rates")
+        if req.input_tokens is None or not rates:
+            return float(c["expected_cost_usd"])
+        return req.input_tokens * rates["input"] + row["profile"][1] * rates["output"]

@@ -1,0 +1,171 @@
+"""Selection data in the warehouse: quality stats, published table versions, explanations, history."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, select, true
+
+from cams.warehouse import schema as t
+from cams.warehouse.db import insert_rows, replace_rows
+
+STATS_WINDOW_DAYS = 30
+
+
+def spans_for_stats(engine: Engine, as_of: datetime, days: int = STATS_WINDOW_DAYS) -> pd.DataFrame:
+    sp = t.auterity_spans
+    cols = [
+        "response_model",
+        "task_type",
+        "status_code",
+        "quality_score",
+        "duration_ms",
+        "input_tokens",
+        "output_tokens",
+    ]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(*(sp.c[c] for c in cols)).where(
+                sp.c.day >= (as_of - timedelta(days=days)).date(), sp.c.day <= as_of.date()
+            )
+        ).all()
+    frame = pd.DataFrame(rows, columns=cols)
+    frame["quality_score"] = pd.to_numeric(frame["quality_score"], errors="coerce")
+    return frame
+
+
+def store_stats(engine: Engine, stats: pd.DataFrame) -> int:
+    now = datetime.now(UTC)
+    rows = [{**r, "computed_at": now} for r in stats.to_dict("records")]
+    with engine.begin() as conn:
+        replace_rows(conn, t.model_quality_stats, true(), rows)
+    return len(rows)
+
+
+def load_stats(engine: Engine) -> pd.DataFrame:
+    with engine.connect() as conn:
+        result = conn.execute(select(t.model_quality_stats))
+        return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+def publish(engine: Engine, table: dict[str, Any], now: datetime | None = None) -> str:
+    """Insert a new version (and its row explanations) in one transaction; readers see all or nothing."""
+    now = now or datetime.now(UTC)
+    body = json.dumps(table, sort_keys=True)
+    version = f"{now:%Y%m%dT%H%M%S}-{hashlib.sha256(body.encode()).hexdigest()[:8]}"
+    explanations = []
+    for r in table["rows"]:
+        cands = r["candidates"]
+        explanations.append(
+            {
+                "id": f"{version}:{r['task_type']}:{r['tier']}",
+                "table_version": version,
+                "kind": "row",
+                "org_id": None,
+                "request_id": None,
+                "created_at": now,
+                "explanation_json": json.dumps(
+                    {
+                        "task_type": r["task_type"],
+                        "tier": r["tier"],
+                        "min_quality": r["min_quality"],
+                        "chosen": cands[0]["model"] if cands else None,
+                        "why": (
+                            f"cheapest of {len(cands)} models with expected quality >= {r['min_quality']} and success "
+                            f"rate >= {table['success_floor']}"
+                        )
+                        if cands
+                        else "no model qualifies",
+                        "alternatives": cands[1:6],
+                        "rejected": r["rejected"],
+                        "budget_states": {
+                            "ok": r["tier"],
+                            "warning": r["tier"],
+                            "critical": r["tier"],
+                            "downgrade": "one tier down",
+                            "block": "402 refused",
+                        },
+                    }
+                ),
+            }
+        )
+    with engine.begin() as conn:
+        insert_rows(conn, t.model_selection_tables, [{"version": version, "created_at": now, "table_json": body}])
+        insert_rows(conn, t.model_selection_explanations, explanations)
+    return version
+
+
+def latest(engine: Engine) -> tuple[str, dict[str, Any]] | None:
+    mst = t.model_selection_tables
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(mst.c.version, mst.c.table_json).order_by(mst.c.created_at.desc(), mst.c.version.desc()).limit(1)
+        ).first()
+    return (row.version, json.loads(row.table_json)) if row else None
+
+
+def latest_version(engine: Engine) -> str | None:
+    mst = t.model_selection_tables
+    with engine.connect() as conn:
+        return conn.execute(
+            select(mst.c.version).order_by(mst.c.created_at.desc(), mst.c.version.desc()).limit(1)
+        ).scalar()
+
+
+def budget_states(engine: Engine) -> list[dict[str, Any]]:
+    bs = t.budget_status
+    with engine.connect() as conn:
+        return [
+            dict(r)
+            for r in conn.execute(
+                select(bs.c.budget_id, bs.c.scope, bs.c.scope_id, bs.c.org_id, bs.c.state, bs.c.action)
+            ).mappings()
+        ]
+
+
+def write_history(engine: Engine, decisions: Iterable[dict[str, Any]]) -> int:
+    """Selections and their explanations, in one batch."""
+    history, explanations = [], []
+    for d in decisions:
+        history.append(
+            {
+                k: d[k]
+                for k in (
+                    "selection_id",
+                    "request_id",
+                    "org_id",
+                    "team_id",
+                    "user_id",
+                    "task_type",
+                    "quality_tier",
+                    "served_tier",
+                    "model",
+                    "estimated_cost_usd",
+                    "budget_state",
+                    "binding_constraint",
+                    "table_version",
+                    "selected_at",
+                )
+            }
+        )
+        explanations.append(
+            {
+                "id": d["selection_id"],
+                "table_version": d["table_version"],
+                "kind": "selection",
+                "org_id": d["org_id"],
+                "request_id": d["request_id"],
+                "created_at": d["selected_at"],
+                "explanation_json": json.dumps(d["explanation"], default=str),
+            }
+        )
+    if history:
+        with engine.begin() as conn:
+            insert_rows(conn, t.model_selection_history, history)
+            insert_rows(conn, t.model_selection_explanations, explanations)
+    return len(history)

@@ -1,0 +1,280 @@
+"""The lookup service: selection honours tier, latency, capabilities, context and budget state; a new
+table version is served without restart; keys, scopes and org binding; bad input never gives a 500."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from cams import pricebook_store
+from cams.api.app import create_app
+from cams.api.keys import create_key
+from cams.config import parse
+from cams.pricing.quote import load_book
+from cams.selection.select import Request, SelectionTable
+from cams.selection.store import publish
+from cams.selection.table import SelectionSettings, build_table, fallback_chain
+from cams.warehouse import schema as t
+
+NOW = datetime.now(UTC)
+
+
+def stats(rows: list[tuple]) -> pd.DataFrame:
+    cols = [
+        "model",
+        "task_type",
+        "spans",
+        "scored",
+        "mean_score",
+        "quality",
+        "success_rate",
+        "p50_latency_ms",
+        "p95_latency_ms",
+        "median_input_tokens",
+        "median_output_tokens",
+    ]
+    return pd.DataFrame(
+        [(m, task, 500, 300, q, q, s, lat / 2, lat, 2000, 500) for m, task, q, s, lat in rows], columns=cols
+    )
+
+
+STATS = stats(
+    [
+        ("gpt-4o-mini", "chat", 0.72, 0.99, 900),  # cheapest, economy only
+        ("gemini/gemini-2.5-flash", "chat", 0.80, 0.99, 1200),
+        ("claude-haiku-4-5", "chat", 0.81, 0.99, 800),
+        ("gpt-4.1", "chat", 0.87, 0.99, 2500),
+        ("claude-sonnet-4-5", "chat", 0.91, 0.99, 3000),
+        ("mistral/mistral-small-latest", "chat", 0.79, 0.90, 500),  # below the success floor
+    ]
+)
+
+
+def table(book):  # type: ignore[no-untyped-def]
+    settings = SelectionSettings.from_config({}, sorted(STATS["model"]))
+    return build_table(STATS, book, settings, NOW, ["chat"])
+
+
+@pytest.fixture(scope="module")
+def book():  # type: ignore[no-untyped-def]
+    return load_book(parse({}))
+
+
+def test_table_and_selection_by_hand(book) -> None:  # type: ignore[no-untyped-def]
+    tb = table(book)
+    rows = {(r["task_type"], r["tier"]): r for r in tb["rows"]}
+    assert [c["model"] for c in rows[("chat", "economy")]["candidates"]][:2] == [
+        "gpt-4o-mini",
+        "gemini/gemini-2.5-flash",
+    ]
+    assert rows[("chat", "standard")]["candidates"][0]["model"] == "gemini/gemini-2.5-flash"
+    assert rows[("chat", "premium")]["candidates"][0]["model"] == "gpt-4.1"
+    assert {"model": "mistral/mistral-small-latest", "reason": "success_rate"} in rows[("chat", "economy")]["rejected"]
+    # costs ascend, and the first fallback is another provider
+    costs = [c["expected_cost_usd"] for c in rows[("chat", "standard")]["candidates"]]
+    assert costs == sorted(costs)
+    std = rows[("chat", "standard")]["candidates"]
+    assert std[0]["fallback_chain"][0] != "gemini/gemini-2.5-pro" and std[0]["provider"] == "gemini"
+    assert all(book.lookup(m, NOW).provider != "gemini" for m in std[0]["fallback_chain"][:1])
+    sel = SelectionTable(
+        "v1",
+        tb,
+        [
+            {
+                "budget_id": "b1",
+                "scope": "org",
+                "scope_id": "down",
+                "org_id": "down",
+                "state": "critical",
+                "action": "downgrade",
+            },
+            {
+                "budget_id": "b2",
+                "scope": "team",
+                "scope_id": "t",
+                "org_id": "ok",
+                "state": "exceeded",
+                "action": "block",
+            },
+        ],
+    )
+    assert sel.select(Request("ok", "chat", "premium")).model == "gpt-4.1"
+    lat = sel.select(Request("ok", "chat", "standard", max_latency_ms=1000))  # flash's p95 is 1200 ms
+    assert (lat.model, lat.binding_constraint) == ("claude-haiku-4-5", "max_latency_ms")
+    assert lat.alternatives[0] | {"rejected": "max_latency_ms"} == lat.alternatives[0]
+    with pytest.raises(Exception) as slow:
+        sel.select(Request("ok", "chat", "premium", max_latency_ms=2000))
+    assert getattr(slow.value, "status", None) == 422
+    assert sel.select(Request("ok", "chat", "standard", required_capabilities=("vision",))).model
+    down = sel.select(Request("down", "chat", "premium"))
+    assert down.tier == "standard" and down.model == "gemini/gemini-2.5-flash" and down.budget_state == "critical"
+    with pytest.raises(Exception) as blocked:
+        sel.select(Request("ok", "chat", "standard", team_id="t"))
+    assert getattr(blocked.value, "status", None) == 402
+    with pytest.raises(Exception) as big:
+        sel.select(Request("ok", "chat", "economy", input_tokens=5_000_000))
+    assert getattr(big.value, "status", None) == 422
+    assert fallback_chain(
+        [{"model": "a", "provider": "x"}, {"model": "b", "provider": "x"}, {"model": "c", "provider": "y"}], 0
+    ) == ["c", "b"]
+
+
+@pytest.fixture
+def client(engine, book):  # type: ignore[no-untyped-def]
+    pricebook_store.store(engine, book)
+    publish(engine, table(book))
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(t.budget_status),
+            [
+                {
+                    "budget_id": "globex-cap",
+                    "scope": "org",
+                    "scope_id": "globex",
+                    "org_id": "globex",
+                    "period_start": NOW,
+                    "period_end": NOW,
+                    "as_of": NOW,
+                    "amount_usd": 10,
+                    "spent_usd": 12,
+                    "forecast_usd": 20,
+                    "percent_used": 120.0,
+                    "forecast_percent": 200.0,
+                    "state": "exceeded",
+                    "action": "block",
+                    "projected_exhaustion_at": None,
+                    "evaluated_at": NOW,
+                }
+            ],
+        )
+    app = create_app(engine, refresh_s=0.2, flush_s=0.1)
+    with TestClient(app) as c:
+        c.keys = {  # type: ignore[attr-defined]
+            "admin": create_key(engine, ["admin"]),
+            "acme": create_key(engine, ["read"], org_id="acme"),
+        }
+        app.state.service.refresh()
+        yield c
+
+
+def _h(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_select_over_http_and_history(client, engine) -> None:  # type: ignore[no-untyped-def]
+    k = client.keys
+    r = client.post(
+        "/api/v1/models/select",
+        json={"org_id": "acme", "task_type": "chat", "request_id": "rq-1"},
+        headers=_h(k["acme"]),
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {
+        "selection_id",
+        "model",
+        "provider",
+        "estimated_cost_usd",
+        "fallback_chain",
+        "budget_state",
+        "table_version",
+        "explanation_id",
+    }
+    assert body["model"] == "gemini/gemini-2.5-flash" and body["budget_state"] == "ok"
+    blocked = client.post(
+        "/api/v1/models/select", json={"org_id": "globex", "task_type": "chat"}, headers=_h(k["admin"])
+    )
+    assert blocked.status_code == 402 and blocked.json()["error"]["code"] == "budget_blocked"
+    ex = client.get(f"/api/v1/explainer/{body['explanation_id']}", headers=_h(k["acme"]))
+    assert ex.status_code == 200 and ex.json()["explanation"]["chosen"] == body["model"]
+    with engine.connect() as conn:
+        hist = conn.execute(sa.text("select request_id, model from model_selection_history")).all()
+    assert [tuple(h) for h in hist] == [("rq-1", "gemini/gemini-2.5-flash")]
+    fb = client.get(f"/api/v1/models/fallbacks/{body['model']}", headers=_h(k["acme"]))
+    assert fb.status_code == 200 and fb.json()["fallback_chain"] == body["fallback_chain"]
+    est = client.post(
+        "/api/v1/models/estimate",
+        json={"model": "gpt-4o-mini", "prompt": "hello world " * 50, "max_output_tokens": 100},
+        headers=_h(k["acme"]),
+    )
+    assert est.status_code == 200 and est.json()["input_tokens"] == 101 and est.json()["encoding"]
+    again = client.post(
+        "/api/v1/models/estimate",
+        json={"model": "gpt-4o-mini", "prompt": "hello world " * 50, "max_output_tokens": 100},
+        headers=_h(k["acme"]),
+    )
+    assert again.json()["cached"] is True
+
+
+def test_auth_scopes_and_org_binding(client) -> None:  # type: ignore[no-untyped-def]
+    k = client.keys
+    assert client.post("/api/v1/models/select", json={"org_id": "acme", "task_type": "chat"}).status_code == 401
+    assert (
+        client.post(
+            "/api/v1/models/select", json={"org_id": "acme", "task_type": "chat"}, headers=_h("cams_nope_nope")
+        ).status_code
+        == 401
+    )
+    other = client.post("/api/v1/models/select", json={"org_id": "globex", "task_type": "chat"}, headers=_h(k["acme"]))
+    assert other.status_code == 403 and other.json()["error"]["code"] == "forbidden"
+    assert client.get("/api/v1/budgets/globex-cap/status", headers=_h(k["acme"])).status_code == 404
+    assert client.get("/api/v1/budgets/globex-cap/status", headers=_h(k["admin"])).json()["state"] == "exceeded"
+
+
+def test_new_table_version_is_served_without_restart(client, engine, book) -> None:  # type: ignore[no-untyped-def]
+    k = client.keys
+    first = client.post(
+        "/api/v1/models/select", json={"org_id": "acme", "task_type": "chat"}, headers=_h(k["admin"])
+    ).json()
+    cheaper = STATS.copy()
+    cheaper.loc[cheaper["model"] == "gpt-4o-mini", "quality"] = 0.95  # now qualifies for standard, and is cheapest
+    settings = SelectionSettings.from_config({}, sorted(cheaper["model"]))
+    version = publish(
+        engine, build_table(cheaper, book, settings, NOW, ["chat"]), now=datetime.now(UTC).replace(year=2099)
+    )
+    deadline = time.monotonic() + 10
+    body = first
+    while time.monotonic() < deadline and body["table_version"] != version:
+        time.sleep(0.1)
+        body = client.post(
+            "/api/v1/models/select", json={"org_id": "acme", "task_type": "chat"}, headers=_h(k["admin"])
+        ).json()
+    assert body["table_version"] == version and body["model"] == "gpt-4o-mini"
+    assert client.get("/readyz").json()["table_version"] == version
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        None,
+        [],
+        "text",
+        {"org_id": ""},
+        {"org_id": "acme"},
+        {"org_id": "acme", "task_type": "chat", "quality_tier": 9},
+        {"org_id": "acme", "task_type": "chat", "max_latency_ms": -1},
+        {"org_id": "acme", "task_type": "nope"},
+        {"org_id": "acme", "task_type": "chat", "input_tokens": 10**12},
+        {"org_id": "acme", "task_type": "chat", "required_capabilities": ["teleport"]},
+        {"org_id": "a" * 500, "task_type": "chat"},
+        {"org_id": "acme", "task_type": "chat", "prompt": "\x00" * 100},
+    ],
+)
+def test_bad_input_never_gives_a_500(client, payload) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/api/v1/models/select", json=payload, headers=_h(client.keys["admin"]))
+    assert 200 <= r.status_code < 500 and r.status_code != 500
+    if r.status_code >= 400:
+        assert set(r.json()["error"]) >= {"code", "message"}
+    for path, body in [
+        ("/api/v1/models/estimate", payload),
+        ("/api/v1/models/estimate", {"model": "x", "prompt": "y"}),
+    ]:
+        r = client.post(path, json=body, headers=_h(client.keys["admin"]))
+        assert (r.status_code < 500 and "error" in r.json()) or r.status_code == 200
+    r = client.get("/openapi.json")
+    assert r.status_code == 200 and "/api/v1/models/select" in r.json()["paths"]
