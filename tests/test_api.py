@@ -156,7 +156,7 @@ def client(engine, book):  # type: ignore[no-untyped-def]
     with TestClient(app) as c:
         c.keys = {  # type: ignore[attr-defined]
             "admin": create_key(engine, ["admin"]),
-            "acme": create_key(engine, ["read"], org_id="acme"),
+            "acme": create_key(engine, ["read", "write"], org_id="acme"),
         }
         app.state.service.refresh()
         yield c
@@ -278,3 +278,142 @@ def test_bad_input_never_gives_a_500(client, payload) -> None:  # type: ignore[n
         assert (r.status_code < 500 and "error" in r.json()) or r.status_code == 200
     r = client.get("/openapi.json")
     assert r.status_code == 200 and "/api/v1/models/select" in r.json()["paths"]
+
+
+def test_budget_api_and_org_isolation(client, engine) -> None:  # type: ignore[no-untyped-def]
+    k = client.keys
+    acme = {
+        "id": "acme-api",
+        "scope": "team",
+        "scope_id": "search",
+        "org_id": "acme",
+        "period": "weekly",
+        "amount_usd": 50,
+        "thresholds": [{"level": "warning", "percent": 80}],
+    }
+    r = client.post("/api/v1/budgets", json=acme, headers=_h(k["acme"]))
+    assert r.status_code == 201 and r.json()["amount_usd"] == "50"
+    assert client.post("/api/v1/budgets", json=acme, headers=_h(k["acme"])).status_code == 409
+    other = {**acme, "id": "globex-api", "org_id": "globex"}
+    assert client.post("/api/v1/budgets", json=other, headers=_h(k["acme"])).status_code == 403
+    assert client.post("/api/v1/budgets", json=other, headers=_h(k["admin"])).status_code == 201
+    bad = client.post("/api/v1/budgets", json={**acme, "id": "x", "period": "hourly"}, headers=_h(k["admin"]))
+    assert bad.status_code == 422 and "period" in bad.json()["error"]["message"]
+    assert [b["id"] for b in client.get("/api/v1/budgets", headers=_h(k["acme"])).json()] == ["acme-api"]
+    assert client.get("/api/v1/budgets/globex-api", headers=_h(k["acme"])).status_code == 404
+    assert client.put("/api/v1/budgets/globex-api", json=other, headers=_h(k["acme"])).status_code == 404
+    put = client.put("/api/v1/budgets/acme-api", json={**acme, "amount_usd": 75}, headers=_h(k["acme"]))
+    assert put.status_code == 200 and put.json()["amount_usd"] == "75"
+    assert client.delete("/api/v1/budgets/globex-api", headers=_h(k["acme"])).status_code == 404
+    assert client.delete("/api/v1/budgets/acme-api", headers=_h(k["acme"])).status_code == 204
+    with engine.connect() as conn:
+        assert sorted(conn.execute(sa.text("select id from budget_configs")).scalars()) == ["globex-api"]
+
+
+def test_cost_analysis(client, engine) -> None:  # type: ignore[no-untyped-def]
+    from datetime import date
+
+    base = {
+        "team_id": "t",
+        "user_id": "u",
+        "task_type": "chat",
+        "errors": 0,
+        "unpriced_requests": 0,
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "cached_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+        "reasoning_tokens": 0,
+    }
+    rows = [
+        {
+            **base,
+            "day": date(2026, 5, 4),
+            "org_id": "acme",
+            "model": "gpt-4o-mini",
+            "provider": "openai",
+            "requests": 10,
+            "cost_usd": 1.5,
+            "charged_usd": 1.6,
+        },
+        {
+            **base,
+            "day": date(2026, 5, 5),
+            "org_id": "acme",
+            "model": "claude-sonnet-4-5",
+            "provider": "anthropic",
+            "requests": 2,
+            "cost_usd": 3.25,
+            "charged_usd": 3.25,
+        },
+        {
+            **base,
+            "day": date(2026, 5, 12),
+            "org_id": "globex",
+            "model": "gpt-4o-mini",
+            "provider": "openai",
+            "requests": 7,
+            "cost_usd": 9,
+            "charged_usd": 9,
+        },
+    ]
+    with engine.begin() as conn:
+        conn.execute(sa.insert(t.cost_daily_rollups), rows)
+    h = _h(client.keys["acme"])
+    s = client.get("/api/v1/cost-analysis/summary", headers=h).json()
+    assert (s["requests"], s["cost_usd"], s["charged_usd"]) == (12, "4.7500000000", "4.8500000000")
+    assert client.get("/api/v1/cost-analysis/summary?org_id=globex", headers=h).status_code == 403
+    by_model = client.get("/api/v1/cost-analysis/by-model", headers=h).json()
+    assert [m["model"] for m in by_model] == ["claude-sonnet-4-5", "gpt-4o-mini"]
+    assert (
+        client.get("/api/v1/cost-analysis/by-provider?start=2026-05-05", headers=h).json()[0]["provider"] == "anthropic"
+    )
+    weeks = client.get("/api/v1/cost-analysis/trends?granularity=week", headers=_h(client.keys["admin"])).json()
+    assert [(w["period_start"], w["requests"]) for w in weeks] == [("2026-05-04", 12), ("2026-05-11", 7)]
+    assert client.get("/api/v1/cost-analysis/trends?granularity=year", headers=h).status_code == 422
+    assert client.get("/api/v1/cost-analysis/summary?start=2026-05-09&end=2026-05-01", headers=h).status_code == 422
+
+
+def test_signed_webhooks_are_idempotent(client, engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import json as _json
+
+    from cams import signing
+
+    monkeypatch.setenv("CAMS_WEBHOOK_SECRET", "whsec")
+    body = _json.dumps({"event_id": "ev-1", "records": []}).encode()
+
+    def post(raw: bytes, sig: str | None, kind: str = "cost-data"):  # type: ignore[no-untyped-def]
+        headers = {"Content-Type": "application/json", **({"X-CAMS-Signature": sig} if sig else {})}
+        return client.post(f"/api/v1/webhooks/{kind}", content=raw, headers=headers)
+
+    assert post(body, signing.sign("whsec", body)).json()["status"] == "stored"
+    assert post(body, signing.sign("whsec", body)).json()["status"] == "duplicate"
+    assert post(body, None).status_code == 401
+    assert post(body, signing.sign("wrong", body)).status_code == 401
+    assert post(body, signing.sign("whsec", body, t=int(time.time()) - 301)).status_code == 401
+    assert post(b"not json", signing.sign("whsec", b"not json")).status_code == 422
+    assert post(body, signing.sign("whsec", body), kind="nope").status_code == 404
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from webhook_events")).scalar_one() == 1
+
+
+def test_explainer_lists_and_models(client) -> None:  # type: ignore[no-untyped-def]
+    h = _h(client.keys["acme"])
+    for i in range(3):
+        client.post(
+            "/api/v1/models/select",
+            json={"org_id": "acme", "task_type": "chat", "request_id": f"r{i}", "quality_tier": "premium"},
+            headers=h,
+        )
+    recent = client.get("/api/v1/explainer/recent?limit=2", headers=h).json()
+    assert len(recent) == 2 and all(r["org_id"] == "acme" for r in recent)
+    stats = client.get("/api/v1/explainer/stats", headers=h).json()
+    assert stats["decisions"] == 3 and stats["by_model"] == {"gpt-4.1": 3}
+    by_request = client.get("/api/v1/explainer/request/r1", headers=h).json()
+    assert by_request["explanation"]["tier_served"] == "premium"
+    assert client.get("/api/v1/explainer/request/nope", headers=h).status_code == 404
+    models = client.get("/api/v1/models?q=gpt-4o-mini&provider=openai&limit=100", headers=h).json()["models"]
+    assert any(m["model"] == "gpt-4o-mini" for m in models)
+    one = client.get("/api/v1/models/gemini/gemini-2.5-flash", headers=h).json()
+    assert one["profiles"][0]["prices"]["input_cost_per_token"]
+    assert client.post("/api/v1/models", json={"model": "x"}, headers=_h(client.keys["admin"])).status_code == 409

@@ -3,8 +3,8 @@ background refresher (new table versions, budget states, keys) and written by a 
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import queue
 import threading
 from contextlib import asynccontextmanager, suppress
@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cams import pricebook_store
+from cams.api import data_routes
 from cams.api.keys import ApiKey, digest, load_keys
 from cams.api.tokens import EstimateCache
 from cams.pricing.book import PriceBook
@@ -304,23 +305,6 @@ def create_app(engine: Engine, refresh_s: float = 5.0, flush_s: float = 1.0) -> 
             "cached": cached,
         }
 
-    @app.get("/api/v1/explainer/{explanation_id}")
-    def explainer(explanation_id: str, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
-        svc.flush()
-        ex = t.model_selection_explanations
-        with engine.connect() as conn:
-            row = conn.execute(select(ex).where(ex.c.id == explanation_id)).mappings().first()
-        if row is None or (key.org_id is not None and row["org_id"] not in (None, key.org_id)):
-            raise ApiError(404, "not_found", "no such explanation")
-        return {
-            "id": row["id"],
-            "kind": row["kind"],
-            "table_version": row["table_version"],
-            "org_id": row["org_id"],
-            "request_id": row["request_id"],
-            "explanation": json.loads(row["explanation_json"]),
-        }
-
     @app.get("/api/v1/budgets/{budget_id}/status")
     def budget_status(budget_id: str, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
         bs = t.budget_status
@@ -330,4 +314,7 @@ def create_app(engine: Engine, refresh_s: float = 5.0, flush_s: float = 1.0) -> 
             raise ApiError(404, "not_found", "no such budget status")
         return {k: (str(v) if v is not None and not isinstance(v, str | float | int) else v) for k, v in row.items()}
 
+    data_routes.register(
+        app, engine, auth, same_org, ApiError, lambda: os.environ.get("CAMS_WEBHOOK_SECRET"), svc.flush
+    )
     return app

@@ -418,3 +418,14 @@ api_keys = Table(
     Column("revoked_at", Ts),
     comment="API keys of the lookup service (SPEC §7).",
 )
+
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("kind", String(40), nullable=False, comment="cost-data, budget-alert or model-cost-update"),
+    Column("body", Text, nullable=False),
+    Column("received_at", Ts, nullable=False),
+    Column("processed_at", Ts),
+    comment="Signed webhook events, stored before the 2xx answer; idempotent on event_id (SPEC §2.3).",
+)

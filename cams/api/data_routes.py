@@ -1,0 +1,370 @@
+"""The service's data endpoints (SPEC §7): budgets, model cost profiles, cost analysis, explainer
+lists and stats, and signed webhooks. They read and write the warehouse; selection never waits on them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from sqlalchemy import Engine, and_, delete, func, insert, select
+
+from cams import signing
+from cams.api.keys import ApiKey
+from cams.budgets.model import BudgetError, parse_budget
+from cams.budgets.store import _row as budget_row
+from cams.warehouse import schema as t
+
+WEBHOOK_KINDS = ("cost-data", "budget-alert", "model-cost-update")
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, Decimal):
+            out[k] = f"{v:f}"
+        elif isinstance(v, datetime | date):
+            out[k] = v.isoformat()
+        else:
+            out[k] = v
+    return out
+
+
+def register(
+    app: FastAPI,
+    engine: Engine,
+    auth: Callable[[str], Any],
+    same_org: Callable[[ApiKey, str | None], None],
+    api_error: type[Exception],
+    webhook_secret: Callable[[], str | None],
+    on_event: Callable[[], None],
+) -> None:
+    E = api_error
+
+    def org_filter(key: ApiKey, org: str | None) -> str | None:
+        if key.org_id is not None:
+            if org not in (None, key.org_id):
+                raise E(403, "forbidden", "this key is bound to another org")
+            return key.org_id
+        return org
+
+    # ---- budgets -----------------------------------------------------------------------------
+    bc = t.budget_configs
+
+    def _budget(budget_id: str, key: ApiKey) -> dict[str, Any]:
+        with engine.connect() as conn:
+            row = conn.execute(select(bc).where(bc.c.id == budget_id)).mappings().first()
+        if row is None or (key.org_id is not None and row["org_id"] != key.org_id):
+            raise E(404, "not_found", f"no budget {budget_id!r}")
+        return dict(row)
+
+    def _out(row: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **json.loads(row["config_json"]),
+            "source": row["source"],
+            "created_at": str(row["created_at"]),
+            "updated_at": str(row["updated_at"]),
+        }
+
+    @app.get("/api/v1/budgets", tags=["budgets"])
+    def list_budgets(org_id: str | None = None, key: ApiKey = Depends(auth("read"))) -> list[dict[str, Any]]:
+        org = org_filter(key, org_id)
+        q = select(bc).order_by(bc.c.id)
+        q = q.where(bc.c.org_id == org) if org else q
+        with engine.connect() as conn:
+            return [_out(dict(r)) for r in conn.execute(q).mappings()]
+
+    @app.post("/api/v1/budgets", status_code=201, tags=["budgets"])
+    def create_budget(body: dict[str, Any], key: ApiKey = Depends(auth("write"))) -> dict[str, Any]:
+        try:
+            b = parse_budget(body)
+        except BudgetError as exc:
+            raise E(422, "invalid_budget", str(exc)) from None
+        same_org(key, b.org_id)
+        with engine.begin() as conn:
+            if conn.execute(select(bc.c.id).where(bc.c.id == b.id)).first():
+                raise E(409, "conflict", f"budget {b.id!r} exists; PUT to change it")
+            conn.execute(insert(bc).values(**budget_row(b, "api", datetime.now(UTC))))
+        return _out(budget_row(b, "api", datetime.now(UTC)))
+
+    @app.get("/api/v1/budgets/{budget_id}", tags=["budgets"])
+    def get_budget(budget_id: str, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
+        return _out(_budget(budget_id, key))
+
+    @app.put("/api/v1/budgets/{budget_id}", tags=["budgets"])
+    def put_budget(budget_id: str, body: dict[str, Any], key: ApiKey = Depends(auth("write"))) -> dict[str, Any]:
+        old = _budget(budget_id, key)
+        if old["source"] == "yaml":
+            raise E(409, "conflict", "this budget is managed in cams.yaml; change it there")
+        try:
+            b = parse_budget({**body, "id": budget_id})
+        except BudgetError as exc:
+            raise E(422, "invalid_budget", str(exc)) from None
+        same_org(key, b.org_id)
+        row = budget_row(b, "api", datetime.now(UTC))
+        row["created_at"] = old["created_at"]
+        with engine.begin() as conn:
+            conn.execute(delete(bc).where(bc.c.id == budget_id))
+            conn.execute(insert(bc).values(**row))
+        return _out(row)
+
+    @app.delete("/api/v1/budgets/{budget_id}", status_code=204, tags=["budgets"])
+    def delete_budget(budget_id: str, key: ApiKey = Depends(auth("write"))) -> None:
+        old = _budget(budget_id, key)
+        if old["source"] == "yaml":
+            raise E(409, "conflict", "this budget is managed in cams.yaml; remove it there")
+        with engine.begin() as conn:
+            conn.execute(delete(bc).where(bc.c.id == budget_id))
+
+    # ---- model cost profiles ----------------------------------------------------------------------
+    mcp = t.model_cost_profiles
+    profile_cols = [c for c in mcp.c if c.name not in ("prices_json", "capabilities_json")]
+
+    def _profile(row: Any) -> dict[str, Any]:
+        d = _jsonable(dict(row))
+        d["prices"] = json.loads(row["prices_json"])
+        d["capabilities"] = json.loads(row["capabilities_json"])
+        d.pop("prices_json", None)
+        d.pop("capabilities_json", None)
+        return d
+
+    @app.get("/api/v1/models", tags=["models"])
+    def list_models(
+        provider: str | None = None,
+        q: str | None = Query(default=None, max_length=200),
+        limit: int = Query(default=100, ge=1, le=1000),
+        offset: int = Query(default=0, ge=0),
+        key: ApiKey = Depends(auth("read")),
+    ) -> dict[str, Any]:
+        stmt = select(*profile_cols).where(mcp.c.retired_at.is_(None))
+        if provider:
+            stmt = stmt.where(mcp.c.provider == provider)
+        if q:
+            stmt = stmt.where(mcp.c.model.contains(q, autoescape=True))
+        with engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(mcp.c.model, mcp.c.valid_from).limit(limit).offset(offset)).mappings()
+            return {"models": [_jsonable(dict(r)) for r in rows], "limit": limit, "offset": offset}
+
+    @app.get("/api/v1/models/{model_id:path}", tags=["models"])
+    def get_model(model_id: str, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
+        with engine.connect() as conn:
+            rows = conn.execute(select(mcp).where(mcp.c.model == model_id).order_by(mcp.c.valid_from)).mappings().all()
+        if not rows:
+            raise E(404, "not_found", f"no price profile for {model_id!r}")
+        return {"model": model_id, "profiles": [_profile(r) for r in rows]}
+
+    def _model_write(key: ApiKey) -> None:
+        raise E(
+            409,
+            "managed_in_config",
+            "model cost profiles are the price book: add overrides, custom models or discounts under `pricing` "
+            "in cams.yaml and materialize price_book (docs/pricing.md); they keep history and price ids",
+        )
+
+    @app.post("/api/v1/models", tags=["models"])
+    def create_model(body: dict[str, Any], key: ApiKey = Depends(auth("write"))) -> None:
+        _model_write(key)
+
+    @app.put("/api/v1/models/{model_id:path}", tags=["models"])
+    def put_model(model_id: str, body: dict[str, Any], key: ApiKey = Depends(auth("write"))) -> None:
+        _model_write(key)
+
+    @app.delete("/api/v1/models/{model_id:path}", tags=["models"])
+    def delete_model(model_id: str, key: ApiKey = Depends(auth("write"))) -> None:
+        _model_write(key)
+
+    # ---- cost analysis -----------------------------------------------------------------------
+    r = t.cost_daily_rollups
+
+    def _where(
+        key: ApiKey, org: str | None, team: str | None, user: str | None, start: date | None, end: date | None
+    ) -> Any:
+        org = org_filter(key, org)
+        clauses = []
+        for col, val in ((r.c.org_id, org), (r.c.team_id, team), (r.c.user_id, user)):
+            if val:
+                clauses.append(col == val)
+        if start:
+            clauses.append(r.c.day >= start)
+        if end:
+            clauses.append(r.c.day <= end)
+        return and_(*clauses) if clauses else True
+
+    def _money_cols() -> list[Any]:
+        return [
+            func.sum(r.c.requests).label("requests"),
+            func.sum(r.c.errors).label("errors"),
+            func.sum(r.c.input_tokens).label("input_tokens"),
+            func.sum(r.c.output_tokens).label("output_tokens"),
+            func.sum(r.c.cost_usd).label("cost_usd"),
+            func.sum(r.c.charged_usd).label("charged_usd"),
+            func.sum(r.c.unpriced_requests).label("unpriced_requests"),
+        ]
+
+    def _fmt(row: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for k, v in row.items():
+            if k in ("cost_usd", "charged_usd"):
+                out[k] = f"{Decimal(str(v or 0)).quantize(Decimal('0.0000000001')):f}"
+            elif k in ("requests", "errors", "input_tokens", "output_tokens", "unpriced_requests"):
+                out[k] = int(v or 0)
+            else:
+                out[k] = str(v) if isinstance(v, date) else v
+        return out
+
+    def analysis(group: list[Any]) -> Callable[..., Any]:
+        def handler(
+            org_id: str | None = None,
+            team_id: str | None = None,
+            user_id: str | None = None,
+            start: date | None = None,
+            end: date | None = None,
+            key: ApiKey = Depends(auth("read")),
+        ) -> Any:
+            if start and end and end < start:
+                raise E(422, "invalid_request", "end is before start")
+            stmt = select(*group, *_money_cols()).where(_where(key, org_id, team_id, user_id, start, end))
+            if group:
+                stmt = stmt.group_by(*group).order_by(func.sum(r.c.cost_usd).desc())
+            with engine.connect() as conn:
+                rows = [_fmt(dict(x)) for x in conn.execute(stmt).mappings()]
+            return rows if group else rows[0]
+
+        return handler
+
+    app.get("/api/v1/cost-analysis/summary", tags=["cost analysis"])(analysis([]))
+    app.get("/api/v1/cost-analysis/by-model", tags=["cost analysis"])(analysis([r.c.model]))
+    app.get("/api/v1/cost-analysis/by-provider", tags=["cost analysis"])(analysis([r.c.provider]))
+
+    @app.get("/api/v1/cost-analysis/trends", tags=["cost analysis"])
+    def trends(
+        granularity: str = Query(default="day", pattern="^(day|week|month)$"),
+        org_id: str | None = None,
+        team_id: str | None = None,
+        user_id: str | None = None,
+        start: date | None = None,
+        end: date | None = None,
+        key: ApiKey = Depends(auth("read")),
+    ) -> list[dict[str, Any]]:
+        stmt = select(r.c.day, *_money_cols()).where(_where(key, org_id, team_id, user_id, start, end))
+        with engine.connect() as conn:
+            daily = [_fmt(dict(x)) for x in conn.execute(stmt.group_by(r.c.day).order_by(r.c.day)).mappings()]
+        buckets: dict[str, dict[str, Any]] = {}
+        for d in daily:
+            day = date.fromisoformat(str(d["day"])[:10])
+            key_ = {"day": day, "week": day - timedelta(days=day.weekday()), "month": day.replace(day=1)}[granularity]
+            b = buckets.setdefault(
+                key_.isoformat(),
+                {"period_start": key_.isoformat(), "requests": 0, "cost_usd": Decimal(0), "charged_usd": Decimal(0)},
+            )
+            b["requests"] += d["requests"]
+            b["cost_usd"] += Decimal(d["cost_usd"])
+            b["charged_usd"] += Decimal(d["charged_usd"])
+        return [
+            {**b, "cost_usd": f"{b['cost_usd']:f}", "charged_usd": f"{b['charged_usd']:f}"} for b in buckets.values()
+        ]
+
+    # ---- explainer ---------------------------------------------------------------------------
+    ex, mh = t.model_selection_explanations, t.model_selection_history
+
+    @app.get("/api/v1/explainer/request/{request_id}", tags=["explainer"])
+    def explain_request(request_id: str, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
+        on_event()
+        q = select(ex).where(ex.c.request_id == request_id, ex.c.kind == "selection")
+        if key.org_id:
+            q = q.where(ex.c.org_id == key.org_id)
+        with engine.connect() as conn:
+            row = conn.execute(q.order_by(ex.c.created_at.desc())).mappings().first()
+        if row is None:
+            raise E(404, "not_found", f"no selection recorded for request {request_id!r}")
+        return {
+            "id": row["id"],
+            "request_id": request_id,
+            "table_version": row["table_version"],
+            "explanation": json.loads(row["explanation_json"]),
+        }
+
+    @app.get("/api/v1/explainer/recent", tags=["explainer"])
+    def recent(limit: int = Query(default=20, ge=1, le=500), key: ApiKey = Depends(auth("read"))) -> list[dict]:
+        on_event()
+        q = select(mh).order_by(mh.c.selected_at.desc()).limit(limit)
+        if key.org_id:
+            q = q.where(mh.c.org_id == key.org_id)
+        with engine.connect() as conn:
+            return [_jsonable(dict(x)) for x in conn.execute(q).mappings()]
+
+    @app.get("/api/v1/explainer/stats", tags=["explainer"])
+    def stats(key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
+        on_event()
+        where = mh.c.org_id == key.org_id if key.org_id else True
+        with engine.connect() as conn:
+            by = {
+                name: {
+                    str(k): int(n) for k, n in conn.execute(select(col, func.count()).where(where).group_by(col)).all()
+                }
+                for name, col in (
+                    ("by_model", mh.c.model),
+                    ("by_budget_state", mh.c.budget_state),
+                    ("by_binding_constraint", mh.c.binding_constraint),
+                    ("by_served_tier", mh.c.served_tier),
+                )
+            }
+            total = conn.execute(select(func.count(), func.sum(mh.c.estimated_cost_usd)).where(where)).one()
+        return {"decisions": int(total[0]), "estimated_cost_usd": f"{Decimal(str(total[1] or 0)):f}", **by}
+
+    @app.get("/api/v1/explainer/{explanation_id}", tags=["explainer"])
+    def explainer(explanation_id: str, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
+        on_event()
+        with engine.connect() as conn:
+            row = conn.execute(select(ex).where(ex.c.id == explanation_id)).mappings().first()
+        if row is None or (key.org_id is not None and row["org_id"] not in (None, key.org_id)):
+            raise E(404, "not_found", "no such explanation")
+        return {
+            "id": row["id"],
+            "kind": row["kind"],
+            "table_version": row["table_version"],
+            "org_id": row["org_id"],
+            "request_id": row["request_id"],
+            "explanation": json.loads(row["explanation_json"]),
+        }
+
+    # ---- webhooks (SPEC §2.3) ------------------------------------------------------------------
+    @app.post("/api/v1/webhooks/{kind}", tags=["webhooks"])
+    async def webhook(
+        kind: str, request: Request, x_cams_signature: str | None = Header(default=None)
+    ) -> dict[str, Any]:
+        if kind not in WEBHOOK_KINDS:
+            raise E(404, "not_found", f"no webhook {kind!r}; one of {', '.join(WEBHOOK_KINDS)}")
+        secret = webhook_secret()
+        if not secret:
+            raise E(503, "not_configured", "CAMS_WEBHOOK_SECRET is not set: webhooks are disabled")
+        raw = await request.body()
+        if len(raw) > 10 * 1024 * 1024:
+            raise E(422, "too_large", "a webhook body is at most 10 MiB")
+        try:
+            signing.verify(secret, raw, x_cams_signature)
+        except signing.SignatureError as exc:
+            raise E(401, "bad_signature", str(exc)) from None
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise E(422, "invalid_json", "the body is not JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("event_id"), str) or not body["event_id"]:
+            raise E(422, "invalid_event", "the body must be an object with a string event_id")
+        we = t.webhook_events
+        with engine.begin() as conn:
+            if conn.execute(select(we.c.event_id).where(we.c.event_id == body["event_id"])).first():
+                return {"status": "duplicate", "event_id": body["event_id"]}
+            conn.execute(
+                insert(we).values(
+                    event_id=body["event_id"][:200],
+                    kind=kind,
+                    body=raw.decode("utf-8", "replace"),
+                    received_at=datetime.now(UTC),
+                    processed_at=None,
+                )
+            )
+        return {"status": "stored", "event_id": body["event_id"]}
