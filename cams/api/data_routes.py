@@ -136,7 +136,7 @@ def register(
         provider: str | None = None,
         q: str | None = Query(default=None, max_length=200),
         limit: int = Query(default=100, ge=1, le=1000),
-        offset: int = Query(default=0, ge=0),
+        offset: int = Query(default=0, ge=0, le=1_000_000_000),
         key: ApiKey = Depends(auth("read")),
     ) -> dict[str, Any]:
         stmt = select(*profile_cols).where(mcp.c.retired_at.is_(None))
