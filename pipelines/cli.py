@@ -52,6 +52,35 @@ def _cmd_price(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from cams import config as cfg
+    from cams.api.tokens import EstimateCache
+    from cams.pricing.cost import TokenUsage, request_cost
+    from cams.pricing.quote import load_book
+
+    text = args.prompt if args.prompt is not None else sys.stdin.read()
+    cache = EstimateCache()
+    if args.messages:
+        try:
+            messages = json.loads(text)
+            assert isinstance(messages, list)
+        except (ValueError, AssertionError):
+            raise CliError("--messages expects a JSON list of {role, content} on stdin or --prompt") from None
+        n, enc, _ = cache.messages(args.model, messages)
+    else:
+        n, enc, _ = cache.count(args.model, text)
+    out = args.max_output_tokens
+    entry = load_book(cfg.load()).lookup(args.model, datetime.now(UTC))
+    if entry is None:
+        raise CliError(f"unknown model {args.model!r}")
+    cost = request_cost(entry.rates("standard", n), TokenUsage(n, out))
+    print(json.dumps({"model": args.model, "input_tokens": n, "output_tokens": out, "estimated_cost_usd": f"{cost:f}",
+                      "encoding": enc, "cached": False}))
+    return 0
+
+
 def _cmd_pricing_refresh(args: argparse.Namespace) -> int:
     from cams.pricing import refresh
 
@@ -163,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", help="price in force at this RFC 3339 time (default now)")
     p.add_argument("--batch", action="store_true")
     p.set_defaults(func=_cmd_price)
+
+    p = sub.add_parser("estimate", help="tokens and cost of a prompt (stdin unless --prompt), offline")
+    p.add_argument("model")
+    p.add_argument("--prompt")
+    p.add_argument("--messages", action="store_true", help="the input is a JSON list of chat messages")
+    p.add_argument("--max-output-tokens", type=int, default=400)
+    p.set_defaults(func=_cmd_estimate)
 
     p = sub.add_parser("pricing", help="price book maintenance")
     psub = p.add_subparsers(dest="pricing_command", required=True)

@@ -17,6 +17,7 @@ from pipelines.sensors import (
     build_budget_after_usage_sensor,
     build_drop_files_sensor,
     build_relaycore_api_sensor,
+    build_webhook_events_sensor,
 )
 from resources import build_resources
 
@@ -87,6 +88,7 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
             build_drop_files_sensor(daily_job, partitions, interval),
             build_budget_after_usage_sensor(daily_job, budget_job, interval),
             build_relaycore_api_sensor(daily_job, partitions, interval),
+            build_webhook_events_sensor(daily_job, partitions, interval),
         ],
         resources=build_resources(cfg, database_url),
         executor=dg.in_process_executor,

@@ -10,7 +10,9 @@ import dagster as dg
 from cams.sources.files import days_touched, list_drop_files
 from cams.sources.http_client import SourceApiError, has_records
 from cams.sources.timeutil import days_between, parse_rfc3339
+from cams.webhook_ingest import webhook_events_to_drops
 from resources.sources import UsageSourceResource
+from resources.warehouse import WarehouseResource
 
 
 def build_drop_files_sensor(
@@ -131,3 +133,39 @@ def build_relaycore_api_sensor(
         )
 
     return relaycore_api_sensor
+
+
+def build_webhook_events_sensor(
+    job: Any, partitions: dg.DailyPartitionsDefinition, interval_s: int = 30
+) -> dg.SensorDefinition:
+    """cost-data webhook events (stored by the service before it answered 2xx) become drop files."""
+    first_day = partitions.start.date()
+
+    @dg.sensor(
+        name="webhook_events_sensor",
+        job=job,
+        minimum_interval_seconds=interval_s,
+        description="Turns stored POST /api/v1/webhooks/cost-data events into RelayCore drop files "
+        "(webhook-<event_id>.jsonl) and ingests the days they hold.",
+    )
+    def webhook_events_sensor(
+        context: dg.SensorEvaluationContext, relaycore: UsageSourceResource, warehouse: WarehouseResource
+    ) -> Any:
+        if relaycore.mode != "files" or not relaycore.drop_dir:
+            return dg.SkipReason("cost-data webhooks land in the relaycore drop_dir: files mode only")
+        written = webhook_events_to_drops(warehouse.engine(), relaycore.drop_dir)
+        requests = []
+        for event_id, days in written:
+            for day in sorted(d for d in days if d >= first_day):
+                requests.append(
+                    dg.RunRequest(
+                        partition_key=day.isoformat(),
+                        run_key=f"webhook:{event_id}:{day}",
+                        tags={"cams/trigger": "webhook"},
+                    )
+                )
+        if not written:
+            return dg.SkipReason("no new cost-data events")
+        return dg.SensorResult(run_requests=requests)
+
+    return webhook_events_sensor

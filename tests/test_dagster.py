@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -343,3 +343,44 @@ def test_relaycore_api_poll_sensor_with_cursor(tmp_path: Path, monkeypatch) -> N
             )
             fresh = sensor(dg.build_sensor_context(instance=inst, cursor=quiet.cursor, resources=resources))
             assert [r.partition_key for r in fresh.run_requests] == [today.isoformat()]
+
+
+def test_cost_data_webhook_to_ingestion(db_url, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from cams import signing
+    from cams.api.app import create_app
+
+    monkeypatch.setenv("CAMS_WEBHOOK_SECRET", "whsec")
+    drop = tmp_path / "drop"
+    defs = build_definitions(files_cfg(drop), db_url)
+    engine = defs.resources["warehouse"].engine()
+    good = {
+        "request_id": "wh-1",
+        "timestamp": "2026-03-04T10:00:00Z",
+        "org_id": "acme",
+        "task_type": "chat",
+        "model": "gpt-4o-mini",
+        "provider": "openai",
+        "input_tokens": 1000,
+        "output_tokens": 500,
+        "status": "success",
+        "cost_usd": "0.00045",
+    }
+    raw = json.dumps({"event_id": "ev-42", "records": [good, {**good, "request_id": "wh-2", "input_tokens": -1}]})
+    with TestClient(create_app(engine, refresh_s=60)) as client:
+        r = client.post(
+            "/api/v1/webhooks/cost-data",
+            content=raw.encode(),
+            headers={"X-CAMS-Signature": signing.sign("whsec", raw.encode())},
+        )
+        assert r.json()["status"] == "stored"
+    resources = {k: defs.resources[k] for k in ("relaycore", "warehouse")}
+    with dg.instance_for_test() as inst:
+        sensor = defs.resolve_sensor_def("webhook_events_sensor")
+        first = sensor(dg.build_sensor_context(instance=inst, resources=resources))
+        assert [r.partition_key for r in first.run_requests] == ["2026-03-04"]
+        assert isinstance(sensor(dg.build_sensor_context(instance=inst, resources=resources)), dg.SkipReason)
+        summary = run_range(date(2026, 3, 4), date(2026, 3, 4), inst, defs)
+    assert summary["records"]["relaycore"] == {"read": 2, "accepted": 1, "duplicates": 0, "quarantined": 1}
+    assert Decimal(summary["cost_usd"]) == Decimal("0.00045")

