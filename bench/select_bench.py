@@ -1,0 +1,127 @@
+"""Selection speed: in-process decisions per second, and HTTP latency of POST /api/v1/models/select
+through uvicorn on loopback, with a bounded load generator in this same script (threads + httpx).
+
+    .venv/bin/python bench/select_bench.py [--seconds 5] [--rates 200,500,1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+
+import httpx
+import uvicorn
+
+from cams import pricebook_store
+from cams.api.app import create_app
+from cams.api.keys import create_key
+from cams.config import parse
+from cams.pricing.quote import load_book
+from cams.selection.quality import QualitySettings, quality_stats
+from cams.selection.select import Request, SelectionError, SelectionTable
+from cams.selection.store import latest, publish
+from cams.selection.table import SelectionSettings, build_table
+from cams.simulator.generate import SimConfig, generate
+from cams.warehouse.db import make_engine, migrate
+
+
+def build(engine):  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    book = load_book(parse({}))
+    pricebook_store.store(engine, book)
+    sim = generate(SimConfig(days=[datetime.now(UTC).date()], requests_per_day=3000))
+    spans = pd.DataFrame([{
+        "response_model": s["attributes"]["gen_ai.response.model"], "task_type": s["attributes"]["cams.task_type"],
+        "status_code": s["status"]["code"], "quality_score": s["attributes"].get("auterity.quality.score"),
+        "duration_ms": 1000, "input_tokens": s["attributes"]["gen_ai.usage.input_tokens"],
+        "output_tokens": s["attributes"]["gen_ai.usage.output_tokens"]} for s in sim.auterity])
+    stats = quality_stats(spans, QualitySettings({}))
+    settings = SelectionSettings.from_config({"success_floor": 0.9}, sorted(set(stats["model"])))
+    publish(engine, build_table(stats, book, settings, datetime.now(UTC), sorted(set(stats["task_type"]))))
+
+
+def in_process(engine, seconds: float) -> float:  # type: ignore[no-untyped-def]
+    version, raw = latest(engine)  # type: ignore[misc]
+    table = SelectionTable(version, raw, [])
+    reqs = [Request("acme", t, tier, team_id="search", max_latency_ms=lat)
+            for t in table.tasks for tier in ("economy", "standard", "premium") for lat in (None, 5000.0)]
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for r in reqs:
+            with contextlib.suppress(SelectionError):  # a refusal (no model qualifies) is a decision too
+                table.select(r)
+        n += len(reqs)
+    return n / (time.perf_counter() - start)
+
+
+def http_load(url: str, key: str, rate: float, seconds: float, workers: int = 16) -> tuple[float, float, float]:
+    """Open-loop load at `rate` req/s for `seconds`; returns (achieved req/s, p50 ms, p99 ms)."""
+    lat: list[float] = []
+    lock = threading.Lock()
+    interval = workers / rate
+    body = {"org_id": "acme", "task_type": "chat", "quality_tier": "standard"}
+    deadline = time.perf_counter() + seconds
+
+    def worker(offset: float) -> None:
+        with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=10) as c:
+            nxt = time.perf_counter() + offset
+            while nxt < deadline:
+                delay = nxt - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                t0 = time.perf_counter()
+                r = c.post(url, json=body)
+                dt = time.perf_counter() - t0
+                if r.status_code == 200:
+                    with lock:
+                        lat.append(dt * 1000)
+                nxt += interval
+
+    threads = [threading.Thread(target=worker, args=(i * interval / workers,)) for i in range(workers)]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    elapsed = time.perf_counter() - t0
+    lat.sort()
+    q = statistics.quantiles(lat, n=100) if len(lat) > 100 else [0.0] * 99
+    return len(lat) / elapsed, q[49], q[98]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--rates", default="200,500,1000")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        engine = make_engine(f"sqlite:///{d}/w.db")
+        migrate(engine)
+        build(engine)
+        rate = in_process(engine, a.seconds)
+        print(f"in-process select: {rate:,.0f} decisions/s on one core")
+        key = create_key(engine, ["read"])
+        app = create_app(engine, refresh_s=30)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False))
+        th = threading.Thread(target=server.run, daemon=True)
+        th.start()
+        while not server.started:
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{port}/api/v1/models/select"
+        print(f"{'target req/s':>12} {'achieved':>9} {'p50 ms':>7} {'p99 ms':>7}   (uvicorn, 1 worker, loopback)")
+        for target in (float(x) for x in a.rates.split(",")):
+            got, p50, p99 = http_load(url, key, target, a.seconds)
+            print(f"{target:>12.0f} {got:>9.0f} {p50:>7.2f} {p99:>7.2f}")
+        server.should_exit = True
+        th.join(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
