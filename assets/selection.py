@@ -4,11 +4,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
+from sqlalchemy import true
 
 from cams import pricebook_store
 from cams.selection.quality import QualitySettings, quality_stats
-from cams.selection.store import load_stats, publish, spans_for_stats, store_stats
+from cams.selection.savings import savings
+from cams.selection.store import latest, load_stats, publish, spans_for_stats, store_stats
 from cams.selection.table import SelectionSettings, build_table
+from cams.warehouse import schema as t
+from cams.warehouse.db import replace_rows
 from resources.warehouse import WarehouseResource
 
 
@@ -65,4 +69,40 @@ def build_selection_assets(selection: dict[str, Any]) -> list[dg.AssetsDefinitio
             }
         )
 
-    return [model_quality_stats, model_selection_table]
+    @dg.asset(
+        name="savings_report",
+        deps=["model_selection_table", "cost_tracking"],
+        group_name="selection",
+        kinds={"python", "pandas", "sql"},
+        owners=["team:finops"],
+        description="What each org and team spent over the last 30 days versus what the selection table's "
+        "standard-tier choice would have cost on the same requests (same tokens, same price book), and at what "
+        "expected quality.",
+        metadata={"table": "savings_report"},
+    )
+    def savings_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        engine = warehouse.engine()
+        found = latest(engine)
+        if found is None:
+            raise dg.Failure(description="no selection table published yet: materialize model_selection_table")
+        version, table = found
+        now = datetime.now(UTC)
+        rep = savings(engine, table, pricebook_store.load(engine), now)
+        rows = [{**r, "table_version": version, "computed_at": now} for r in rep.to_dict("records")]
+        with engine.begin() as conn:
+            replace_rows(conn, t.savings_report, true(), rows)
+        actual, alt = (
+            float(rep["actual_usd"].sum()) if len(rep) else 0.0,
+            float(rep["table_usd"].sum()) if len(rep) else 0.0,
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": len(rows),
+                "actual_usd": round(actual, 4),
+                "table_usd": round(alt, 4),
+                "savings_usd": round(actual - alt, 4),
+                "table_version": version,
+            }
+        )
+
+    return [model_quality_stats, model_selection_table, savings_report]

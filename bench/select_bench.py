@@ -36,11 +36,20 @@ def build(engine):  # type: ignore[no-untyped-def]
     book = load_book(parse({}))
     pricebook_store.store(engine, book)
     sim = generate(SimConfig(days=[datetime.now(UTC).date()], requests_per_day=3000))
-    spans = pd.DataFrame([{
-        "response_model": s["attributes"]["gen_ai.response.model"], "task_type": s["attributes"]["cams.task_type"],
-        "status_code": s["status"]["code"], "quality_score": s["attributes"].get("auterity.quality.score"),
-        "duration_ms": 1000, "input_tokens": s["attributes"]["gen_ai.usage.input_tokens"],
-        "output_tokens": s["attributes"]["gen_ai.usage.output_tokens"]} for s in sim.auterity])
+    spans = pd.DataFrame(
+        [
+            {
+                "response_model": s["attributes"]["gen_ai.response.model"],
+                "task_type": s["attributes"]["cams.task_type"],
+                "status_code": s["status"]["code"],
+                "quality_score": s["attributes"].get("auterity.quality.score"),
+                "duration_ms": 1000,
+                "input_tokens": s["attributes"]["gen_ai.usage.input_tokens"],
+                "output_tokens": s["attributes"]["gen_ai.usage.output_tokens"],
+            }
+            for s in sim.auterity
+        ]
+    )
     stats = quality_stats(spans, QualitySettings({}))
     settings = SelectionSettings.from_config({"success_floor": 0.9}, sorted(set(stats["model"])))
     publish(engine, build_table(stats, book, settings, datetime.now(UTC), sorted(set(stats["task_type"]))))
@@ -49,8 +58,12 @@ def build(engine):  # type: ignore[no-untyped-def]
 def in_process(engine, seconds: float) -> float:  # type: ignore[no-untyped-def]
     version, raw = latest(engine)  # type: ignore[misc]
     table = SelectionTable(version, raw, [])
-    reqs = [Request("acme", t, tier, team_id="search", max_latency_ms=lat)
-            for t in table.tasks for tier in ("economy", "standard", "premium") for lat in (None, 5000.0)]
+    reqs = [
+        Request("acme", t, tier, team_id="search", max_latency_ms=lat)
+        for t in table.tasks
+        for tier in ("economy", "standard", "premium")
+        for lat in (None, 5000.0)
+    ]
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         for r in reqs:

@@ -76,8 +76,18 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     if entry is None:
         raise CliError(f"unknown model {args.model!r}")
     cost = request_cost(entry.rates("standard", n), TokenUsage(n, out))
-    print(json.dumps({"model": args.model, "input_tokens": n, "output_tokens": out, "estimated_cost_usd": f"{cost:f}",
-                      "encoding": enc, "cached": False}))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "input_tokens": n,
+                "output_tokens": out,
+                "estimated_cost_usd": f"{cost:f}",
+                "encoding": enc,
+                "cached": False,
+            }
+        )
+    )
     return 0
 
 

@@ -417,3 +417,45 @@ def test_explainer_lists_and_models(client) -> None:  # type: ignore[no-untyped-
     one = client.get("/api/v1/models/gemini/gemini-2.5-flash", headers=h).json()
     assert one["profiles"][0]["prices"]["input_cost_per_token"]
     assert client.post("/api/v1/models", json={"model": "x"}, headers=_h(client.keys["admin"])).status_code == 409
+
+
+def test_savings_report_by_hand(engine, book) -> None:  # type: ignore[no-untyped-def]
+    from cams.selection.savings import savings
+
+    tb = table(book)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(t.cost_tracking),
+            [
+                {
+                    "day": NOW.date(),
+                    "request_id": f"r{i}",
+                    "timestamp": NOW,
+                    "org_id": "acme",
+                    "team_id": "search",
+                    "user_id": "u",
+                    "task_type": "chat",
+                    "model": "claude-sonnet-4-5",
+                    "provider": "anthropic",
+                    "service_tier": "standard",
+                    "status": "success",
+                    "input_tokens": 1000,
+                    "output_tokens": 100,
+                    "cached_input_tokens": 0,
+                    "cache_creation_input_tokens": 0,
+                    "reasoning_tokens": 0,
+                    "cost_usd": 0.0045,
+                    "charged_usd": 0.0045,
+                    "unpriced": False,
+                    "price_id": "p",
+                    "computed_at": NOW,
+                }
+                for i in range(4)
+            ],
+        )
+    rep = savings(engine, tb, book, NOW)
+    (row,) = rep.to_dict("records")
+    # the table's standard choice for chat is gemini-2.5-flash: 1000 x 3e-7 + 100 x 2.5e-6 = 0.00055 a request
+    assert row["requests"] == 4 and row["actual_usd"] == pytest.approx(0.018)
+    assert row["table_usd"] == pytest.approx(0.0022) and row["savings_usd"] == pytest.approx(0.0158)
+    assert row["table_expected_quality"] == pytest.approx(0.80)

@@ -74,6 +74,7 @@ def test_definitions_graph_is_the_map(tmp_path: Path) -> None:
         "budget_alerts",
         "model_quality_stats",
         "model_selection_table",
+        "savings_report",
     }
     deps = {
         k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()

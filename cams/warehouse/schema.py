@@ -429,3 +429,19 @@ webhook_events = Table(
     Column("processed_at", Ts),
     comment="Signed webhook events, stored before the 2xx answer; idempotent on event_id (SPEC §2.3).",
 )
+
+savings_report = Table(
+    "savings_report",
+    metadata,
+    Column("org_id", Id, nullable=False),
+    Column("team_id", Id),
+    Column("requests", BigInteger, nullable=False),
+    Column("actual_usd", Money, nullable=False),
+    Column("table_usd", Money, nullable=False, comment="the same requests on the table's standard-tier choice"),
+    Column("savings_usd", Money, nullable=False),
+    Column("savings_pct", Float, nullable=False),
+    Column("table_expected_quality", Float, nullable=False),
+    Column("table_version", String(64), nullable=False),
+    Column("computed_at", Ts, nullable=False),
+    comment="Spend versus what the selection table would have chosen, per org and team, last 30 days.",
+)
