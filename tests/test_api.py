@@ -459,3 +459,18 @@ def test_savings_report_by_hand(engine, book) -> None:  # type: ignore[no-untype
     assert row["requests"] == 4 and row["actual_usd"] == pytest.approx(0.018)
     assert row["table_usd"] == pytest.approx(0.0022) and row["savings_usd"] == pytest.approx(0.0158)
     assert row["table_expected_quality"] == pytest.approx(0.80)
+
+
+def test_explainer_generate_records_nothing(client, engine) -> None:  # type: ignore[no-untyped-def]
+    r = client.post(
+        "/api/v1/explainer/generate",
+        json={"org_id": "acme", "task_type": "chat", "max_latency_ms": 1000},
+        headers=_h(client.keys["acme"]),
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["model"], body["binding_constraint"]) == ("claude-haiku-4-5", "max_latency_ms")
+    assert body["alternatives"][0]["rejected"] == "max_latency_ms"
+    client.app.state.service.flush()
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from model_selection_history")).scalar_one() == 0

@@ -255,6 +255,39 @@ def create_app(engine: Engine, refresh_s: float = 5.0, flush_s: float = 1.0) -> 
         )
         return d.response()
 
+    @app.post("/api/v1/explainer/generate")
+    def generate_explanation(body: SelectBody, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
+        """What selection would decide for this request now, and why; nothing is recorded."""
+        same_org(key, body.org_id)
+        table = svc.table
+        if table is None:
+            raise ApiError(503, "not_ready", "no selection table has been published yet")
+        d = table.select(
+            SelectRequest(
+                org_id=body.org_id,
+                task_type=body.task_type,
+                quality_tier=body.quality_tier,
+                team_id=body.team_id,
+                user_id=body.user_id,
+                max_latency_ms=body.max_latency_ms,
+                required_capabilities=tuple(body.required_capabilities),
+                input_tokens=body.input_tokens,
+            )
+        )
+        return {
+            "model": d.model,
+            "provider": d.provider,
+            "estimated_cost_usd": f"{d.estimated_cost_usd:.10f}",
+            "tier_requested": body.quality_tier,
+            "tier_served": d.tier,
+            "binding_constraint": d.binding_constraint,
+            "budget_state": d.budget_state,
+            "budget_action": d.budget_action,
+            "fallback_chain": d.fallback_chain,
+            "alternatives": d.alternatives,
+            "table_version": d.table_version,
+        }
+
     @app.get("/api/v1/models/fallbacks/{model_id:path}")
     def fallbacks(
         model_id: str, task_type: str = "chat", quality_tier: str = "standard", key: ApiKey = Depends(auth("read"))
