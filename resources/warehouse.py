@@ -24,7 +24,3 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def engine(self) -> Engine:
         return _engine(self.database_url)
-
-    @property
-    def backend(self) -> str:
-        return "postgresql" if self.database_url.startswith("postgres") else "sqlite"

@@ -16,6 +16,7 @@ from cams.api.app import create_app
 from cams.api.keys import create_key
 from cams.config import parse
 from cams.pricing.quote import load_book
+from cams.selection.quality import STATS_COLUMNS
 from cams.selection.select import Request, SelectionTable
 from cams.selection.store import publish
 from cams.selection.table import SelectionSettings, build_table, fallback_chain
@@ -25,19 +26,7 @@ NOW = datetime.now(UTC)
 
 
 def stats(rows: list[tuple]) -> pd.DataFrame:
-    cols = [
-        "model",
-        "task_type",
-        "spans",
-        "scored",
-        "mean_score",
-        "quality",
-        "success_rate",
-        "p50_latency_ms",
-        "p95_latency_ms",
-        "median_input_tokens",
-        "median_output_tokens",
-    ]
+    cols = STATS_COLUMNS
     return pd.DataFrame(
         [(m, task, 500, 300, q, q, s, lat / 2, lat, 2000, 500) for m, task, q, s, lat in rows], columns=cols
     )

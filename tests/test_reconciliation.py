@@ -218,15 +218,7 @@ def test_past_price_change_backfilled_moves_costs_exactly(db_url, tmp_path) -> N
         defs2 = build_definitions(_files_cfg(tmp_path / "drop", "2026-05-01", override), db_url)
         after = run_range(days[0], days[-1], inst, defs2)
     delta = Decimal(after["cost_usd"]) - Decimal(before["cost_usd"])
-    # the batch tier (half price) and flex/priority fallbacks also move; count them the same way
     with engine.connect() as conn:
-        batch_tokens = conn.execute(
-            sa.text(
-                "select coalesce(sum(input_tokens - cached_input_tokens - cache_creation_input_tokens), 0) "
-                "from cost_tracking where model = 'gpt-4o-mini' and service_tier = 'batch' "
-                "and day >= '2026-05-02'"
-            )
-        ).scalar_one()
         flexprio_tokens = conn.execute(
             sa.text(
                 "select coalesce(sum(input_tokens - cached_input_tokens - cache_creation_input_tokens), 0) "
@@ -248,9 +240,9 @@ def test_past_price_change_backfilled_moves_costs_exactly(db_url, tmp_path) -> N
             ).scalars()
         )
     # standard and flex (no flex price: falls back to the standard input price) move by 1e-7 per token;
-    # the batch tier has its own *_batches price, which the override did not touch
+    # the batch tier has its own *_batches price, which the override did not touch: had it moved,
+    # the delta would not equal this exactly
     expected = Decimal(int(tokens) + int(flexprio_tokens)) * Decimal("1e-7")
-    assert int(batch_tokens) >= 0
     assert abs(delta - expected) < Decimal("1e-8"), (delta, expected)
     assert delta > 0
     # days after the change were recomputed and logged; the day before was not touched

@@ -204,27 +204,36 @@ def create_app(engine: Engine, refresh_s: float = 5.0, flush_s: float = 1.0) -> 
         }
         return JSONResponse(status_code=200 if ready else 503, content=body)
 
-    @app.post("/api/v1/models/select")
-    def select_model(body: SelectBody, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
-        same_org(key, body.org_id)
+    def current_table() -> SelectionTable:
         table = svc.table
         if table is None:
             raise ApiError(503, "not_ready", "no selection table has been published yet")
+        return table
+
+    def decide(body: SelectBody, key: ApiKey) -> Any:
+        """The one decision path of select and explainer/generate: pure, in memory."""
+        same_org(key, body.org_id)
+        table = current_table()
         input_tokens = body.input_tokens
         if input_tokens is None and body.prompt is not None:
             input_tokens = svc.estimates.count("gpt-4o", body.prompt)[0]
-        req = SelectRequest(
-            org_id=body.org_id,
-            task_type=body.task_type,
-            quality_tier=body.quality_tier,
-            team_id=body.team_id,
-            user_id=body.user_id,
-            max_latency_ms=body.max_latency_ms,
-            required_capabilities=tuple(body.required_capabilities),
-            input_tokens=input_tokens,
-            request_id=body.request_id,
+        return table.select(
+            SelectRequest(
+                org_id=body.org_id,
+                task_type=body.task_type,
+                quality_tier=body.quality_tier,
+                team_id=body.team_id,
+                user_id=body.user_id,
+                max_latency_ms=body.max_latency_ms,
+                required_capabilities=tuple(body.required_capabilities),
+                input_tokens=input_tokens,
+                request_id=body.request_id,
+            )
         )
-        d = table.select(req)
+
+    @app.post("/api/v1/models/select")
+    def select_model(body: SelectBody, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
+        d = decide(body, key)
         svc.history.put(
             {
                 "selection_id": d.selection_id,
@@ -258,22 +267,7 @@ def create_app(engine: Engine, refresh_s: float = 5.0, flush_s: float = 1.0) -> 
     @app.post("/api/v1/explainer/generate")
     def generate_explanation(body: SelectBody, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
         """What selection would decide for this request now, and why; nothing is recorded."""
-        same_org(key, body.org_id)
-        table = svc.table
-        if table is None:
-            raise ApiError(503, "not_ready", "no selection table has been published yet")
-        d = table.select(
-            SelectRequest(
-                org_id=body.org_id,
-                task_type=body.task_type,
-                quality_tier=body.quality_tier,
-                team_id=body.team_id,
-                user_id=body.user_id,
-                max_latency_ms=body.max_latency_ms,
-                required_capabilities=tuple(body.required_capabilities),
-                input_tokens=body.input_tokens,
-            )
-        )
+        d = decide(body, key)
         return {
             "model": d.model,
             "provider": d.provider,
@@ -292,9 +286,7 @@ def create_app(engine: Engine, refresh_s: float = 5.0, flush_s: float = 1.0) -> 
     def fallbacks(
         model_id: str, task_type: str = "chat", quality_tier: str = "standard", key: ApiKey = Depends(auth("read"))
     ) -> dict[str, Any]:
-        table = svc.table
-        if table is None:
-            raise ApiError(503, "not_ready", "no selection table has been published yet")
+        table = current_table()
         row = table.rows.get((task_type, quality_tier))
         if row is None:
             raise ApiError(404, "not_found", f"no table row for {task_type}/{quality_tier}")

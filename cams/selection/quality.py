@@ -12,6 +12,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+STATS_COLUMNS = [
+    "model",
+    "task_type",
+    "spans",
+    "scored",
+    "mean_score",
+    "quality",
+    "success_rate",
+    "p50_latency_ms",
+    "p95_latency_ms",
+    "median_input_tokens",
+    "median_output_tokens",
+]
 DEFAULT_PRIOR = 0.70
 DEFAULT_SHRINKAGE = 20.0
 
@@ -36,19 +49,7 @@ class QualitySettings:
 
 def quality_stats(spans: pd.DataFrame, settings: QualitySettings) -> pd.DataFrame:
     """spans: response_model, task_type, status_code, quality_score, duration_ms, input_tokens, output_tokens."""
-    cols = [
-        "model",
-        "task_type",
-        "spans",
-        "scored",
-        "mean_score",
-        "quality",
-        "success_rate",
-        "p50_latency_ms",
-        "p95_latency_ms",
-        "median_input_tokens",
-        "median_output_tokens",
-    ]
+    cols = STATS_COLUMNS
     if spans.empty:
         return pd.DataFrame(columns=cols)
     df = spans.dropna(subset=["response_model", "task_type"]).copy()

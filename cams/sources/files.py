@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -125,7 +124,3 @@ def days_touched(f: DropFile, source: str) -> set[date]:
         except (ValueError, AttributeError, RecursionError):
             days.add(probe.hint_day(text, f.mtime_day) or f.mtime_day)
     return days
-
-
-def stat_fingerprints(drop_dir: str | Path) -> dict[str, str]:
-    return {os.fspath(f.path): f.fingerprint for f in list_drop_files(drop_dir)}
