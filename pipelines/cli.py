@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 class CliError(Exception):
@@ -52,42 +53,46 @@ def _cmd_price(args: argparse.Namespace) -> int:
     return 0
 
 
+def _learnt_from_warehouse() -> Any:
+    """Calibration and output medians when the warehouse has them; an estimate never needs them."""
+    from cams import config as cfg
+    from cams.estimation.estimator import Learnt
+
+    url = cfg.database_url()
+    if url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).exists():
+        return Learnt()
+    try:
+        from cams.estimation import store
+        from cams.warehouse.db import make_engine
+
+        return store.load_learnt(make_engine(url))
+    except Exception:  # no warehouse yet, or not reachable: plain tokenizer counts
+        return Learnt()
+
+
 def _cmd_estimate(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from cams import config as cfg
-    from cams.api.tokens import EstimateCache
+    from cams.estimation.estimator import Estimator
     from cams.pricing.cost import TokenUsage, request_cost
     from cams.pricing.quote import load_book
 
     text = args.prompt if args.prompt is not None else sys.stdin.read()
-    cache = EstimateCache()
+    messages = None
     if args.messages:
         try:
             messages = json.loads(text)
-            assert isinstance(messages, list)
+            assert isinstance(messages, list) and all(isinstance(m, dict) for m in messages)
         except (ValueError, AssertionError):
             raise CliError("--messages expects a JSON list of {role, content} on stdin or --prompt") from None
-        n, enc, _ = cache.messages(args.model, messages)
-    else:
-        n, enc, _ = cache.count(args.model, text)
-    out = args.max_output_tokens
     entry = load_book(cfg.load()).lookup(args.model, datetime.now(UTC))
     if entry is None:
         raise CliError(f"unknown model {args.model!r}")
-    cost = request_cost(entry.rates("standard", n), TokenUsage(n, out))
-    print(
-        json.dumps(
-            {
-                "model": args.model,
-                "input_tokens": n,
-                "output_tokens": out,
-                "estimated_cost_usd": f"{cost:f}",
-                "encoding": enc,
-                "cached": False,
-            }
-        )
-    )
+    estimator = Estimator(learnt=_learnt_from_warehouse())
+    est = estimator.estimate(args.model, None if messages else text, messages, args.max_output_tokens, args.task_type)
+    cost = request_cost(entry.rates("standard", est.input_tokens), TokenUsage(est.input_tokens, est.output_tokens))
+    print(json.dumps({**est.response(), "estimated_cost_usd": f"{cost:f}"}))
     return 0
 
 
@@ -207,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--prompt")
     p.add_argument("--messages", action="store_true", help="the input is a JSON list of chat messages")
-    p.add_argument("--max-output-tokens", type=int, default=400)
+    p.add_argument("--max-output-tokens", type=int, help="cap on output tokens (default: the observed median)")
+    p.add_argument("--task-type", help="use the observed output-token median of this task")
     p.set_defaults(func=_cmd_estimate)
 
     p = sub.add_parser("pricing", help="price book maintenance")

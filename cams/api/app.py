@@ -21,7 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cams import pricebook_store
 from cams.api import data_routes
 from cams.api.keys import ApiKey, digest, load_keys
-from cams.api.tokens import EstimateCache
+from cams.estimation import store as estimation_store
+from cams.estimation.estimator import Estimate, Estimator
 from cams.pricing.book import PriceBook
 from cams.pricing.cost import TokenUsage, request_cost
 from cams.selection import store
@@ -30,6 +31,7 @@ from cams.selection.select import SelectionError, SelectionTable
 from cams.warehouse import schema as t
 
 log = logging.getLogger("cams.api")
+CONTEXT_MODEL = "gpt-4o"  # whose tokenizer sizes a prompt before a model is chosen
 
 
 class ApiError(Exception):
@@ -55,8 +57,9 @@ class Service:
         self._raw: dict[str, Any] = {}
         self.book: PriceBook | None = None
         self.keys: dict[str, ApiKey] = {}
-        self.estimates = EstimateCache()
+        self.estimator = Estimator()
         self.history: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.token_log: queue.Queue[dict[str, Any]] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.db_ok = False
@@ -76,18 +79,23 @@ class Service:
                 with suppress(pricebook_store.PriceBookMissing):
                     self.book = pricebook_store.load(self.engine)
             self.keys = load_keys(self.engine)
+            self.estimator.learnt = estimation_store.load_learnt(self.engine)
             self.db_ok = True
         except Exception as exc:  # keep serving the last good table when the database blips
             self.db_ok = False
             log.warning("refresh failed, serving the last table: %s", exc)
 
     def flush(self) -> int:
-        batch = []
-        while not self.history.empty() and len(batch) < 5000:
-            batch.append(self.history.get_nowait())
+        """Write what the endpoints queued: selection history, estimates by request id, new token counts."""
+        batch = _drain(self.history)
         if batch:
             store.write_history(self.engine, batch)
-        return len(batch)
+        estimates = _drain(self.token_log)
+        estimation_store.record_estimates(self.engine, estimates)
+        pending = self.estimator.cache.pending
+        counts = [pending.popleft() for _ in range(min(len(pending), 5000))]
+        estimation_store.save_cache(self.engine, counts)
+        return len(batch) + len(estimates) + len(counts)
 
     def _loop(self, every: float, fn: Any) -> None:
         while not self._stop.wait(every):
@@ -97,6 +105,11 @@ class Service:
                 log.warning("background task failed: %s", exc)
 
     def start(self) -> None:
+        try:  # begin with the token counts other processes and earlier runs already computed
+            self.estimator.cache.warm(estimation_store.load_cache(self.engine, self.estimator.cache.size))
+            self.estimator.cache.pending.clear()
+        except Exception as exc:
+            log.warning("token estimation cache not loaded: %s", exc)
         self.refresh()
         for every, fn in ((self.refresh_s, self.refresh), (self.flush_s, self.flush)):
             th = threading.Thread(target=self._loop, args=(every, fn), daemon=True)
@@ -109,6 +122,27 @@ class Service:
             th.join(timeout=10)
         while self.flush():  # a clean shutdown loses no history
             pass
+
+
+def _drain(q: queue.Queue[dict[str, Any]], limit: int = 5000) -> list[dict[str, Any]]:
+    batch: list[dict[str, Any]] = []
+    while len(batch) < limit:
+        try:
+            batch.append(q.get_nowait())
+        except queue.Empty:
+            break
+    return batch
+
+
+def _estimate_row(request_id: str, est: Estimate) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "model": est.model,
+        "family": est.family,
+        "encoding": est.encoding,
+        "raw_input_tokens": est.raw_input_tokens,
+        "estimated_at": datetime.now(UTC),
+    }
 
 
 class SelectBody(BaseModel):
@@ -130,6 +164,9 @@ class EstimateBody(BaseModel):
     messages: list[dict[str, Any]] | None = Field(default=None, max_length=10_000)
     max_output_tokens: int | None = Field(default=None, ge=0, le=10_000_000)
     task_type: str | None = Field(default=None, max_length=100)
+    request_id: str | None = Field(
+        default=None, max_length=200, description="the request's id: its actual usage will calibrate later estimates"
+    )
 
 
 def create_app(engine: Engine, refresh_s: float = 5.0, flush_s: float = 1.0) -> FastAPI:
@@ -216,7 +253,7 @@ def create_app(engine: Engine, refresh_s: float = 5.0, flush_s: float = 1.0) -> 
         table = current_table()
         input_tokens = body.input_tokens
         if input_tokens is None and body.prompt is not None:
-            input_tokens = svc.estimates.count("gpt-4o", body.prompt)[0]
+            input_tokens = svc.estimator.input_tokens(CONTEXT_MODEL, body.prompt)[0]
         return table.select(
             SelectRequest(
                 org_id=body.org_id,
@@ -234,6 +271,8 @@ def create_app(engine: Engine, refresh_s: float = 5.0, flush_s: float = 1.0) -> 
     @app.post("/api/v1/models/select")
     def select_model(body: SelectBody, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
         d = decide(body, key)
+        if body.request_id and body.prompt is not None:
+            svc.token_log.put(_estimate_row(body.request_id, svc.estimator.estimate(d.model, prompt=body.prompt)))
         svc.history.put(
             {
                 "selection_id": d.selection_id,
@@ -305,30 +344,14 @@ def create_app(engine: Engine, refresh_s: float = 5.0, flush_s: float = 1.0) -> 
     def estimate(body: EstimateBody, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
         if (body.prompt is None) == (body.messages is None):
             raise ApiError(422, "invalid_request", "send exactly one of prompt or messages")
-        if body.messages is not None:
-            n, enc, cached = svc.estimates.messages(body.model, body.messages)
-        else:
-            n, enc, cached = svc.estimates.count(body.model, body.prompt or "")
-        out = body.max_output_tokens
-        if out is None and svc.table is not None and body.task_type:
-            row = svc.table.rows.get((body.task_type, "standard"))
-            out = int(row["profile"][1]) if row else None
-        out = 400 if out is None else out
-        cost = None
-        if svc.book is not None:
-            entry = svc.book.lookup(body.model, datetime.now(UTC))
-            if entry is not None:
-                cost = f"{request_cost(entry.rates('standard', n), TokenUsage(n, out)):f}"
-        if cost is None:
+        entry = svc.book.lookup(body.model, datetime.now(UTC)) if svc.book is not None else None
+        if entry is None:
             raise ApiError(404, "unknown_model", f"no price for {body.model!r}")
-        return {
-            "model": body.model,
-            "input_tokens": n,
-            "output_tokens": out,
-            "estimated_cost_usd": cost,
-            "encoding": enc,
-            "cached": cached,
-        }
+        est = svc.estimator.estimate(body.model, body.prompt, body.messages, body.max_output_tokens, body.task_type)
+        if body.request_id:
+            svc.token_log.put(_estimate_row(body.request_id, est))
+        cost = request_cost(entry.rates("standard", est.input_tokens), TokenUsage(est.input_tokens, est.output_tokens))
+        return {**est.response(), "estimated_cost_usd": f"{cost:f}"}
 
     @app.get("/api/v1/budgets/{budget_id}/status")
     def budget_status(budget_id: str, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:

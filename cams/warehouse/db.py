@@ -12,8 +12,6 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, Integer, Table, create_engine, event
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -50,7 +48,9 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def alembic_config(engine_or_conn: Engine | Connection | None = None) -> Config:
+def alembic_config(engine_or_conn: Engine | Connection | None = None) -> Any:
+    from alembic.config import Config  # imported here: reading the warehouse should not pay for alembic
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     if engine_or_conn is not None:
@@ -61,6 +61,8 @@ def alembic_config(engine_or_conn: Engine | Connection | None = None) -> Config:
 
 def migrate(engine: Engine) -> None:
     """Bring the warehouse schema to the newest revision (idempotent, safe to call every run)."""
+    from alembic import command
+
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Two runs starting at once must not both create tables.
@@ -96,6 +98,16 @@ def _copy(conn: Connection, table: Table, cols: Sequence[str], batch: list[Mappi
     with dbapi.cursor() as cur, cur.copy(f'COPY "{table.name}" ({col_sql}) FROM STDIN') as cp:
         for r in batch:
             cp.write_row([r.get(c) for c in cols])
+
+
+def insert_new_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert rows whose primary key is not there yet; others are left as they are (idempotent appends)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    for batch in chunks(rows):
+        conn.execute(insert(table).on_conflict_do_nothing(), batch)
 
 
 def replace_rows(

@@ -445,3 +445,39 @@ savings_report = Table(
     Column("computed_at", Ts, nullable=False),
     comment="Spend versus what the selection table would have chosen, per org and team, last 30 days.",
 )
+
+token_estimation_cache = Table(
+    "token_estimation_cache",
+    metadata,
+    Column("encoding", String(40), primary_key=True),
+    Column("text_hash", String(32), primary_key=True, comment="blake2b-128 of the text; the text is never stored"),
+    Column("tokens", BigInteger, nullable=False),
+    Column("created_at", Ts, nullable=False),
+    comment="Token counts already computed, shared by every `cams serve` process and kept across restarts.",
+)
+
+token_estimates = Table(
+    "token_estimates",
+    metadata,
+    Column("request_id", Id, primary_key=True),
+    Column("model", String(512), nullable=False),
+    Column("family", String(100), nullable=False),
+    Column("encoding", String(40), nullable=False),
+    Column("raw_input_tokens", BigInteger, nullable=False, comment="the tokenizer's count, before calibration"),
+    Column("estimated_at", Ts, nullable=False),
+    comment="Estimates made for a known request id, later matched to the actual usage to learn calibration.",
+)
+Index("ix_token_estimates_estimated_at", token_estimates.c.estimated_at)
+
+token_calibration = Table(
+    "token_calibration",
+    metadata,
+    Column("family", String(100), primary_key=True),
+    Column("encoding", String(40), primary_key=True),
+    Column("samples", BigInteger, nullable=False),
+    Column("ratio", Float, nullable=False, comment="median of actual input tokens / tokenizer count"),
+    Column("p10_ratio", Float, nullable=False),
+    Column("p90_ratio", Float, nullable=False),
+    Column("computed_at", Ts, nullable=False),
+    comment="Per model family and encoding: how far the offline tokenizer is from what the provider bills.",
+)

@@ -1,0 +1,1 @@
+"""Token estimation: offline tokenizers, a shared cache, and calibration learnt from actual usage."""
