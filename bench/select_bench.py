@@ -74,6 +74,78 @@ def in_process(engine, seconds: float) -> float:  # type: ignore[no-untyped-def]
     return n / (time.perf_counter() - start)
 
 
+def litellm_router(engine, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    """The same decisions through LiteLLM's Router with cost-based routing, side by side in one run.
+
+    LiteLLM's Router knows prices, not quality, so each task × tier becomes one model group whose
+    deployments are the table's qualifying candidates; both pickers see the same chat messages (CAMS
+    sizes the prompt with its cached estimator, as `select` with `prompt` does).
+    """
+    import asyncio
+    import os
+
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the cost map
+    try:
+        from litellm import Router
+    except ImportError:
+        print("LiteLLM Router comparison skipped: litellm is a dev dependency (pip install -e '.[dev]')")
+        return
+    from cams.estimation.estimator import Estimator
+
+    version, raw = latest(engine)  # type: ignore[misc]
+    table = SelectionTable(version, raw, [])
+    groups = {
+        f"{task}-{tier}": [c["model"] for c in table.rows[(task, tier)]["candidates"]]
+        for task in table.tasks
+        for tier in ("economy", "standard", "premium")
+        if table.rows[(task, tier)]["candidates"]
+    }
+    router = Router(
+        model_list=[
+            {"model_name": g, "litellm_params": {"model": m, "api_key": "unused"}, "model_info": {"id": f"{g}/{m}"}}
+            for g, ms in groups.items()
+            for m in ms
+        ],
+        routing_strategy="cost-based-routing",
+    )
+    messages = [{"role": "user", "content": "Summarize the ticket: CSV export fails after 10k rows. " * 8}]
+    prompt = messages[0]["content"]
+    estimator = Estimator()
+    names = list(groups)
+    reqs = {g: Request("acme", g.rsplit("-", 1)[0], g.rsplit("-", 1)[1]) for g in names}
+
+    def cams_pick(g: str) -> str:
+        req = reqs[g]
+        tokens = estimator.input_tokens("gpt-4o", prompt)[0]
+        return table.select(Request(req.org_id, req.task_type, req.quality_tier, input_tokens=tokens)).model
+
+    async def router_rate() -> tuple[float, dict[str, str]]:
+        picks = {g: (await router.select(g, {}, messages=messages))["litellm_params"]["model"] for g in names}
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            for g in names:
+                await router.select(g, {}, messages=messages)
+            n += len(names)
+        return n / (time.perf_counter() - start), picks
+
+    lite, lite_picks = asyncio.run(router_rate())
+    cams_picks = {g: cams_pick(g) for g in names}
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for g in names:
+            cams_pick(g)
+        n += len(names)
+    cams = n / (time.perf_counter() - start)
+    same = sum(lite_picks[g] == cams_picks[g] for g in names)
+    print(
+        f"same decisions, one run: CAMS {cams:,.0f}/s vs LiteLLM Router cost-based-routing {lite:,.0f}/s "
+        f"= {cams / lite:.0f}x; same model chosen in {same}/{len(names)} task x tier groups"
+    )
+    for g in names:
+        if lite_picks[g] != cams_picks[g]:
+            print(f"  {g}: CAMS {cams_picks[g]} vs Router {lite_picks[g]}")
+
+
 def http_load(url: str, key: str, rate: float, seconds: float, workers: int = 16) -> tuple[float, float, float]:
     """Open-loop load at `rate` req/s for `seconds`; returns (achieved req/s, p50 ms, p99 ms)."""
     lat: list[float] = []
@@ -120,6 +192,7 @@ def main() -> None:
         build(engine)
         rate = in_process(engine, a.seconds)
         print(f"in-process select: {rate:,.0f} decisions/s on one core")
+        litellm_router(engine, a.seconds)
         key = create_key(engine, ["read"])
         app = create_app(engine, refresh_s=30)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -122,7 +123,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     engine = make_engine(cfg.database_url())
     migrate(engine)
-    uvicorn.run(create_app(engine, refresh_s=args.refresh_s), host=args.host, port=args.port, log_level="info")
+    if args.workers <= 1:
+        uvicorn.run(create_app(engine, refresh_s=args.refresh_s), host=args.host, port=args.port, log_level="info")
+        return 0
+    engine.dispose()  # each worker process opens its own
+    os.environ["CAMS_REFRESH_S"] = str(args.refresh_s)
+    factory = "cams.api.app:app_from_env"
+    uvicorn.run(factory, factory=True, workers=args.workers, host=args.host, port=args.port, log_level="info")
     return 0
 
 
@@ -186,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--refresh-s", type=float, default=5.0, help="how often to look for a new table version")
+    p.add_argument("--workers", type=int, default=1, help="worker processes, each with the table in memory")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("keys", help="API keys of the lookup service")

@@ -366,3 +366,11 @@ def create_app(engine: Engine, refresh_s: float = 5.0, flush_s: float = 1.0) -> 
         app, engine, auth, same_org, ApiError, lambda: os.environ.get("CAMS_WEBHOOK_SECRET"), svc.flush
     )
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one `cams serve --workers N` process: its own engine on CAMS_DATABASE_URL."""
+    from cams import config
+    from cams.warehouse.db import make_engine
+
+    return create_app(make_engine(config.database_url()), refresh_s=float(os.environ.get("CAMS_REFRESH_S", "5")))

@@ -6,11 +6,14 @@ every decision names its binding constraint (what stopped a cheaper model) and t
 
 from __future__ import annotations
 
-import uuid
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from cams.selection.table import TIER_ORDER, effective_tier
+
+MAX_ALTERNATIVES = 10
+SHOWN = ("model", "provider", "expected_cost_usd", "expected_quality", "success_rate", "p95_latency_ms")
 
 
 class SelectionError(ValueError):
@@ -69,6 +72,20 @@ class SelectionTable:
         self.models: dict[str, dict[str, Any]] = table["models"]
         self.rows = {(r["task_type"], r["tier"]): r for r in table["rows"]}
         self.tasks = sorted({r["task_type"] for r in table["rows"]})
+        # per row, what each candidate's checks need, resolved once per version instead of per request
+        self._prepared = {
+            key: [
+                (
+                    c,
+                    {k: c[k] for k in SHOWN},
+                    c["p95_latency_ms"],
+                    frozenset(self.models.get(c["model"], {}).get("capabilities", [])),
+                    int(self.models.get(c["model"], {}).get("max_input_tokens") or 0),
+                )
+                for c in r["candidates"]
+            ]
+            for key, r in self.rows.items()
+        }
         # the most restrictive budget covering a scope wins
         self.budgets: dict[tuple[str, str], tuple[str, str, str]] = {}
         rank = {"none": 0, "notify": 1, "downgrade": 2, "block": 3}
@@ -110,70 +127,46 @@ class SelectionTable:
         binding = "cost"
         chosen = None
         alternatives = []
-        for c in row["candidates"]:
-            reason = self._violates(c, req)
-            alternatives.append(
-                {
-                    **{
-                        k: c[k]
-                        for k in (
-                            "model",
-                            "provider",
-                            "expected_cost_usd",
-                            "expected_quality",
-                            "success_rate",
-                            "p95_latency_ms",
-                        )
-                    },
-                    "rejected": reason,
-                }
-            )
-            if reason is None and chosen is None:
-                chosen = c
-            elif reason is not None and chosen is None:
-                binding = reason
+        reasons: dict[str, str | None] = {}
+        for c, shown, p95, caps, limit in self._prepared[(req.task_type, tier)]:
+            if req.max_latency_ms is not None and p95 is not None and p95 > req.max_latency_ms:
+                reason: str | None = "max_latency_ms"
+            elif req.required_capabilities and not caps.issuperset(req.required_capabilities):
+                reason = "required_capabilities"
+            elif req.input_tokens is not None and limit and req.input_tokens > limit:
+                reason = "context_size"
+            else:
+                reason = None
+            reasons[c["model"]] = reason
+            if len(alternatives) < MAX_ALTERNATIVES:
+                alternatives.append({**shown, "rejected": reason})
+            if chosen is None:
+                if reason is None:
+                    chosen = c
+                else:
+                    binding = reason
         if chosen is None:
             raise SelectionError(
                 422,
                 "no_candidate",
                 f"no model for {req.task_type}/{tier} meets the request's constraints",
-                {"binding_constraint": binding, "tier": tier, "alternatives": alternatives[:10]},
+                {"binding_constraint": binding, "tier": tier, "alternatives": alternatives},
             )
         if binding == "cost" and row["rejected"]:
             binding = f"tier_min_quality:{row['min_quality']}"
-        usable = [
-            m
-            for m in chosen["fallback_chain"]
-            if self._violates(next(c for c in row["candidates"] if c["model"] == m), req) is None
-        ]
         return Decision(
-            selection_id=str(uuid.uuid4()),
+            selection_id=os.urandom(16).hex(),
             model=chosen["model"],
             provider=chosen["provider"],
             estimated_cost_usd=self._cost(chosen, row, req),
-            fallback_chain=usable,
+            fallback_chain=[m for m in chosen["fallback_chain"] if reasons.get(m, "absent") is None],
             budget_state=state,
             budget_action=action,
             table_version=self.version,
             tier=tier,
             binding_constraint=binding,
-            alternatives=alternatives[:10],
+            alternatives=alternatives,
         )
-
-    def _violates(self, c: dict[str, Any], req: Request) -> str | None:
-        info = self.models.get(c["model"], {})
-        if (
-            req.max_latency_ms is not None
-            and c["p95_latency_ms"] is not None
-            and c["p95_latency_ms"] > req.max_latency_ms
-        ):
-            return "max_latency_ms"
-        if req.required_capabilities and not set(req.required_capabilities) <= set(info.get("capabilities", [])):
-            return "required_capabilities"
-        limit = info.get("max_input_tokens")
-        if req.input_tokens is not None and limit and req.input_tokens > int(limit):
-            return "context_size"
-        return None
 
     def _cost(self, c: dict[str, Any], row: dict[str, Any], req: Request) -> float:
         """The table's expected cost, or with the request's own input size at the model's rates."""
