@@ -11,7 +11,7 @@ from sqlalchemy import Engine, delete, select, update
 
 from cams.pricing.book import PriceBook, PriceEntry, to_utc
 from cams.warehouse import schema as t
-from cams.warehouse.db import chunks, insert_rows
+from cams.warehouse.db import chunks, insert_rows, lock_for_replace
 
 _RATE_COLUMNS = (
     "input_cost_per_token",
@@ -54,6 +54,7 @@ def store(engine: Engine, book: PriceBook) -> int:
     mcp = t.model_cost_profiles
     ids = [r["price_id"] for r in rows]
     with engine.begin() as conn:
+        lock_for_replace(conn, mcp)
         conn.execute(update(mcp).where(mcp.c.retired_at.is_(None)).values(retired_at=now))
         for batch in chunks(ids, 5_000):
             conn.execute(delete(mcp).where(mcp.c.price_id.in_(batch)))

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 from cams.budgets.evaluate import BudgetStatus
 from cams.budgets.model import Threshold
 from cams.warehouse import schema as t
-from cams.warehouse.db import insert_rows
+from cams.warehouse.db import insert_rows, lock_for_replace
 
 _NS = uuid.UUID("6f1c2b52-2d0e-4a55-9a55-0c1a3e7d5b11")
 
@@ -50,8 +50,7 @@ def fire(engine: Engine, statuses: list[BudgetStatus]) -> list[dict[str, Any]]:
     ba, bd = t.budget_alerts, t.budget_alert_deliveries
     fired: list[dict[str, Any]] = []
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("LOCK TABLE budget_alerts IN SHARE ROW EXCLUSIVE MODE")
+        lock_for_replace(conn, ba)  # two evaluations at once: the second sees the first's alerts
         existing = set(conn.execute(select(ba.c.event_id)).scalars())
         for s in statuses:
             for th in s.crossed:

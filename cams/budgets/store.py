@@ -16,7 +16,7 @@ from cams.budgets.forecast import HISTORY_DAYS
 from cams.budgets.model import Budget, parse_budget
 from cams.budgets.periods import period_window
 from cams.warehouse import schema as t
-from cams.warehouse.db import insert_rows, replace_rows
+from cams.warehouse.db import insert_rows, lock_for_replace, replace_rows
 
 
 def _row(b: Budget, source: str, now: datetime) -> dict[str, Any]:
@@ -44,6 +44,7 @@ def sync_yaml_budgets(engine: Engine, budgets: list[Budget]) -> dict[str, int]:
     now = datetime.now(UTC)
     bc = t.budget_configs
     with engine.begin() as conn:
+        lock_for_replace(conn, bc)
         existing = {r.id: r for r in conn.execute(select(bc.c.id, bc.c.source, bc.c.created_at, bc.c.config_json))}
         ids = [b.id for b in budgets]
         removed = conn.execute(delete(bc).where(and_(bc.c.source == "yaml", bc.c.id.not_in(ids)))).rowcount

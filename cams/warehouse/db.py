@@ -110,6 +110,16 @@ def insert_new_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, 
         conn.execute(insert(table).on_conflict_do_nothing(), batch)
 
 
+def lock_for_replace(conn: Connection, table: Table) -> None:
+    """Serialize delete-then-insert writers of `table` until the caller's transaction ends.
+
+    Without it two PostgreSQL transactions can both delete the old rows, and the second one's insert
+    then collides with (or duplicates) the first one's. SQLite serializes writers by itself.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f'LOCK TABLE "{table.name}" IN SHARE ROW EXCLUSIVE MODE')
+
+
 def replace_rows(
     conn: Connection, table: Table, where: ColumnElement[bool], rows: Iterable[Mapping[str, Any]]
 ) -> tuple[int, int]:
@@ -118,8 +128,7 @@ def replace_rows(
     Returns (deleted, inserted). On PostgreSQL the table is locked first so two concurrent runs
     of the same partition serialize instead of both inserting.
     """
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f'LOCK TABLE "{table.name}" IN SHARE ROW EXCLUSIVE MODE')
+    lock_for_replace(conn, table)
     deleted = conn.execute(table.delete().where(where)).rowcount
     inserted = insert_rows(conn, table, rows)
     return deleted, inserted
