@@ -60,7 +60,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     from cams.warehouse.db import normalize_url
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(normalize_url(PG_URL))  # type: ignore[arg-type]
+    admin = sa.create_engine(normalize_url(PG_URL), pool_pre_ping=True)  # type: ignore[arg-type]
     with admin.begin() as conn:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     try:
@@ -104,7 +104,9 @@ def fresh_pg_database(prefix: str) -> Iterator[str]:
     base = PG_URL.rsplit("/", 1)[0]  # type: ignore[union-attr]
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(
-        f"{base}/postgres".replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+        f"{base}/postgres".replace("postgresql://", "postgresql+psycopg://"),
+        isolation_level="AUTOCOMMIT",
+        pool_pre_ping=True,
     )
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')

@@ -12,7 +12,7 @@ import pandas as pd
 from sqlalchemy import Engine, select, true
 
 from cams.warehouse import schema as t
-from cams.warehouse.db import insert_rows, replace_rows
+from cams.warehouse.db import insert_new_rows, insert_rows, replace_rows
 
 STATS_WINDOW_DAYS = 30
 
@@ -94,9 +94,11 @@ def publish(engine: Engine, table: dict[str, Any], now: datetime | None = None) 
                 ),
             }
         )
+    # The version is the second and the content's hash: two runs publishing the same table in the
+    # same second publish one version, not a key collision.
     with engine.begin() as conn:
-        insert_rows(conn, t.model_selection_tables, [{"version": version, "created_at": now, "table_json": body}])
-        insert_rows(conn, t.model_selection_explanations, explanations)
+        insert_new_rows(conn, t.model_selection_tables, [{"version": version, "created_at": now, "table_json": body}])
+        insert_new_rows(conn, t.model_selection_explanations, explanations)
     return version
 
 
