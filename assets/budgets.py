@@ -5,11 +5,13 @@ from typing import Any
 
 import dagster as dg
 
+from assets.table_meta import table_metadata
 from cams.budgets.alerts import fire
 from cams.budgets.delivery import DeliverySettings, deliver_pending
 from cams.budgets.model import Budget
 from cams.budgets.store import evaluate_all, published_statuses, sync_yaml_budgets
 from cams.sources.timeutil import parse_rfc3339
+from cams.warehouse import schema as t
 from resources.warehouse import WarehouseResource
 
 AS_OF_TAG = "cams/as_of"
@@ -32,7 +34,7 @@ def build_budget_assets(budgets: list[Budget], alerts: dict[str, Any]) -> list[d
         owners=OWNERS,
         description="Budgets from cams.yaml (config as code) synced into `budget_configs`; budgets created "
         "through the Budget API live in the same table and are left alone.",
-        metadata={"table": "budget_configs"},
+        metadata=table_metadata(t.budget_configs),
     )
     def budget_configs(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         counts = sync_yaml_budgets(warehouse.engine(), budgets)
@@ -47,7 +49,7 @@ def build_budget_assets(budgets: list[Budget], alerts: dict[str, Any]) -> list[d
         description="Every budget evaluated as of a time (run tag cams/as_of, default now): spend in its scope "
         "and current period, forecast at period end (trailing rate with a day-of-week pattern), percent used, "
         "state (ok, warning, critical, exceeded), the action selection must take, projected exhaustion time.",
-        metadata={"table": "budget_status"},
+        metadata=table_metadata(t.budget_status),
     )
     def budget_status(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         as_of = run_as_of(context)
@@ -83,7 +85,7 @@ def build_budget_assets(budgets: list[Budget], alerts: dict[str, Any]) -> list[d
         description="Fires each crossed threshold once per budget and period (actual and forecast bases) into "
         "`budget_alerts`, then delivers every pending alert to its channels (signed webhook, Slack webhook, "
         "SMTP, log) with retries and backoff, recording each attempt.",
-        metadata={"table": "budget_alerts"},
+        metadata=table_metadata(t.budget_alerts),
     )
     def budget_alerts(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         engine = warehouse.engine()

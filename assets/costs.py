@@ -6,6 +6,7 @@ import pandas as pd
 from sqlalchemy import and_, select
 
 from assets.gx_checks import check_result
+from assets.table_meta import table_metadata
 from cams import pricebook_store
 from cams.costing import cost_partition, rollup_partition
 from cams.warehouse import schema as t
@@ -13,21 +14,12 @@ from resources.pricing import PricingSourceResource
 from resources.warehouse import WarehouseResource
 
 OWNERS = ["team:finops"]
-COST_COLUMNS = dg.TableSchema(
-    columns=[
-        dg.TableColumn("day", "date"),
-        dg.TableColumn("request_id", "string"),
-        dg.TableColumn("org_id", "string"),
-        dg.TableColumn("team_id", "string"),
-        dg.TableColumn("user_id", "string"),
-        dg.TableColumn("model", "string"),
-        dg.TableColumn("provider", "string"),
-        dg.TableColumn("cost_usd", "numeric(20,10)", description="price book cost; NULL when unpriced"),
-        dg.TableColumn("charged_usd", "numeric(20,10)", description="RelayCore's charge"),
-        dg.TableColumn("unpriced", "boolean", description="no price in force for the model at the request time"),
-        dg.TableColumn("price_id", "string", description="model_cost_profiles row used"),
-    ]
-)
+COST_NOTES = {
+    "cost_usd": "price book cost; NULL when unpriced",
+    "charged_usd": "RelayCore's charge",
+    "unpriced": "no price in force for the model at the request time",
+    "price_id": "model_cost_profiles row used",
+}
 
 
 def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -42,7 +34,7 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
         description="Per-request cost from the price book entry in force at each request's timestamp "
         "(LiteLLM field semantics: cache reads/writes, reasoning, above-200k/272k tiers, service "
         "tiers), RelayCore's charge beside it, unpriced models flagged (never costed as 0).",
-        metadata={"dagster/column_schema": COST_COLUMNS, "table": "cost_tracking"},
+        metadata=table_metadata(t.cost_tracking, COST_NOTES),
         check_specs=[
             dg.AssetCheckSpec(
                 "cost_non_negative",
@@ -129,7 +121,7 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
         owners=OWNERS,
         description="cost_tracking summed per day × org × team × user × model × provider × task type, in SQL: "
         "requests, errors, unpriced requests, tokens, price-book cost and RelayCore charge.",
-        metadata={"table": "cost_daily_rollups"},
+        metadata=table_metadata(t.cost_daily_rollups),
     )
     def cost_daily_rollups(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         window = context.partition_time_window

@@ -7,8 +7,10 @@ import great_expectations as gx
 import pandas as pd
 
 from assets.gx_checks import check_result
+from assets.table_meta import table_metadata
 from cams.landing import land, record_failed_sync
 from cams.sources.http_client import SourceApiError
+from cams.warehouse import schema as t
 from resources.sources import UsageSourceResource
 from resources.warehouse import WarehouseResource
 
@@ -32,22 +34,13 @@ AUTERITY_EXPECTATIONS = [
     gx.expectations.ExpectColumnValuesToBeBetween(column="duration_ms", min_value=0),
 ]
 
-RELAYCORE_COLUMNS = dg.TableSchema(
-    columns=[
-        dg.TableColumn("day", "date", description="UTC day of timestamp (partition)"),
-        dg.TableColumn("request_id", "string", description="unique per request (deduplicated)"),
-        dg.TableColumn("timestamp", "timestamp", description="request start, UTC"),
-        dg.TableColumn("org_id", "string"),
-        dg.TableColumn("team_id", "string"),
-        dg.TableColumn("user_id", "string"),
-        dg.TableColumn("task_type", "string"),
-        dg.TableColumn("model", "string", description="model served"),
-        dg.TableColumn("provider", "string"),
-        dg.TableColumn("input_tokens", "bigint"),
-        dg.TableColumn("output_tokens", "bigint"),
-        dg.TableColumn("cost_usd", "numeric(20,10)", description="what RelayCore charged"),
-    ]
-)
+RELAYCORE_NOTES = {
+    "day": "UTC day of timestamp (partition)",
+    "request_id": "unique per request (deduplicated)",
+    "timestamp": "request start, UTC",
+    "model": "model served",
+    "cost_usd": "what RelayCore charged",
+}
 
 
 def _ingest(
@@ -89,20 +82,14 @@ def _ingest(
     )
 
 
-AUTERITY_COLUMNS = dg.TableSchema(
-    columns=[
-        dg.TableColumn("day", "date", description="UTC day of start_time (partition)"),
-        dg.TableColumn("span_id", "string", description="unique per span (deduplicated)"),
-        dg.TableColumn("relaycore_request_id", "string", description="join key to relaycore_usage"),
-        dg.TableColumn("response_model", "string", description="gen_ai.response.model"),
-        dg.TableColumn("input_tokens", "bigint"),
-        dg.TableColumn("output_tokens", "bigint"),
-        dg.TableColumn("duration_ms", "bigint"),
-        dg.TableColumn("status_code", "string"),
-        dg.TableColumn("quality_score", "float", description="auterity.quality.score, 0..1"),
-        dg.TableColumn("feedback", "int", description="auterity.feedback, +1 / -1"),
-    ]
-)
+AUTERITY_NOTES = {
+    "day": "UTC day of start_time (partition)",
+    "span_id": "unique per span (deduplicated)",
+    "relaycore_request_id": "join key to relaycore_usage",
+    "response_model": "gen_ai.response.model",
+    "quality_score": "auterity.quality.score, 0..1",
+    "feedback": "auterity.feedback, +1 / -1",
+}
 
 
 def _landing_asset(
@@ -110,7 +97,7 @@ def _landing_asset(
     source: str,
     table: str,
     description: str,
-    columns: dg.TableSchema,
+    notes: dict[str, str],
     valid: str,
     expectations: list,
 ) -> dg.AssetsDefinition:
@@ -124,7 +111,7 @@ def _landing_asset(
         kinds={"python", "sql"},
         owners=OWNERS,
         description=description,
-        metadata={"dagster/column_schema": columns, "table": table},
+        metadata=table_metadata(t.metadata.tables[table], notes),
         required_resource_keys={source, "warehouse"},
         check_specs=[
             dg.AssetCheckSpec(f"{source}_valid", asset=table, blocking=True, description=f"GX: {valid}"),
@@ -150,7 +137,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
             "RelayCore usage records (SPEC §2.1) landed per UTC day: validated, deduplicated on request_id "
             "(latest copy wins), bad lines quarantined with their reason. Table `relaycore_usage`; "
             "read = accepted + duplicates + quarantined.",
-            RELAYCORE_COLUMNS,
+            RELAYCORE_NOTES,
             "unique request ids, tokens >= 0, known tiers and statuses",
             RELAYCORE_EXPECTATIONS,
         ),
@@ -160,7 +147,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
             "auterity_spans",
             "Auterity OpenTelemetry GenAI spans (SPEC §2.2) landed per UTC day of start_time: tokens, latency, "
             "quality score and feedback, joined to RelayCore by relaycore.request_id.",
-            AUTERITY_COLUMNS,
+            AUTERITY_NOTES,
             "unique span ids, quality in [0, 1], durations >= 0",
             AUTERITY_EXPECTATIONS,
         ),

@@ -2,7 +2,9 @@
 
 import dagster as dg
 
+from assets.table_meta import table_metadata
 from cams import pricebook_store
+from cams.warehouse import schema as t
 from resources.pricing import PricingSourceResource
 from resources.warehouse import WarehouseResource
 
@@ -15,7 +17,7 @@ from resources.warehouse import WarehouseResource
     "embedding) with cams.yaml overrides, custom models and discounts, one row per model per "
     "validity window in `model_cost_profiles`. Costs already computed keep their price_id; "
     "recompute a past range by backfilling cost_tracking.",
-    metadata={"table": "model_cost_profiles"},
+    metadata=table_metadata(t.model_cost_profiles),
 )
 def price_book(
     context: dg.AssetExecutionContext, pricing: PricingSourceResource, warehouse: WarehouseResource

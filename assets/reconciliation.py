@@ -2,8 +2,10 @@
 
 import dagster as dg
 
+from assets.table_meta import table_metadata
 from cams import pricebook_store
 from cams.reconcile import CATEGORIES, Tolerances, reconcile_partition
+from cams.warehouse import schema as t
 from resources.warehouse import WarehouseResource
 
 
@@ -24,7 +26,7 @@ def build_reconciliation_assets(partitions: dg.PartitionsDefinition, settings: d
         f"price book beyond max(${tol.absolute_usd}, {tol.relative:.0%})) or unpriced — with the dollars at "
         "risk; `cost_reconciliation` per request, `cost_reconciliation_summary` per day × org × model × "
         "category, and a `cost_sync_history` row per run.",
-        metadata={"table": "cost_reconciliation"},
+        metadata=table_metadata(t.cost_reconciliation),
         check_specs=[
             dg.AssetCheckSpec(
                 "dollars_at_risk_share",

@@ -6,6 +6,7 @@ from typing import Any
 import dagster as dg
 from sqlalchemy import true
 
+from assets.table_meta import table_metadata
 from cams import pricebook_store
 from cams.estimation.calibration import MIN_SAMPLES
 from cams.estimation.store import calibrate
@@ -27,7 +28,7 @@ def build_selection_assets(selection: dict[str, Any]) -> list[dg.AssetsDefinitio
         owners=["team:platform-ml"],
         description="Per model and task type over the last 30 days of Auterity spans: mean quality score shrunk "
         "toward the configured prior, success rate, p50/p95 latency, typical token profile, sample size.",
-        metadata={"table": "model_quality_stats"},
+        metadata=table_metadata(t.model_quality_stats),
     )
     def model_quality_stats(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         engine = warehouse.engine()
@@ -47,7 +48,7 @@ def build_selection_assets(selection: dict[str, Any]) -> list[dg.AssetsDefinitio
         "qualifying models cheapest first with expected cost, quality, success rate, p95 latency and a fallback "
         "chain (another provider first). Budget states map onto tiers at lookup: downgrade = one tier down, "
         "block = 402. A new version is one insert; `cams serve` picks it up without restart.",
-        metadata={"table": "model_selection_tables"},
+        metadata=table_metadata(t.model_selection_tables),
     )
     def model_selection_table(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         engine = warehouse.engine()
@@ -80,7 +81,7 @@ def build_selection_assets(selection: dict[str, Any]) -> list[dg.AssetsDefinitio
         description="What each org and team spent over the last 30 days versus what the selection table's "
         "standard-tier choice would have cost on the same requests (same tokens, same price book), and at what "
         "expected quality.",
-        metadata={"table": "savings_report"},
+        metadata=table_metadata(t.savings_report),
     )
     def savings_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         engine = warehouse.engine()
@@ -117,7 +118,7 @@ def build_selection_assets(selection: dict[str, Any]) -> list[dg.AssetsDefinitio
         "offline tokenizer's count, learnt from the last 30 days of estimates made for a known request id "
         "(select or estimate with `request_id`). `cams serve` multiplies its counts by it; a family needs "
         f"{MIN_SAMPLES} matched requests before its ratio is used.",
-        metadata={"table": "token_calibration"},
+        metadata=table_metadata(t.token_calibration),
     )
     def token_calibration(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         ratios, matched = calibrate(warehouse.engine())

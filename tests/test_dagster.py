@@ -20,6 +20,7 @@ from cams import config as cams_config
 from cams.reconcile import CATEGORIES
 from cams.simulator.drops import write_drops
 from cams.simulator.scenario import serve
+from cams.warehouse import schema as sa_schema
 from pipelines.definitions import DAILY_JOB, build_definitions
 from pipelines.runner import run_range
 from tests.conftest import fresh_pg_database, psycopg2_url
@@ -75,6 +76,7 @@ def test_definitions_graph_is_the_map(tmp_path: Path) -> None:
         "model_quality_stats",
         "model_selection_table",
         "savings_report",
+        "token_calibration",
     }
     deps = {
         k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()
@@ -90,6 +92,9 @@ def test_definitions_graph_is_the_map(tmp_path: Path) -> None:
         assert node.description and len(node.description) > 40, key
         assert node.owners and node.kinds, key
         assert node.group_name in {"pricing", "ingestion", "costs", "reconciliation", "budgets", "selection"}
+        schema = node.metadata["dagster/column_schema"]
+        table = sa_schema.metadata.tables[node.metadata["table"]]
+        assert [c.name for c in schema.columns] == [c.name for c in table.columns], key
     checks = {c.name for c in graph.asset_check_keys}
     assert {
         "relaycore_valid",
