@@ -19,7 +19,7 @@ from sqlalchemy import Engine, Integer, and_, func, insert, select
 from cams.pricing.book import PriceBook
 from cams.pricing.cost import token_cost
 from cams.warehouse import schema as t
-from cams.warehouse.db import insert_frame, insert_rows, replace_rows
+from cams.warehouse.db import insert_frame, insert_rows, read_frame, replace_rows
 
 TOKEN_COLS = ["input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_input_tokens", "reasoning_tokens"]
 
@@ -116,12 +116,12 @@ def cost_partition(
         *TOKEN_COLS,
     ]
     with engine.connect() as conn:
-        rows = conn.execute(
+        frame = read_frame(
+            conn,
             select(*(src.c[c] for c in cols), src.c.cost_usd.label("charged_usd")).where(
                 _days_clause(src, first, last_exclusive)
-            )
-        ).all()
-    frame = pd.DataFrame(rows, columns=[*cols, "charged_usd"])
+            ),
+        )
     frame["charged_usd"] = pd.to_numeric(frame["charged_usd"], errors="coerce").astype(float)
     costed = compute_costs(frame, book)
     costed["computed_at"] = datetime.now(UTC)

@@ -29,7 +29,7 @@ from sqlalchemy import Engine, and_, func, insert, select
 from cams.costing import TOKEN_COLS, compute_costs
 from cams.pricing.book import PriceBook
 from cams.warehouse import schema as t
-from cams.warehouse.db import insert_frame, insert_rows, replace_rows
+from cams.warehouse.db import insert_frame, insert_rows, read_frame, replace_rows
 
 CATEGORIES = (
     "matched",
@@ -79,8 +79,7 @@ class ReconSummary:
 
 def _frame(engine: Engine, stmt: Any) -> pd.DataFrame:
     with engine.connect() as conn:
-        result = conn.execute(stmt)
-        return pd.DataFrame(result.all(), columns=list(result.keys()))
+        return read_frame(conn, stmt)
 
 
 def classify(

@@ -316,7 +316,8 @@ def test_relaycore_api_poll_sensor_with_cursor(tmp_path: Path, monkeypatch) -> N
 
     monkeypatch.setenv("T_RC_KEY", "rk")
     today = datetime.now(UTC).date()
-    sim = generate(SimConfig(days=[today - timedelta(days=1)], requests_per_day=50))
+    # usage on both days, so the first 24 h window holds records whatever the time of day
+    sim = generate(SimConfig(days=[today - timedelta(days=1), today], requests_per_day=50))
     with FakeApi("relaycore", sim.relaycore, key="rk") as api:
         cfg = cams_config.parse(
             {

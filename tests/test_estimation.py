@@ -137,9 +137,10 @@ def test_calibration_learnt_from_matched_requests(engine, db_url) -> None:  # ty
             ],
         )
     asset = next(a for a in build_selection_assets({}) if a.key == dg.AssetKey("token_calibration"))
-    result = dg.materialize([asset], resources={"warehouse": WarehouseResource(database_url=db_url)})
-    assert result.success
-    meta = result.asset_materializations_for_node("token_calibration")[0].metadata
+    with dg.instance_for_test() as inst:
+        result = dg.materialize([asset], resources={"warehouse": WarehouseResource(database_url=db_url)}, instance=inst)
+        assert result.success
+        meta = result.asset_materializations_for_node("token_calibration")[0].metadata
     assert meta["matched_requests"].value == n and meta["dagster/row_count"].value == 1
 
     restarted = create_app(engine, refresh_s=3600, flush_s=3600)  # a new process: warm cache, learnt ratio

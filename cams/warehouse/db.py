@@ -144,6 +144,41 @@ def _integer_columns_as_int(table: Table, frame: Any) -> Any:
     return frame.astype(fixes) if fixes else frame
 
 
+def read_frame(conn: Connection, stmt: Any) -> Any:
+    """A SELECT as a pandas DataFrame, without building a SQLAlchemy Row per row.
+
+    psycopg already returns typed values (Decimal, date, aware datetime), so on PostgreSQL the DBAPI's
+    tuples go straight to pandas; SQLite needs SQLAlchemy's conversions (it stores dates as text).
+    """
+    import pandas as pd
+
+    result = conn.execute(stmt)
+    cols = list(result.keys())
+    pg = conn.dialect.name == "postgresql"
+    rows = result.cursor.fetchall() if pg else [tuple(r) for r in result]  # type: ignore[attr-defined]
+    return pd.DataFrame.from_records(rows, columns=cols, coerce_float=False)
+
+
+def _timestamps_as_text(frame: Any) -> Any:
+    """ISO text for datetime columns, formatted by numpy in C: pandas' own CSV formatting of aware
+    timestamps is the slowest part of a COPY (7 s of 100,000 rows' 35 s, profiled)."""
+    import numpy as np
+    import pandas as pd
+
+    fixes = {}
+    for c in frame.columns:
+        s = frame[c]
+        if isinstance(s.dtype, pd.DatetimeTZDtype):
+            naive = s.dt.tz_convert("UTC").dt.tz_localize(None)
+        elif s.dtype.kind == "M":
+            naive = s
+        else:
+            continue
+        text = np.datetime_as_string(naive.to_numpy(dtype="datetime64[us]"), unit="us")
+        fixes[c] = pd.Series(np.char.add(text, "+00:00"), index=s.index).where(s.notna(), None)
+    return frame.assign(**fixes) if fixes else frame
+
+
 def insert_frame(conn: Connection, table: Table, frame: Any) -> int:
     """Bulk insert a pandas DataFrame whose columns are a subset of the table's.
 
@@ -154,7 +189,7 @@ def insert_frame(conn: Connection, table: Table, frame: Any) -> int:
         return 0
     cols = list(frame.columns)
     if conn.dialect.name == "postgresql":
-        frame = _integer_columns_as_int(table, frame)
+        frame = _timestamps_as_text(_integer_columns_as_int(table, frame))
         dbapi = conn.connection.driver_connection
         assert dbapi is not None
         col_sql = ", ".join(f'"{c}"' for c in cols)
