@@ -184,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--requests-per-day", type=int, default=2000)
     p.add_argument("--write-files", metavar="DIR", help="write JSONL drops under DIR instead of serving")
+    p.add_argument(
+        "--otlp-spans-per-line", type=int, metavar="N", help="with --write-files: Auterity as OTLP JSON, N spans a line"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--relaycore-port", type=int, default=8701)
     p.add_argument("--auterity-port", type=int, default=8702)

@@ -19,7 +19,7 @@ def main(args: Any) -> int:
     days = f"{sim.config.days[0]} .. {sim.config.days[-1]}"
     if args.write_files:
         root = Path(args.write_files)
-        dirs = write_drops(sim, root)
+        dirs = write_drops(sim, root, otlp_spans_per_line=args.otlp_spans_per_line)
         write_manifest(sim, root / "faults.json")
         print(f"wrote {len(sim.relaycore)} requests and {len(sim.auterity)} spans for {days}:")
         for name, d in dirs.items():

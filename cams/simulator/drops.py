@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cams.simulator.generate import SimData
+from cams.sources.otlp import to_otlp
 
 
 def _write(path: Path, lines: list[str], mtime: datetime) -> None:
@@ -28,9 +29,13 @@ def _day(rec: dict[str, Any], field: str) -> date:
     return date.fromisoformat(rec[field][:10])
 
 
-def write_drops(sim: SimData, root: str | Path) -> dict[str, Path]:
+def write_drops(sim: SimData, root: str | Path, otlp_spans_per_line: int | None = None) -> dict[str, Path]:
     """root/relaycore and root/auterity, one file per day (every third gzipped), late records in a
-    `-late` file that lands a day later, duplicates and malformed lines inside the day's file."""
+    `-late` file that lands a day later, duplicates and malformed lines inside the day's file.
+
+    With `otlp_spans_per_line`, Auterity's files are written as the OpenTelemetry Collector's file
+    exporter writes them: one OTLP JSON export request per line holding that many spans.
+    """
     root = Path(root)
     dirs = {"relaycore": root / "relaycore", "auterity": root / "auterity"}
     by_day: dict[date, list[str]] = {}
@@ -41,8 +46,16 @@ def write_drops(sim: SimData, root: str | Path) -> dict[str, Path]:
     for rec in sim.duplicates:
         by_day.setdefault(_day(rec, "timestamp"), []).append(json.dumps(rec))
     spans_by_day: dict[date, list[str]] = {}
-    for span in sim.auterity:
-        spans_by_day.setdefault(_day(span, "start_time"), []).append(json.dumps(span))
+    if otlp_spans_per_line:
+        grouped: dict[date, list[dict[str, Any]]] = {}
+        for span in sim.auterity:
+            grouped.setdefault(_day(span, "start_time"), []).append(span)
+        for day, spans in grouped.items():
+            n = otlp_spans_per_line
+            spans_by_day[day] = [json.dumps(to_otlp(spans[i : i + n])) for i in range(0, len(spans), n)]
+    else:
+        for span in sim.auterity:
+            spans_by_day.setdefault(_day(span, "start_time"), []).append(json.dumps(span))
     for i, day in enumerate(sim.config.days):
         end_of_day = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1, hours=1)
         suffix = ".jsonl.gz" if i % 3 == 2 else ".jsonl"

@@ -5,13 +5,15 @@ Invariant (SPEC §2.4): read = accepted + duplicates + quarantined, for the part
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from cams.sources.contracts import KEY_FIELD, PARSERS, TIME_FIELD, RecordError, loads
+from cams.sources.contracts import AUTERITY, KEY_FIELD, PARSERS, TIME_FIELD, RecordError, loads
+from cams.sources.otlp import flatten, is_otlp
 from cams.sources.timeutil import parse_rfc3339
 
 MAX_RAW_KEPT = 64 * 1024  # quarantine keeps at most this much of an enormous line
@@ -111,7 +113,27 @@ class Collector:
             if self.day_in_window(day):
                 self.quarantine(ref, raw, str(exc), day)
             return
+        if self.source == AUTERITY and is_otlp(obj):
+            self._add_otlp(ref, obj, raw, fallback_day)
+            return
         self._add(ref, obj, raw, fallback_day)
+
+    def _add_otlp(self, ref: str, obj: dict[str, Any], raw: str, fallback_day: date | None) -> None:
+        """An OTLP export request: every span is a record of its own (read, accepted or quarantined)."""
+        try:
+            items = list(flatten(obj))
+        except RecordError as exc:  # not even the outer structure is readable: one bad line
+            day = fallback_day
+            if self.day_in_window(day):
+                self.quarantine(ref, raw, str(exc), day)
+            return
+        for i, item in enumerate(items):
+            span_ref = f"{ref}#{i}"
+            if isinstance(item, RecordError):
+                if self.day_in_window(fallback_day):
+                    self.quarantine(span_ref, raw[:4096], str(item), fallback_day)
+                continue
+            self._add(span_ref, item, "", fallback_day)
 
     def add_record(self, ref: str, obj: Any, raw: str) -> None:
         """One record already decoded (an API page); it was asked for this window."""
@@ -129,18 +151,20 @@ class Collector:
         self._accept(row)
 
     def _add(self, ref: str, obj: dict[str, Any], raw: str, fallback_day: date | None) -> None:
+        """One decoded record of a drop file; `raw` may be empty when the record came out of a
+        larger line (OTLP), in which case the record itself is what a quarantine row keeps."""
         try:
             ts = parse_rfc3339(obj.get(self._time), self._time)
         except ValueError as exc:
             day = self.hint_day(raw, fallback_day)
             if self.day_in_window(day):
-                self.quarantine(ref, raw, str(exc), day)
+                self.quarantine(ref, raw or json.dumps(obj, default=str), str(exc), day)
             return
         if not self._in_window(ts):
             return
         try:
             row = self._parse(obj)
         except RecordError as exc:
-            self.quarantine(ref, raw, str(exc), ts.date())
+            self.quarantine(ref, raw or json.dumps(obj, default=str), str(exc), ts.date())
             return
         self._accept(row)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from cams.sources.batch import Collector
-from cams.sources.contracts import TIME_FIELD
+from cams.sources.contracts import TIME_FIELD, RecordError
+from cams.sources.otlp import flatten, is_otlp
 from cams.sources.timeutil import parse_rfc3339
 
 MAX_LINE_BYTES = 1024 * 1024
@@ -120,7 +121,9 @@ def days_touched(f: DropFile, source: str) -> set[date]:
     for line in read_lines(f.path):
         text = line.text or ""
         try:
-            days.add(parse_rfc3339(json.loads(text).get(field), field).date())
-        except (ValueError, AttributeError, RecursionError):
+            obj = json.loads(text)
+            records = [r for r in flatten(obj) if isinstance(r, dict)] if is_otlp(obj) else [obj]
+            days.update(parse_rfc3339(r.get(field), field).date() for r in records)
+        except (ValueError, AttributeError, TypeError, RecursionError, RecordError):
             days.add(probe.hint_day(text, f.mtime_day) or f.mtime_day)
     return days
