@@ -97,6 +97,35 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_focus(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from cams import config as cfg
+    from cams import focus, pricebook_store
+    from cams.warehouse.db import make_engine, migrate
+
+    try:
+        first, last = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    except ValueError:
+        raise CliError("--start and --end are dates, YYYY-MM-DD") from None
+    if last < first:
+        raise CliError(f"--end {last} is before --start {first}")
+    fmt = args.format or ("parquet" if args.out.endswith(".parquet") else "csv")
+    engine = make_engine(cfg.database_url())
+    migrate(engine)
+    try:
+        book = pricebook_store.load(engine)
+    except pricebook_store.PriceBookMissing as exc:
+        raise CliError(str(exc)) from None
+    rows = focus.export(engine, first, last, book, billing_account=args.billing_account, issuer=args.issuer)
+    problems = focus.violations(rows)
+    if problems:
+        raise CliError("FOCUS rules broken: " + "; ".join(problems))
+    n = focus.write(rows, args.out, fmt)
+    print(json.dumps({"rows": n, "format": fmt, "out": args.out, "billed_usd": f"{sum(rows['BilledCost'], 0):f}"}))
+    return 0
+
+
 def _cmd_pricing_refresh(args: argparse.Namespace) -> int:
     from cams.pricing import refresh
 
@@ -226,6 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-output-tokens", type=int, help="cap on output tokens (default: the observed median)")
     p.add_argument("--task-type", help="use the observed output-token median of this task")
     p.set_defaults(func=_cmd_estimate)
+
+    p = sub.add_parser("export-focus", help="cost tracking as FinOps FOCUS 1.2 rows (CSV or Parquet)")
+    p.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
+    p.add_argument("--end", required=True, help="last day, YYYY-MM-DD (inclusive)")
+    p.add_argument("--out", required=True, help="file to write (.csv or .parquet)")
+    p.add_argument("--format", choices=["csv", "parquet"], help="default: from --out's extension")
+    p.add_argument("--billing-account", default="relaycore", help="FOCUS BillingAccountId")
+    p.add_argument("--issuer", default="RelayCore", help="FOCUS InvoiceIssuerName")
+    p.set_defaults(func=_cmd_export_focus)
 
     p = sub.add_parser("pricing", help="price book maintenance")
     psub = p.add_subparsers(dest="pricing_command", required=True)

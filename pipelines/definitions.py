@@ -6,6 +6,7 @@ import dagster as dg
 
 from assets.budgets import build_budget_assets
 from assets.costs import build_cost_assets
+from assets.exports import build_export_assets
 from assets.ingestion import build_ingestion_assets
 from assets.pricing import price_book
 from assets.reconciliation import build_reconciliation_assets
@@ -38,12 +39,13 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
     ingestion = build_ingestion_assets(partitions)
     costs = build_cost_assets(partitions)
     recon = build_reconciliation_assets(partitions, cfg.reconciliation)
+    exports = build_export_assets(partitions)
     budgets = build_budget_assets(parse_budgets(cfg.budgets), cfg.alerts)
     selection = build_selection_assets(cfg.selection)
     interval = int(cfg.alerts.get("sensor_interval_s", 30))
     daily_job = dg.define_asset_job(
         DAILY_JOB,
-        selection=[a.key for a in (*ingestion, *costs, *recon)],
+        selection=[a.key for a in (*ingestion, *costs, *recon, *exports)],
         partitions_def=partitions,
         description="Land both sources for the partition's days, cost every request, roll up, reconcile.",
     )
@@ -61,7 +63,7 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
         PRICE_BOOK_JOB, selection=[price_book.key], description="Reload the price book from the snapshot and cams.yaml."
     )
     return dg.Definitions(
-        assets=[price_book, *ingestion, *costs, *recon, *budgets, *selection],
+        assets=[price_book, *ingestion, *costs, *recon, *exports, *budgets, *selection],
         jobs=[daily_job, price_job, budget_job, selection_job],
         schedules=[
             build_daily_schedule(daily_job, partitions, int(cfg.reconciliation["trailing_days"])),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -20,6 +21,7 @@ from tests import netguard
 
 # LiteLLM (the parity reference) must read its bundled price map, never fetch one.
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+os.environ.setdefault("CAMS_EXPORT_DIR", tempfile.mkdtemp(prefix="cams-exports-"))
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 netguard.install()

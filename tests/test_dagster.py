@@ -77,6 +77,7 @@ def test_definitions_graph_is_the_map(tmp_path: Path) -> None:
         "model_selection_table",
         "savings_report",
         "token_calibration",
+        "focus_export",
     }
     deps = {
         k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()
@@ -93,8 +94,11 @@ def test_definitions_graph_is_the_map(tmp_path: Path) -> None:
         assert node.owners and node.kinds, key
         assert node.group_name in {"pricing", "ingestion", "costs", "reconciliation", "budgets", "selection"}
         schema = node.metadata["dagster/column_schema"]
-        table = sa_schema.metadata.tables[node.metadata["table"]]
-        assert [c.name for c in schema.columns] == [c.name for c in table.columns], key
+        if "table" in node.metadata:  # a warehouse table: the UI's schema is the table's
+            table = sa_schema.metadata.tables[node.metadata["table"]]
+            assert [c.name for c in schema.columns] == [c.name for c in table.columns], key
+        else:
+            assert len(schema.columns) > 10, key
     checks = {c.name for c in graph.asset_check_keys}
     assert {
         "relaycore_valid",

@@ -1,0 +1,90 @@
+"""Exports other tools read: cost tracking as FinOps FOCUS 1.2 files, one per day."""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from cams import focus, pricebook_store
+from resources.warehouse import WarehouseResource
+
+FOCUS_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn(
+            c,
+            "decimal"
+            if c in focus.MONEY or c.endswith("Quantity")
+            else "timestamp"
+            if c.endswith(("PeriodStart", "PeriodEnd"))
+            else "string",
+            description="FOCUS 1.2" if not c.startswith("x_") else "CAMS extension",
+        )
+        for c in focus.COLUMNS
+    ]
+)
+
+
+def export_dir() -> Path:
+    return Path(os.environ.get("CAMS_EXPORT_DIR", ".cams/exports")) / "focus"
+
+
+def build_export_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        name="focus_export",
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=["cost_daily_rollups", "price_book"],
+        group_name="costs",
+        kinds={"python", "csv", "parquet"},
+        owners=["team:finops"],
+        description="Each day's spend as FinOps FOCUS 1.2 rows (CSV and Parquet in $CAMS_EXPORT_DIR/focus, "
+        "default .cams/exports/focus): one row per day × org × team × user × task × model × token kind, "
+        "BilledCost from RelayCore's charge, EffectiveCost and ListCost from the price book, tokens as the "
+        "pricing unit, org/team/user/task as Tags — for FinOps tools beside cloud spend (docs/focus.md).",
+        metadata={"dagster/column_schema": FOCUS_SCHEMA, "format": "FOCUS 1.2"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                "focus_rules",
+                asset="focus_export",
+                blocking=True,
+                description="mandatory columns non-null; ListCost = ListUnitPrice × PricingQuantity",
+            )
+        ],
+    )
+    def focus_export(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        window = context.partition_time_window
+        engine = warehouse.engine()
+        book = pricebook_store.load(engine)
+        out = export_dir()
+        out.mkdir(parents=True, exist_ok=True)
+        first, last = window.start.date(), window.end.date() - timedelta(days=1)
+        rows = focus.export(engine, first, last, book)
+        problems = focus.violations(rows)
+        files = []
+        day = first
+        while day <= last:
+            part = rows[rows["ChargePeriodStart"].map(lambda s, d=day: s.date() == d)]
+            for fmt in ("csv", "parquet"):
+                path = out / f"focus-{day}.{fmt}"
+                focus.write(part, str(path), fmt)
+                files.append(str(path))
+            day += timedelta(days=1)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": len(rows),
+                "billed_usd": float(sum(rows["BilledCost"], 0)),
+                "effective_usd": float(sum(rows["EffectiveCost"], 0)),
+                "files": dg.MetadataValue.json(files[-6:]),
+                "path": dg.MetadataValue.path(str(out)),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="focus_rules",
+                    passed=not problems,
+                    metadata={"problems": dg.MetadataValue.json(problems)},
+                )
+            ],
+        )
+
+    return [focus_export]
