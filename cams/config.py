@@ -31,6 +31,14 @@ class SourceConfig:
     timeout_s: float = 10.0
     max_retries: int = 5
     poll_lag_s: int = 30  # api mode: the poll sensor looks at records older than this
+    dsn_env: str | None = None  # litellm mode: env var holding the LiteLLM proxy's database URL
+    default_org: str = "default"  # litellm mode: org of spend rows with no organization_id
+    default_task: str = "chat"  # litellm mode: task of spend rows with no task:<name> tag
+
+    def dsn(self) -> str:
+        if not self.dsn_env or not os.environ.get(self.dsn_env):
+            raise ConfigError(f"sources.{self.name}.dsn_env must name a set env var holding the LiteLLM database URL")
+        return os.environ[self.dsn_env]
 
     def api_key(self) -> str | None:
         if not self.api_key_env:
@@ -85,10 +93,13 @@ def parse(data: dict[str, Any] | None, path: str | None = None) -> CamsConfig:
     for name in ("relaycore", "auterity"):
         raw = dict(raw_sources.get(name) or {})
         mode = raw.get("mode", "files")
-        if mode not in ("files", "api"):
-            raise ConfigError(f"sources.{name}.mode must be files or api, not {mode!r}")
+        if mode not in ("files", "api", "litellm") or (mode == "litellm" and name != "relaycore"):
+            raise ConfigError(f"sources.{name}.mode must be files or api (or litellm, for relaycore), not {mode!r}")
         if mode == "files":
             raw.setdefault("drop_dir", str(DEFAULT_HOME / "drop" / name))
+        elif mode == "litellm":
+            if not raw.get("dsn_env"):
+                raise ConfigError(f"sources.{name}: mode litellm needs dsn_env (the env var with the database URL)")
         elif not raw.get("base_url"):
             raise ConfigError(f"sources.{name}: mode api needs base_url")
         known = {f for f in SourceConfig.__dataclass_fields__ if f != "name"}

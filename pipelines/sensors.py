@@ -6,9 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
+from sqlalchemy.exc import SQLAlchemyError
 
 from cams.sources.files import days_touched, list_drop_files
-from cams.sources.http_client import SourceApiError, has_records
+from cams.sources.http_client import SourceApiError
 from cams.sources.timeutil import days_between, parse_rfc3339
 from cams.webhook_ingest import webhook_events_to_drops
 from resources.sources import UsageSourceResource
@@ -105,19 +106,20 @@ def build_relaycore_api_sensor(
         name="relaycore_api_sensor",
         job=job,
         minimum_interval_seconds=interval_s,
-        description="In api mode, polls RelayCore for usage newer than its cursor and ingests the days it falls on.",
+        description="In api or litellm mode, polls RelayCore (or a LiteLLM proxy's spend logs) for usage newer "
+        "than its cursor and ingests the days it falls on.",
     )
     def relaycore_api_sensor(context: dg.SensorEvaluationContext, relaycore: UsageSourceResource) -> Any:
-        if relaycore.mode != "api":
-            return dg.SkipReason("relaycore is not in api mode")
+        if relaycore.mode not in ("api", "litellm"):
+            return dg.SkipReason("relaycore is not in api or litellm mode")
         end = datetime.now(UTC) - timedelta(seconds=relaycore.poll_lag_s)
         start = parse_rfc3339(context.cursor, "cursor") if context.cursor else end - timedelta(days=1)
         if end <= start:
             return dg.SkipReason("nothing new to probe yet")
         try:
-            found = has_records(relaycore.api_spec(), start, end)
-        except SourceApiError as exc:
-            return dg.SkipReason(f"RelayCore not reachable, will retry: {exc}")
+            found = relaycore.has_new_rows(start, end)
+        except (SourceApiError, SQLAlchemyError) as exc:
+            return dg.SkipReason(f"{relaycore.mode} source not reachable, will retry: {str(exc)[:300]}")
         cursor = end.isoformat()
         if not found:
             return dg.SensorResult(run_requests=[], cursor=cursor)

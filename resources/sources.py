@@ -11,7 +11,8 @@ import dagster as dg
 from cams.config import SourceConfig
 from cams.sources.batch import Collector, IngestResult
 from cams.sources.files import collect_files, list_drop_files
-from cams.sources.http_client import ApiSpec, fetch_window
+from cams.sources.http_client import ApiSpec, fetch_window, has_records
+from cams.sources.litellm_spendlogs import collect_spendlogs, has_rows
 
 
 class UsageSourceResource(dg.ConfigurableResource):
@@ -26,6 +27,9 @@ class UsageSourceResource(dg.ConfigurableResource):
     timeout_s: float = 10.0
     max_retries: int = 5
     poll_lag_s: int = 30
+    dsn_env: str | None = None
+    default_org: str = "default"
+    default_task: str = "chat"
 
     @classmethod
     def from_config(cls, cfg: SourceConfig) -> UsageSourceResource:
@@ -52,6 +56,9 @@ class UsageSourceResource(dg.ConfigurableResource):
             files = list_drop_files(self.drop_dir or "")
             collect_files(collector, files)
             return collector.result, {"files": len(files), "drop_dir": self.drop_dir}
+        if self.mode == "litellm":
+            rows = collect_spendlogs(collector, self._config().dsn(), self.default_org, self.default_task)
+            return collector.result, {"litellm_spendlog_rows": rows, "table": "LiteLLM_SpendLogs"}
         cfg = self._config()
         spec = ApiSpec(
             self.name,
@@ -68,3 +75,9 @@ class UsageSourceResource(dg.ConfigurableResource):
             "waited_s": round(stats.waited_s, 2),
             "base_url": self.base_url,
         }
+
+    def has_new_rows(self, start: datetime, end: datetime) -> bool:
+        """Whether the source holds records in [start, end) (API or LiteLLM database)."""
+        if self.mode == "litellm":
+            return has_rows(self._config().dsn(), start, end)
+        return has_records(self.api_spec(), start, end)
