@@ -61,7 +61,8 @@ def lineage(url: str, out: Path) -> None:
         wait.until(ec.presence_of_element_located((By.XPATH, "//*[normalize-space()='cost_reconciliation']")))
         time.sleep(2)  # let the layout settle, then zoom out until the whole graph fits
         for _ in range(ZOOM_OUT_CLICKS):
-            d.find_element(By.XPATH, "//button[.//*[@aria-label='zoom_out']]").click()
+            zoom = d.find_element(By.XPATH, "//button[.//*[@aria-label='zoom_out']]")
+            d.execute_script("arguments[0].click()", zoom)  # a toast may sit over the button
             time.sleep(0.4)
         time.sleep(1)
         d.save_screenshot(str(out))
@@ -69,9 +70,54 @@ def lineage(url: str, out: Path) -> None:
         d.quit()
 
 
+def dashboard(home: Path) -> None:
+    """The budget dashboard, the explainer's picture and the simulator, served over the demo's warehouse."""
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from cams.api.app import create_app
+    from cams.api.keys import create_key
+    from cams.warehouse.db import make_engine
+
+    engine = make_engine(f"sqlite:///{home / 'warehouse.db'}")
+    key = create_key(engine, ["read"], name="screenshots")
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(engine, flush_s=0.2), host="127.0.0.1", port=0, log_level="warning")
+    )
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    while not server.started:
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    sel = httpx.post(
+        f"{base}/api/v1/models/select",
+        json={"org_id": "acme", "task_type": "code", "quality_tier": "standard", "max_latency_ms": 20000},
+        headers={"Authorization": f"Bearer {key}"},
+    ).json()
+    time.sleep(0.5)
+    d = browser(1500, 1700)
+    try:
+        for name, path in (
+            ("dashboard", "/dashboard"),
+            ("dashboard-explain", f"/dashboard/explain/{sel['selection_id']}"),
+            ("dashboard-simulator", "/dashboard/simulator?org_id=initech&task_type=code&quality_tier=premium"),
+        ):
+            d.get(f"{base}/dashboard/login?key={key}" if name == "dashboard" else base + path)
+            time.sleep(1)
+            d.save_screenshot(str(OUT / f"{name}.png"))
+            print(f"wrote {OUT / name}.png")
+    finally:
+        d.quit()
+        server.should_exit = True
+        th.join(timeout=10)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--home", default=".cams/demo")
+    ap.add_argument("--only", choices=["lineage", "dashboard"], help="take one set of screenshots")
     a = ap.parse_args()
     home = Path(a.home).resolve()
     env = {
@@ -80,9 +126,12 @@ def main() -> None:
         "CAMS_DATABASE_URL": f"sqlite:///{home / 'warehouse.db'}",
     }
     OUT.mkdir(exist_ok=True)
-    with webserver(env) as url:
-        lineage(url, OUT / "lineage.png")
-    print(f"wrote {OUT / 'lineage.png'}")
+    if a.only != "dashboard":
+        with webserver(env) as url:
+            lineage(url, OUT / "lineage.png")
+        print(f"wrote {OUT / 'lineage.png'}")
+    if a.only != "lineage":
+        dashboard(home)
 
 
 if __name__ == "__main__":

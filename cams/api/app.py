@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cams import pricebook_store
-from cams.api import data_routes
+from cams.api import dashboard, data_routes
 from cams.api.keys import ApiKey, digest, load_keys
 from cams.estimation import store as estimation_store
 from cams.estimation.estimator import Estimate, Estimator
@@ -362,6 +362,7 @@ def create_app(engine: Engine, refresh_s: float = 5.0, flush_s: float = 1.0) -> 
             raise ApiError(404, "not_found", "no such budget status")
         return {k: (str(v) if v is not None and not isinstance(v, str | float | int) else v) for k, v in row.items()}
 
+    dashboard.register(app, engine, lambda: svc.keys, lambda: svc.table)
     data_routes.register(
         app, engine, auth, same_org, ApiError, lambda: os.environ.get("CAMS_WEBHOOK_SECRET"), svc.flush
     )

@@ -1,0 +1,308 @@
+"""The budget dashboard (`/dashboard`): budgets, spend trends, dollars at risk, the explainer's picture
+of a selection, and a selection simulator. Server-rendered HTML with SVG charts: no CDN, no JS.
+
+Same keys as the API: send `Authorization: Bearer …`, or open `/dashboard/login?key=…` once and the
+key is kept in an HttpOnly cookie. An org key sees its own org only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from html import escape
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import Engine, func, select
+
+from cams.api.charts import hbars, lines
+from cams.api.keys import ApiKey, digest
+from cams.selection.select import Request as SelectRequest
+from cams.selection.select import SelectionError, SelectionTable
+from cams.selection.table import TIER_ORDER
+from cams.warehouse import schema as t
+
+COOKIE = "cams_key"
+STATE_COLORS = {"ok": "#16a34a", "warning": "#ca8a04", "critical": "#ea580c", "exceeded": "#dc2626"}
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:0;color:#111;background:#f8fafc}
+header{background:#1e1b4b;color:#fff;padding:12px 24px;display:flex;gap:24px;align-items:center}
+header a{color:#c7d2fe;text-decoration:none} main{padding:16px 24px;max-width:1400px}
+section{background:#fff;border:1px solid #e2e8f0;border-radius:8px;padding:12px 16px;margin:12px 0}
+table{border-collapse:collapse;font-size:13px} td,th{padding:4px 10px;border-bottom:1px solid #eee;text-align:left}
+.badge{color:#fff;border-radius:10px;padding:1px 8px;font-size:12px} .grid{display:flex;flex-wrap:wrap;gap:12px}
+.muted{color:#64748b;font-size:12px}
+"""
+
+
+def _page(title: str, body: str, org: str | None) -> HTMLResponse:
+    scope = f"org {escape(org)}" if org else "all orgs"
+    return HTMLResponse(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)} · CAMS</title>"
+        f"<style>{CSS}</style></head><body><header><strong>CAMS</strong>"
+        "<a href='/dashboard'>Budgets &amp; spend</a><a href='/dashboard/simulator'>Selection simulator</a>"
+        f"<span class='muted' style='color:#a5b4fc'>{scope}</span></header><main><h1>{escape(title)}</h1>{body}</main>"
+        "</body></html>"
+    )
+
+
+def _float(v: Any) -> float:
+    return float(v or 0)
+
+
+def register(app: FastAPI, engine: Engine, keys: Callable[[], dict[str, ApiKey]], table: Callable[[], Any]) -> None:
+    def who(request: Request) -> ApiKey | None:
+        raw = request.headers.get("authorization", "")
+        token = raw[7:].strip() if raw.startswith("Bearer ") else request.cookies.get(COOKIE, "")
+        key = keys().get(digest(token)) if token else None
+        return key if key is not None and key.allows("read") else None
+
+    def denied() -> HTMLResponse:
+        form = (
+            "<section><p>Sign in with a CAMS API key (scope read; an org key shows its org).</p>"
+            "<form action='/dashboard/login' method='get'><input name='key' type='password' size='50' "
+            "placeholder='cams_…'> <button>Open</button></form></section>"
+        )
+        page = _page("Sign in", form, None)
+        page.status_code = 401
+        return page
+
+    @app.get("/dashboard/login", include_in_schema=False)
+    def login(key: str = Query(default="", max_length=500)) -> Any:
+        if keys().get(digest(key)) is None:
+            return denied()
+        resp = RedirectResponse("/dashboard", status_code=303)
+        resp.set_cookie(COOKIE, key, httponly=True, samesite="strict")
+        return resp
+
+    def org_of(key: ApiKey, asked: str | None) -> str | None:
+        return key.org_id or asked or None
+
+    @app.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
+    def overview(
+        request: Request, org_id: str | None = Query(default=None, max_length=200), days: int = Query(30, ge=1, le=400)
+    ) -> Any:
+        key = who(request)
+        if key is None:
+            return denied()
+        org = org_of(key, org_id)
+        since = datetime.now(UTC).date() - timedelta(days=days - 1)
+        bs, r, rs, mh = t.budget_status, t.cost_daily_rollups, t.cost_reconciliation_summary, t.model_selection_history
+        with engine.connect() as conn:
+            bq = select(bs).order_by(bs.c.percent_used.desc())
+            budgets = [dict(x) for x in conn.execute(bq.where(bs.c.org_id == org) if org else bq).mappings()]
+            where = [r.c.day >= since] + ([r.c.org_id == org] if org else [])
+            by_model = conn.execute(
+                select(r.c.day, r.c.model, func.sum(r.c.cost_usd)).where(*where).group_by(r.c.day, r.c.model)
+            ).all()
+            by_provider = conn.execute(
+                select(r.c.provider, func.sum(r.c.cost_usd)).where(*where).group_by(r.c.provider)
+            ).all()
+            rwhere = [rs.c.day >= since] + ([rs.c.org_id == org] if org else [])
+            risk = conn.execute(
+                select(rs.c.category, func.sum(rs.c.at_risk_usd), func.sum(rs.c.requests))
+                .where(*rwhere)
+                .group_by(rs.c.category)
+            ).all()
+            hq = select(mh).order_by(mh.c.selected_at.desc()).limit(12)
+            recent = [dict(x) for x in conn.execute(hq.where(mh.c.org_id == org) if org else hq).mappings()]
+        parts = [_budgets(budgets), _trends(by_model, by_provider, days), _risk(risk), _recent(recent)]
+        return _page("Budgets and spend", "".join(parts), org)
+
+    @app.get("/dashboard/explain/{selection_id}", response_class=HTMLResponse, include_in_schema=False)
+    def explain(request: Request, selection_id: str) -> Any:
+        key = who(request)
+        if key is None:
+            return denied()
+        ex = t.model_selection_explanations
+        with engine.connect() as conn:
+            row = conn.execute(select(ex).where(ex.c.id == selection_id[:64])).mappings().first()
+        if row is None or (key.org_id is not None and row["org_id"] not in (None, key.org_id)):
+            page = _page("Not found", "<section>No such selection for this key.</section>", key.org_id)
+            page.status_code = 404
+            return page
+        e = json.loads(row["explanation_json"])
+        chosen = e.get("chosen") or (e.get("candidates") or [{}])[0].get("model")
+        alts = e.get("alternatives") or e.get("candidates") or []
+        return _page(f"Why {chosen}", _explanation(e, chosen, alts, row), key.org_id)
+
+    @app.get("/dashboard/simulator", response_class=HTMLResponse, include_in_schema=False)
+    def simulator(
+        request: Request,
+        org_id: str | None = Query(default=None, max_length=200),
+        task_type: str | None = Query(default=None, max_length=100),
+        quality_tier: str = Query(default="standard", pattern="^(economy|standard|premium)$"),
+    ) -> Any:
+        key = who(request)
+        if key is None:
+            return denied()
+        current: SelectionTable | None = table()
+        if current is None:
+            return _page(
+                "Selection simulator", "<section>No selection table has been published yet.</section>", key.org_id
+            )
+        org = key.org_id or org_id or "acme"
+        task = task_type if task_type in current.tasks else current.tasks[0]
+        return _page("Selection simulator", _simulate(current, org, task, quality_tier, key.org_id is None), key.org_id)
+
+
+def _budgets(budgets: list[dict[str, Any]]) -> str:
+    if not budgets:
+        return "<section><h2>Budgets</h2><p class='muted'>No budget has been evaluated yet.</p></section>"
+    rows = "".join(
+        f"<tr><td>{escape(b['budget_id'])}</td><td>{escape(b['scope'])} {escape(b['scope_id'])}</td>"
+        f"<td><span class='badge' style='background:{STATE_COLORS.get(b['state'], '#475569')}'>{escape(b['state'])}</span></td>"
+        f"<td>{escape(b['action'])}</td><td>${_float(b['spent_usd']):,.2f} of ${_float(b['amount_usd']):,.2f}</td>"
+        f"<td>{b['percent_used']:.1f} %</td><td>${_float(b['forecast_usd']):,.2f} ({b['forecast_percent']:.0f} %)</td>"
+        f"<td>{str(b['period_start'])[:10]} → {str(b['period_end'])[:10]}</td></tr>"
+        for b in budgets
+    )
+    chart = hbars(
+        [(b["budget_id"], b["percent_used"]) for b in budgets],
+        "Spend against amount, % (dashed: forecast at period end)",
+        unit=" %",
+        marks={b["budget_id"]: b["forecast_percent"] for b in budgets},
+        highlight=next((b["budget_id"] for b in budgets if b["state"] == "exceeded"), None),
+    )
+    return (
+        "<section id='budgets'><h2>Budgets by state</h2><table><tr><th>budget</th><th>scope</th><th>state</th>"
+        f"<th>action</th><th>spent</th><th>used</th><th>forecast</th><th>period</th></tr>{rows}</table>{chart}</section>"
+    )
+
+
+def _trends(by_model: list[Any], by_provider: list[Any], days: int) -> str:
+    if not by_model:
+        return "<section><h2>Spend trends</h2><p class='muted'>No costs in this window.</p></section>"
+    xs = sorted({str(d)[:10] for d, _, _ in by_model})
+    totals: dict[str, float] = {}
+    for _, m, c in by_model:
+        totals[m] = totals.get(m, 0.0) + _float(c)
+    top = sorted(totals, key=totals.get, reverse=True)[:6]  # type: ignore[arg-type]
+    series = {m: [0.0] * len(xs) for m in top}
+    index = {x: i for i, x in enumerate(xs)}
+    for d, m, c in by_model:
+        if m in series:
+            series[m][index[str(d)[:10]]] += _float(c)
+    providers = sorted(((p, _float(c)) for p, c in by_provider), key=lambda pc: -pc[1])
+    return (
+        f"<section id='trends'><h2>Spend trends, last {days} days</h2><div class='grid'>"
+        + lines(xs, series, "Daily cost by model (top 6), USD", unit=" $", width=720)
+        + hbars(providers, "Cost by provider, USD", unit=" $", width=520)
+        + "</div></section>"
+    )
+
+
+def _risk(risk: list[Any]) -> str:
+    if not risk:
+        return "<section><h2>Reconciliation</h2><p class='muted'>Nothing reconciled in this window.</p></section>"
+    rows = sorted(((str(c), _float(a)) for c, a, _ in risk), key=lambda ca: -ca[1])
+    counts = "".join(
+        f"<tr><td>{escape(str(c))}</td><td>{int(n):,}</td><td>${_float(a):,.4f}</td></tr>" for c, a, n in risk
+    )
+    return (
+        "<section id='risk'><h2>Reconciliation: dollars at risk</h2><div class='grid'>"
+        + hbars(rows, "Dollars at risk by category, USD", unit=" $", width=600)
+        + f"<table><tr><th>category</th><th>requests</th><th>at risk</th></tr>{counts}</table></div></section>"
+    )
+
+
+def _recent(recent: list[dict[str, Any]]) -> str:
+    if not recent:
+        return ""
+    rows = "".join(
+        f"<tr><td><a href='/dashboard/explain/{escape(h['selection_id'])}'>{escape(str(h['selected_at'])[:19])}</a></td>"
+        f"<td>{escape(h['org_id'])}</td><td>{escape(h['task_type'])}</td><td>{escape(h['quality_tier'])} → "
+        f"{escape(h['served_tier'])}</td><td>{escape(h['model'])}</td><td>{escape(h['budget_state'])}</td>"
+        f"<td>{escape(h['binding_constraint'])}</td></tr>"
+        for h in recent
+    )
+    return (
+        "<section id='recent'><h2>Recent selections</h2><table><tr><th>when (explain)</th><th>org</th><th>task</th>"
+        f"<th>tier</th><th>model</th><th>budget</th><th>binding</th></tr>{rows}</table></section>"
+    )
+
+
+def _explanation(e: dict[str, Any], chosen: str, alts: list[dict[str, Any]], row: Any) -> str:
+    def metric(k: str) -> list[tuple[str, float]]:
+        return [(a["model"], _float(a.get(k))) for a in alts if a.get(k) is not None]
+
+    facts = (
+        f"<table><tr><th>chosen</th><td>{escape(str(chosen))}</td></tr>"
+        f"<tr><th>binding constraint</th><td>{escape(str(e.get('binding_constraint')))}</td></tr>"
+        f"<tr><th>tier asked → served</th><td>{escape(str(e.get('tier_requested')))} → {escape(str(e.get('tier_served')))}</td></tr>"
+        f"<tr><th>budget state</th><td>{escape(str(e.get('budget_state')))} ({escape(str(e.get('budget_action')))})</td></tr>"
+        f"<tr><th>table version</th><td>{escape(str(row['table_version']))}</td></tr></table>"
+    )
+    rejected = "".join(
+        f"<tr><td>{escape(a['model'])}</td><td>{escape(str(a.get('rejected') or '—'))}</td></tr>" for a in alts
+    )
+    return (
+        f"<section id='facts'>{facts}</section><section id='alternatives'><h2>The chosen model against its alternatives</h2>"
+        "<div class='grid'>"
+        + hbars(metric("expected_cost_usd"), "Expected cost per request, USD", unit=" $", width=560, highlight=chosen)
+        + hbars(metric("expected_quality"), "Expected quality (0–1)", width=560, highlight=chosen)
+        + hbars(metric("p95_latency_ms"), "p95 latency, ms", unit=" ms", width=560, highlight=chosen)
+        + f"</div><table><tr><th>model</th><th>rejected because</th></tr>{rejected}</table></section>"
+    )
+
+
+def _simulate(current: SelectionTable, org: str, task: str, tier: str, any_org: bool) -> str:
+    states = [
+        ("as it is now", None),
+        ("ok", "none"),
+        ("warning", "notify"),
+        ("critical", "downgrade"),
+        ("exceeded", "block"),
+    ]
+    rows, chart = [], ""
+    for label, action in states:
+        if action is None:
+            table = current
+        else:
+            fake = [
+                {
+                    "budget_id": "simulated",
+                    "scope": "org",
+                    "scope_id": org,
+                    "org_id": org,
+                    "state": label,
+                    "action": action,
+                }
+            ]
+            table = SelectionTable(
+                current.version, {"models": current.models, "rows": list(current.rows.values())}, fake
+            )
+        try:
+            d = table.select(SelectRequest(org, task, tier))
+            rows.append(
+                f"<tr><td>{escape(label)}</td><td>{escape(d.tier)}</td><td><strong>{escape(d.model)}</strong></td>"
+                f"<td>${d.estimated_cost_usd:.6f}</td><td>{escape(', '.join(d.fallback_chain[:3]))}</td>"
+                f"<td>{escape(d.binding_constraint)}</td></tr>"
+            )
+            if action is None:
+                chart = hbars(
+                    [(a["model"], _float(a["expected_cost_usd"])) for a in d.alternatives],
+                    f"Candidates for {task}/{d.tier}: expected cost per request, USD",
+                    unit=" $",
+                    width=640,
+                    highlight=d.model,
+                )
+        except SelectionError as exc:
+            rows.append(f"<tr><td>{escape(label)}</td><td colspan='5'>HTTP {exc.status}: {escape(str(exc))}</td></tr>")
+    org_input = f"org <input name='org_id' value='{escape(org)}' size='12'> " if any_org else f"org {escape(org)} "
+    task_opts = "".join(f"<option{' selected' if x == task else ''}>{escape(x)}</option>" for x in current.tasks)
+    tier_opts = "".join(f"<option{' selected' if x == tier else ''}>{x}</option>" for x in TIER_ORDER)
+    form = (
+        f"<form method='get'>{org_input} task <select name='task_type'>{task_opts}</select> tier "
+        f"<select name='quality_tier'>{tier_opts}</select> <button>Simulate</button></form>"
+    )
+    return (
+        f"<section>{form}<p class='muted'>table version {escape(current.version)}</p></section>"
+        "<section id='outcomes'><h2>What the table chooses, now and under each budget state</h2><table><tr><th>budget state</th>"
+        f"<th>tier served</th><th>model</th><th>expected cost</th><th>fallbacks</th><th>binding</th></tr>{''.join(rows)}</table>"
+        f"{chart}</section>"
+    )
+
+

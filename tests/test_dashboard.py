@@ -1,0 +1,220 @@
+"""The budget dashboard: pages render with data and charts, keys see their own org, and headless
+Chromium (Debian's chromium + chromium-driver) shows each page with its charts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from fastapi.testclient import TestClient
+
+from cams import pricebook_store
+from cams.api.app import create_app
+from cams.api.keys import create_key
+from cams.config import parse
+from cams.pricing.quote import load_book
+from cams.selection.store import publish
+from cams.selection.table import SelectionSettings, build_table
+from cams.warehouse import schema as t
+from tests.test_api import STATS
+
+NOW = datetime.now(UTC)
+TODAY = NOW.date()
+
+
+def _seed(engine) -> None:  # type: ignore[no-untyped-def]
+    book = load_book(parse({}))
+    pricebook_store.store(engine, book)
+    publish(engine, build_table(STATS, book, SelectionSettings.from_config({}, sorted(STATS["model"])), NOW, ["chat"]))
+    status = {
+        "scope": "org",
+        "period_start": NOW.replace(day=1),
+        "period_end": NOW + timedelta(days=20),
+        "as_of": NOW,
+        "projected_exhaustion_at": None,
+        "evaluated_at": NOW,
+    }
+    rollup = {
+        "team_id": "t",
+        "user_id": "u",
+        "provider": "openai",
+        "task_type": "chat",
+        "errors": 0,
+        "unpriced_requests": 0,
+    }
+    rollup |= {"output_tokens": 10, "cached_input_tokens": 0, "cache_creation_input_tokens": 0, "reasoning_tokens": 0}
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(t.budget_status),
+            [
+                {
+                    **status,
+                    "budget_id": "acme-monthly",
+                    "scope_id": "acme",
+                    "org_id": "acme",
+                    "amount_usd": 100,
+                    "spent_usd": 80,
+                    "forecast_usd": 130,
+                    "percent_used": 80.0,
+                    "forecast_percent": 130.0,
+                    "state": "warning",
+                    "action": "downgrade",
+                },
+                {
+                    **status,
+                    "budget_id": "globex-cap",
+                    "scope_id": "globex",
+                    "org_id": "globex",
+                    "amount_usd": 10,
+                    "spent_usd": 12,
+                    "forecast_usd": 20,
+                    "percent_used": 120.0,
+                    "forecast_percent": 200.0,
+                    "state": "exceeded",
+                    "action": "block",
+                },
+            ],
+        )
+        conn.execute(
+            sa.insert(t.cost_daily_rollups),
+            [
+                {
+                    **rollup,
+                    "day": TODAY - timedelta(days=d),
+                    "org_id": org,
+                    "model": m,
+                    "requests": 10 + d,
+                    "input_tokens": 1000,
+                    "cost_usd": Decimal(cost) * (d + 1),
+                    "charged_usd": Decimal(cost) * (d + 1),
+                }
+                for d in range(7)
+                for org, m, cost in (
+                    ("acme", "gpt-4o-mini", "0.5"),
+                    ("acme", "gpt-4.1", "2"),
+                    ("globex", "claude-haiku-4-5", "9"),
+                )
+            ],
+        )
+        conn.execute(
+            sa.insert(t.cost_reconciliation_summary),
+            [
+                {
+                    "day": TODAY,
+                    "org_id": "acme",
+                    "model": "gpt-4.1",
+                    "category": c,
+                    "requests": n,
+                    "charged_usd": a,
+                    "cost_usd": a,
+                    "at_risk_usd": a,
+                    "computed_at": NOW,
+                }
+                for c, n, a in (("matched", 90, 0), ("cost_mismatch", 7, 1.25), ("missing_in_auterity", 3, 0.4))
+            ],
+        )
+
+
+@pytest.fixture
+def dash(engine):  # type: ignore[no-untyped-def]
+    _seed(engine)
+    app = create_app(engine, refresh_s=3600, flush_s=3600)
+    with TestClient(app) as c:
+        c.admin = create_key(engine, ["read"])  # type: ignore[attr-defined]
+        c.acme = create_key(engine, ["read"], org_id="acme")  # type: ignore[attr-defined]
+        app.state.service.refresh()
+        yield c, app
+
+
+def _h(k: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {k}"}
+
+
+def test_pages_render_with_data_and_charts(dash) -> None:  # type: ignore[no-untyped-def]
+    c, app = dash
+    page = c.get("/dashboard", headers=_h(c.admin)).text
+    assert "acme-monthly" in page and "globex-cap" in page and "exceeded" in page
+    assert page.count("<svg") == 4  # budgets, trend by model, by provider, dollars at risk
+    assert 'data-label="cost_mismatch" data-value="1.25"' in page
+    assert page.count('class="series"') == 3 and 'class="mark"' in page  # 3 models; forecast ticks
+    mine = c.get("/dashboard", headers=_h(c.acme)).text
+    assert "acme-monthly" in mine and "globex-cap" not in mine and "claude-haiku-4-5" not in mine
+    assert "globex-cap" not in c.get("/dashboard?org_id=globex", headers=_h(c.acme)).text  # bound to acme
+    sel = c.post("/api/v1/models/select", json={"org_id": "acme", "task_type": "chat"}, headers=_h(c.acme)).json()
+    app.state.service.flush()
+    why = c.get(f"/dashboard/explain/{sel['selection_id']}", headers=_h(c.acme))
+    assert why.status_code == 200 and why.text.count("<svg") == 3 and sel["model"] in why.text
+    assert f'data-label="{sel["model"]}"' in why.text and "#dc2626" in why.text  # the chosen model stands out
+    other = c.post("/api/v1/models/select", json={"org_id": "initech", "task_type": "chat"}, headers=_h(c.admin)).json()
+    app.state.service.flush()
+    assert c.get(f"/dashboard/explain/{other['selection_id']}", headers=_h(c.acme)).status_code == 404
+    sim = c.get("/dashboard/simulator?org_id=globex&task_type=chat&quality_tier=premium", headers=_h(c.admin)).text
+    assert "HTTP 402" in sim and sim.count("<tr>") >= 5  # blocked now (globex is exceeded) and under 'exceeded'
+    assert "gpt-4.1" in sim and "standard" in sim  # premium's choice, and standard under a downgrade
+    assert c.get("/dashboard").status_code == 401 and "<form" in c.get("/dashboard").text
+    login = c.get(f"/dashboard/login?key={c.acme}", follow_redirects=False)
+    assert login.status_code == 303 and "httponly" in login.headers["set-cookie"].lower()
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromedriver") if shutil.which("chromium") else None
+
+
+def test_headless_chromium_shows_each_page_with_charts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    if _chromium() is None:
+        if os.environ.get("CAMS_TEST_REQUIRE_BROWSER"):
+            pytest.fail("chromium and chromium-driver are required here (CI installs them)")
+        pytest.skip("chromium not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    from cams.warehouse.db import make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    migrate(engine)
+    _seed(engine)
+    key = create_key(engine, ["read"])
+    app = create_app(engine, refresh_s=3600, flush_s=0.2)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    while not server.started:
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    opts = Options()
+    opts.binary_location = shutil.which("chromium") or ""
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
+        opts.add_argument(a)
+    driver = webdriver.Chrome(service=Service(_chromium()), options=opts)
+    try:
+        driver.get(f"{base}/dashboard/login?key={key}")  # sets the cookie, lands on /dashboard
+        assert driver.title.startswith("Budgets and spend")
+        charts = driver.find_elements(By.CSS_SELECTOR, "svg.chart")
+        assert len(charts) == 4 and all(c.size["width"] > 300 and c.size["height"] > 50 for c in charts)
+        assert len(driver.find_elements(By.CSS_SELECTOR, "svg.chart rect.bar")) >= 5
+        import httpx
+
+        sel = httpx.post(
+            f"{base}/api/v1/models/select", json={"org_id": "acme", "task_type": "chat"}, headers=_h(key)
+        ).json()
+        time.sleep(0.5)  # the history writer flushes every 0.2 s
+        driver.get(f"{base}/dashboard/explain/{sel['selection_id']}")
+        assert driver.title.startswith("Why ") and len(driver.find_elements(By.CSS_SELECTOR, "svg.chart")) == 3
+        driver.get(f"{base}/dashboard/simulator?org_id=acme&task_type=chat&quality_tier=premium")
+        rows = driver.find_elements(By.CSS_SELECTOR, "#outcomes tr")
+        assert len(rows) == 6 and "HTTP 402" in rows[-1].text
+        assert driver.find_elements(By.CSS_SELECTOR, "svg.chart rect.bar")
+    finally:
+        driver.quit()
+        server.should_exit = True
+        th.join(timeout=10)
+        engine.dispose()
