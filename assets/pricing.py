@@ -15,15 +15,17 @@ from resources.warehouse import WarehouseResource
     owners=["team:finops"],
     description="Effective-dated price book: the committed LiteLLM price snapshot (chat, responses, "
     "embedding) with cams.yaml overrides, custom models and discounts, one row per model per "
-    "validity window in `model_cost_profiles`. Costs already computed keep their price_id; "
+    "validity window in `model_cost_profiles`, plus prices written through the Models API "
+    "(`model_price_overrides`). Costs already computed keep their price_id; "
     "recompute a past range by backfilling cost_tracking.",
     metadata=table_metadata(t.model_cost_profiles),
 )
 def price_book(
     context: dg.AssetExecutionContext, pricing: PricingSourceResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    book = pricing.build()
-    stored = pricebook_store.store(warehouse.engine(), book)
+    engine = warehouse.engine()
+    book = pricing.build(pricebook_store.api_overrides(engine))
+    stored = pricebook_store.store(engine, book)
     sources: dict[str, int] = {}
     for e in book.entries():
         kind = e.source.split("+")[0]

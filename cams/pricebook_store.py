@@ -83,3 +83,36 @@ def load(engine: Engine) -> PriceBook:
         for r in rows
     ]
     return PriceBook(entries, meta={"version": rows[0]["snapshot_version"]})
+
+
+def api_overrides(engine: Engine) -> list[dict[str, Any]]:
+    """Overrides written through the Models API (not deleted), oldest first, as cams.yaml would hold them."""
+    mpo = t.model_price_overrides
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(mpo.c.override_json).where(mpo.c.deleted_at.is_(None)).order_by(mpo.c.created_at, mpo.c.id)
+        ).scalars()
+        return [json.loads(r) for r in rows]
+
+
+def add_override(engine: Engine, override: dict[str, Any], created_by: str | None) -> None:
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            t.model_price_overrides.insert().values(
+                model=override["model"],
+                override_json=json.dumps(override, sort_keys=True, default=str),
+                valid_from=to_utc(override.get("valid_from")) or now,
+                created_by=created_by,
+                created_at=now,
+            )
+        )
+
+
+def delete_overrides(engine: Engine, model: str) -> int:
+    """Mark the model's API overrides deleted; returns how many there were."""
+    mpo = t.model_price_overrides
+    with engine.begin() as conn:
+        return conn.execute(
+            update(mpo).where(mpo.c.model == model, mpo.c.deleted_at.is_(None)).values(deleted_at=datetime.now(UTC))
+        ).rowcount

@@ -19,6 +19,7 @@ class PricingSourceResource(dg.ConfigurableResource):
     def from_config(cls, cfg: cams_config.CamsConfig) -> "PricingSourceResource":
         return cls(pricing_json=json.dumps(cfg.pricing, default=str, sort_keys=True))
 
-    def build(self) -> PriceBook:
+    def build(self, api_overrides: list[dict[str, Any]] | None = None) -> PriceBook:
+        """The book from the snapshot and cams.yaml, then the Models API's overrides on top."""
         pricing: dict[str, Any] = json.loads(self.pricing_json)
-        return load_book(cams_config.parse({"pricing": pricing}))
+        return load_book(cams_config.parse({"pricing": pricing}), api_overrides or [])

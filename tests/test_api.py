@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pandas as pd
 import pytest
@@ -405,7 +406,71 @@ def test_explainer_lists_and_models(client) -> None:  # type: ignore[no-untyped-
     assert any(m["model"] == "gpt-4o-mini" for m in models)
     one = client.get("/api/v1/models/gemini/gemini-2.5-flash", headers=h).json()
     assert one["profiles"][0]["prices"]["input_cost_per_token"]
-    assert client.post("/api/v1/models", json={"model": "x"}, headers=_h(client.keys["admin"])).status_code == 409
+    assert client.post("/api/v1/models", json={"model": "x"}, headers=_h(client.keys["admin"])).status_code == 422
+
+
+def test_models_api_writes_dated_prices(client, engine) -> None:  # type: ignore[no-untyped-def]
+    """POST/PUT/DELETE write effective-dated overrides: history stays, price ids stay traceable, the price
+    book (and a later price_book run) includes them, an org key cannot change global prices."""
+    admin = _h(client.keys["admin"])
+    new = {
+        "model": "acme-finetune-v3",
+        "provider": "custom",
+        "input_cost_per_token": "0.0000002",
+        "output_cost_per_token": "0.0000008",
+        "valid_from": "2026-01-01T00:00:00Z",
+    }
+    assert client.post("/api/v1/models", json=new, headers=_h(client.keys["acme"])).status_code == 403
+    made = client.post("/api/v1/models", json=new, headers=admin)
+    assert made.status_code == 201, made.text
+    assert made.json()["profiles"][0]["prices"]["input_cost_per_token"] == "0.0000002"
+    # a new price from a date: the old window ends there, both stay
+    bump = client.put(
+        "/api/v1/models/acme-finetune-v3",
+        json={"input_cost_per_token": "0.0000003", "valid_from": "2026-06-01T00:00:00Z"},
+        headers=admin,
+    )
+    assert bump.status_code == 200, bump.text
+    windows = [
+        (p["valid_from"][:10], p["prices"]["input_cost_per_token"])
+        for p in bump.json()["profiles"]
+        if p["retired_at"] is None
+    ]
+    assert windows[-2:] == [("2026-01-01", "0.0000002"), ("2026-06-01", "0.0000003")]
+    est = client.post(
+        "/api/v1/models/estimate",
+        json={"model": "acme-finetune-v3", "prompt": "hi", "max_output_tokens": 0},
+        headers=admin,
+    ).json()
+    assert Decimal(est["estimated_cost_usd"]) == Decimal("0.0000003") * est["input_tokens"]
+    assert (
+        client.put("/api/v1/models/never-heard-of", json={"input_cost_per_token": "0.1"}, headers=admin).status_code
+        == 404
+    )
+    assert (
+        client.post("/api/v1/models", json={"model": "m", "input_cost_per_token": 5}, headers=admin).status_code == 422
+    )
+    assert (
+        client.post(
+            "/api/v1/models", json={"model": "m2", "cache_read_input_token_cost": "1e-7"}, headers=admin
+        ).status_code
+        == 422
+    )  # a custom model needs an input or output price
+    assert client.delete("/api/v1/models/acme-finetune-v3", headers=admin).status_code == 204
+    with engine.connect() as conn:
+        live = conn.execute(
+            sa.text("select count(*) from model_cost_profiles where model = 'acme-finetune-v3' and retired_at is null")
+        ).scalar_one()
+        kept = conn.execute(
+            sa.text("select count(*) from model_cost_profiles where model = 'acme-finetune-v3'")
+        ).scalar_one()
+        audit = conn.execute(
+            sa.text("select count(*) from model_price_overrides where deleted_at is not null")
+        ).scalar_one()
+    assert live == 0 and kept >= 2 and audit == 2  # withdrawn, but every price id still resolves
+    assert (
+        client.delete("/api/v1/models/gpt-4o-mini", headers=admin).status_code == 404
+    )  # snapshot prices live in cams.yaml
 
 
 def test_savings_report_by_hand(engine, book) -> None:  # type: ignore[no-untyped-def]

@@ -363,8 +363,12 @@ def create_app(engine: Engine, refresh_s: float = 5.0, flush_s: float = 1.0) -> 
         return {k: (str(v) if v is not None and not isinstance(v, str | float | int) else v) for k, v in row.items()}
 
     dashboard.register(app, engine, lambda: svc.keys, lambda: svc.table)
+
+    def set_book(book: PriceBook) -> None:
+        svc.book = book
+
     data_routes.register(
-        app, engine, auth, same_org, ApiError, lambda: os.environ.get("CAMS_WEBHOOK_SECRET"), svc.flush
+        app, engine, auth, same_org, ApiError, lambda: os.environ.get("CAMS_WEBHOOK_SECRET"), svc.flush, set_book
     )
     return app
 

@@ -304,5 +304,3 @@ def _simulate(current: SelectionTable, org: str, task: str, tier: str, any_org: 
         f"<th>tier served</th><th>model</th><th>expected cost</th><th>fallbacks</th><th>binding</th></tr>{''.join(rows)}</table>"
         f"{chart}</section>"
     )
-
-

@@ -7,18 +7,41 @@ import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, and_, delete, func, insert, select
 
-from cams import signing
+from cams import config as cams_config
+from cams import pricebook_store, signing
 from cams.api.keys import ApiKey
 from cams.budgets.model import BudgetError, parse_budget
 from cams.budgets.store import _row as budget_row
+from cams.pricing.book import PricingConfigError
+from cams.pricing.quote import load_book
 from cams.warehouse import schema as t
 
 WEBHOOK_KINDS = ("cost-data", "budget-alert", "model-cost-update")
+
+
+class ModelPrice(BaseModel):
+    """A price written through the API: the fields of a cams.yaml `pricing.overrides` entry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(default=None, min_length=1, max_length=512)
+    provider: str | None = Field(default=None, min_length=1, max_length=100)
+    mode: Literal["chat", "responses", "embedding", "completion"] | None = None
+    valid_from: datetime | None = Field(default=None, description="default now; a past time needs a backfill")
+    input_cost_per_token: Decimal | None = Field(default=None, ge=0, le=1)
+    output_cost_per_token: Decimal | None = Field(default=None, ge=0, le=1)
+    cache_read_input_token_cost: Decimal | None = Field(default=None, ge=0, le=1)
+    cache_creation_input_token_cost: Decimal | None = Field(default=None, ge=0, le=1)
+    output_cost_per_reasoning_token: Decimal | None = Field(default=None, ge=0, le=1)
+    max_input_tokens: int | None = Field(default=None, ge=1, le=100_000_000)
+    supports_vision: bool | None = None
+    supports_function_calling: bool | None = None
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -41,6 +64,7 @@ def register(
     api_error: type[Exception],
     webhook_secret: Callable[[], str | None],
     on_event: Callable[[], None],
+    set_book: Callable[[Any], None] = lambda _book: None,
 ) -> None:
     E = api_error
 
@@ -156,25 +180,71 @@ def register(
             raise E(404, "not_found", f"no price profile for {model_id!r}")
         return {"model": model_id, "profiles": [_profile(r) for r in rows]}
 
-    def _model_write(key: ApiKey) -> None:
-        raise E(
-            409,
-            "managed_in_config",
-            "model cost profiles are the price book: add overrides, custom models or discounts under `pricing` "
-            "in cams.yaml and materialize price_book (docs/pricing.md); they keep history and price ids",
-        )
+    def _rebuild(extra: list[dict[str, Any]] | None = None) -> Any:
+        """The price book from the snapshot, cams.yaml and the API's overrides (+ `extra`), stored."""
+        try:
+            book = load_book(cams_config.load(), [*pricebook_store.api_overrides(engine), *(extra or [])])
+        except (PricingConfigError, cams_config.ConfigError, ValueError) as exc:
+            raise E(422, "invalid_price", str(exc)[:500]) from None
+        return book
 
-    @app.post("/api/v1/models", tags=["models"])
-    def create_model(body: dict[str, Any], key: ApiKey = Depends(auth("write"))) -> None:
-        _model_write(key)
+    def _publish(book: Any) -> None:
+        pricebook_store.store(engine, book)
+        set_book(book)
+
+    def _global_writer(key: ApiKey) -> None:
+        if key.org_id is not None:
+            raise E(403, "forbidden", "prices are global: an org-bound key cannot change them")
+
+    def _write_price(model: str, body: ModelPrice, key: ApiKey) -> dict[str, Any]:
+        _global_writer(key)
+        fields = body.model_dump(exclude_none=True, exclude={"model", "valid_from"})
+        if not any(k.endswith(("_cost_per_token", "_token_cost")) for k in fields):
+            raise E(422, "invalid_price", "send at least one price, e.g. input_cost_per_token")
+        override = {k: f"{v:f}" if isinstance(v, Decimal) else v for k, v in fields.items()}
+        override["model"] = model
+        override["valid_from"] = (body.valid_from or datetime.now(UTC)).isoformat()
+        book = _rebuild([override])
+        pricebook_store.add_override(engine, override, key.id)
+        _publish(book)
+        with engine.connect() as conn:
+            rows = conn.execute(select(mcp).where(mcp.c.model == model).order_by(mcp.c.valid_from)).mappings().all()
+        return {
+            "model": model,
+            "profiles": [_profile(r) for r in rows],
+            "note": "new requests are costed at this price from valid_from on; costs already computed keep "
+            "their price_id — backfill cost_tracking to recompute a past range",
+        }
+
+    @app.post("/api/v1/models", status_code=201, tags=["models"])
+    def create_model(body: ModelPrice, key: ApiKey = Depends(auth("admin"))) -> dict[str, Any]:
+        """A price from `valid_from` (default now): a new custom model, or a new price for a known one."""
+        if not body.model:
+            raise E(422, "invalid_request", "model is required")
+        return _write_price(body.model, body, key)
 
     @app.put("/api/v1/models/{model_id:path}", tags=["models"])
-    def put_model(model_id: str, body: dict[str, Any], key: ApiKey = Depends(auth("write"))) -> None:
-        _model_write(key)
+    def put_model(model_id: str, body: ModelPrice, key: ApiKey = Depends(auth("admin"))) -> dict[str, Any]:
+        """A new price for a model the book knows, effective from `valid_from` (default now)."""
+        if body.model not in (None, model_id):
+            raise E(422, "invalid_request", "the body's model differs from the path's")
+        with engine.connect() as conn:
+            known = conn.execute(select(func.count()).select_from(mcp).where(mcp.c.model == model_id)).scalar_one()
+        if not known:
+            raise E(404, "not_found", f"no price profile for {model_id!r}; POST /api/v1/models creates one")
+        return _write_price(model_id, body, key)
 
-    @app.delete("/api/v1/models/{model_id:path}", tags=["models"])
-    def delete_model(model_id: str, key: ApiKey = Depends(auth("write"))) -> None:
-        _model_write(key)
+    @app.delete("/api/v1/models/{model_id:path}", status_code=204, tags=["models"])
+    def delete_model(model_id: str, key: ApiKey = Depends(auth("admin"))) -> None:
+        """Withdraw the prices written for this model through the API (snapshot and cams.yaml stay)."""
+        _global_writer(key)
+        if pricebook_store.delete_overrides(engine, model_id) == 0:
+            raise E(
+                404,
+                "not_found",
+                f"no API-written price for {model_id!r}; snapshot and cams.yaml prices change in cams.yaml",
+            )
+        _publish(_rebuild())
 
     # ---- cost analysis -----------------------------------------------------------------------
     r = t.cost_daily_rollups

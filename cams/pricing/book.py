@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from cams.pricing.rates import Rates, resolve_rates, thresholds
@@ -76,7 +76,21 @@ def to_utc(value: str | date | datetime | None) -> datetime | None:
 
 
 def _decimal_prices(raw: Mapping[str, Any]) -> dict[str, Decimal]:
-    return {k: Decimal(str(v)) for k, v in raw.items() if _is_price_key(k, v) or isinstance(v, Decimal)}
+    """Per-token prices of a snapshot row or an override; a price given as text ("2e-7") is read
+    exactly, and one that is not a number is an error rather than a silently missing price."""
+    out: dict[str, Decimal] = {}
+    for k, v in raw.items():
+        if _is_price_key(k, v) or isinstance(v, Decimal):
+            out[k] = Decimal(str(v))
+        elif isinstance(v, str) and _is_price_key(k, 0.0):
+            try:
+                price = Decimal(v.strip())
+            except InvalidOperation:
+                raise PricingConfigError(f"{k} must be a number, not {v[:40]!r}") from None
+            if not price.is_finite() or price < 0:
+                raise PricingConfigError(f"{k} must be a finite number >= 0, not {v[:40]!r}")
+            out[k] = price
+    return out
 
 
 class PriceBook:
@@ -181,6 +195,8 @@ class PriceBook:
                         source += f"+discount{r.percent}%"
                 if factor != 1:
                     merged = {k: v * factor for k, v in merged.items()}
+                if not merged and model not in snapshot["models"]:
+                    continue  # a custom model before its first valid_from has no price: unpriced, never 0
                 entries.append(PriceEntry(model, provider, mode, start, end, merged, caps, source))
         return cls(entries, meta=snapshot.get("_meta"))
 

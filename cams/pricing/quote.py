@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,9 +17,11 @@ class QuoteError(ValueError):
     """A request that cannot be priced, with the reason in plain words."""
 
 
-def load_book(config: CamsConfig) -> PriceBook:
-    """Snapshot (default or `pricing.snapshot`) plus the config's overrides and discounts."""
-    return PriceBook.build(snapshot.load(config.pricing.get("snapshot")), config.overrides, config.discounts)
+def load_book(config: CamsConfig, api_overrides: Sequence[Mapping[str, Any]] = ()) -> PriceBook:
+    """Snapshot (default or `pricing.snapshot`), the config's overrides, then the Models API's, and discounts."""
+    return PriceBook.build(
+        snapshot.load(config.pricing.get("snapshot")), [*config.overrides, *api_overrides], config.discounts
+    )
 
 
 def _int(raw: Mapping[str, Any], name: str, default: int | None = None) -> int:

@@ -481,3 +481,17 @@ token_calibration = Table(
     Column("computed_at", Ts, nullable=False),
     comment="Per model family and encoding: how far the offline tokenizer is from what the provider bills.",
 )
+
+model_price_overrides = Table(
+    "model_price_overrides",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(512), nullable=False),
+    Column("override_json", Text, nullable=False, comment="an override as in cams.yaml pricing.overrides"),
+    Column("valid_from", Ts, nullable=False),
+    Column("created_by", String(32), comment="api_keys.id of the writer"),
+    Column("created_at", Ts, nullable=False),
+    Column("deleted_at", Ts, comment="set by DELETE /api/v1/models/{id}; kept for the audit trail"),
+    comment="Prices written through the Models API; merged after cams.yaml's overrides into every price book.",
+)
+Index("ix_model_price_overrides_model", model_price_overrides.c.model)
