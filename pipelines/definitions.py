@@ -13,7 +13,7 @@ from assets.reconciliation import build_reconciliation_assets
 from assets.selection import build_selection_assets
 from cams import config as cams_config
 from cams.budgets.model import parse_budgets
-from pipelines.schedules import build_daily_schedule
+from pipelines.schedules import build_daily_schedule, build_export_schedule
 from pipelines.sensors import (
     build_budget_after_usage_sensor,
     build_drop_files_sensor,
@@ -26,6 +26,7 @@ DAILY_JOB = "daily_usage_job"
 PRICE_BOOK_JOB = "price_book_job"
 BUDGET_JOB = "budget_job"
 SELECTION_JOB = "selection_job"
+EXPORT_JOB = "focus_export_job"
 
 
 def daily_partitions(start_date: str) -> dg.DailyPartitionsDefinition:
@@ -45,7 +46,7 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
     interval = int(cfg.alerts.get("sensor_interval_s", 30))
     daily_job = dg.define_asset_job(
         DAILY_JOB,
-        selection=[a.key for a in (*ingestion, *costs, *recon, *exports)],
+        selection=[a.key for a in (*ingestion, *costs, *recon)],
         partitions_def=partitions,
         description="Land both sources for the partition's days, cost every request, roll up, reconcile.",
     )
@@ -59,12 +60,18 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
         selection=[a.key for a in selection],
         description="Recompute model quality and publish a new selection table version.",
     )
+    export_job = dg.define_asset_job(
+        EXPORT_JOB,
+        selection=[a.key for a in exports],
+        partitions_def=partitions,
+        description="Write the day's FinOps FOCUS 1.2 files from the rollups (after daily_usage_job).",
+    )
     price_job = dg.define_asset_job(
         PRICE_BOOK_JOB, selection=[price_book.key], description="Reload the price book from the snapshot and cams.yaml."
     )
     return dg.Definitions(
         assets=[price_book, *ingestion, *costs, *recon, *exports, *budgets, *selection],
-        jobs=[daily_job, price_job, budget_job, selection_job],
+        jobs=[daily_job, price_job, budget_job, selection_job, export_job],
         schedules=[
             build_daily_schedule(daily_job, partitions, int(cfg.reconciliation["trailing_days"])),
             dg.ScheduleDefinition(
@@ -79,6 +86,7 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
                 cron_schedule="5 * * * *",
                 description="Hourly: forecasts move with the clock even when no usage arrives.",
             ),
+            build_export_schedule(export_job),
             dg.ScheduleDefinition(
                 name="price_book_schedule",
                 job=price_job,

@@ -119,3 +119,24 @@ def test_files_read_back_and_the_command_writes_them(engine, db_url, tmp_path: P
         timeout=120,
     )
     assert bad.returncode == 2 and "before" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_asset_writes_a_day_of_files_through_dagster(engine, db_url, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import dagster as dg
+
+    from pipelines.definitions import EXPORT_JOB, build_definitions
+    from tests.test_dagster import files_cfg
+
+    pricebook_store.store(engine, load_book(parse({})))
+    with engine.begin() as conn:
+        conn.execute(sa.insert(t.cost_daily_rollups), [_rollup(), _rollup(day=DAY.replace(day=3))])
+    monkeypatch.setenv("CAMS_EXPORT_DIR", str(tmp_path / "exports"))
+    defs = build_definitions(files_cfg(tmp_path / "drop"), db_url)
+    with dg.instance_for_test() as inst:
+        result = defs.resolve_job_def(EXPORT_JOB).execute_in_process(instance=inst, partition_key=str(DAY))
+        assert result.success
+        checks = result.get_asset_check_evaluations()
+        assert [(c.check_name, c.passed) for c in checks] == [("focus_rules", True)]
+    out = tmp_path / "exports" / "focus"
+    assert sorted(p.name for p in out.iterdir()) == [f"focus-{DAY}.csv", f"focus-{DAY}.parquet"]  # its day only
+    assert len(pd.read_csv(out / f"focus-{DAY}.csv")) == 3 == pq.read_table(out / f"focus-{DAY}.parquet").num_rows
