@@ -26,7 +26,7 @@ from cams.pricing.book import PriceBook
 
 SERVICE_CATEGORY = "AI and Machine Learning"
 SERVICE_SUBCATEGORY = "Generative AI"
-# (kind, how its quantity is read off a rollup row, the Rates field)
+# token kinds, each its own row (its own unit price); quantities come from _quantities
 KINDS = ("input", "cache_read", "cache_write", "output", "reasoning")
 MANDATORY = [
     "BilledCost",

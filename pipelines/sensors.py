@@ -46,7 +46,7 @@ def build_drop_files_sensor(
                     for day in days_touched(f, source.name):
                         touched.setdefault(day, []).append(f"{source.name}:{key}:{f.fingerprint}")
             new_cursor[source.name] = current
-        last_day = datetime.now(UTC).date() + timedelta(days=0)
+        last_day = datetime.now(UTC).date()
         requests, skipped = [], []
         for day in sorted(touched):
             if not first_day <= day <= last_day:

@@ -144,4 +144,8 @@ def collect_spendlogs(collector: Collector, dsn: str, default_org: str = "defaul
 
 def has_rows(dsn: str, start: datetime, end: datetime) -> bool:
     """Whether the proxy logged anything in [start, end): what the poll sensor asks each tick."""
-    return any(True for page in _pages(dsn, start, end, limit=1) if page)
+    pages = _pages(dsn, start, end, limit=1)
+    try:
+        return next(pages, None) is not None  # _pages yields only non-empty pages
+    finally:
+        pages.close()  # dispose of the engine now, not when the generator is collected
