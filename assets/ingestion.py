@@ -4,11 +4,10 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import great_expectations as gx
-import pandas as pd
 
 from assets.gx_checks import check_result
 from assets.table_meta import table_metadata
-from cams.landing import land, record_failed_sync
+from cams.landing import Stage, land, landed_frame, record_failed_sync
 from cams.sources.http_client import SourceApiError
 from cams.warehouse import schema as t
 from resources.sources import UsageSourceResource
@@ -48,16 +47,19 @@ def _ingest(
 ) -> dg.MaterializeResult:
     window = context.partition_time_window
     started = datetime.now(UTC)
-    try:
-        result, detail = source.collect(window.start, window.end)
-    except SourceApiError as exc:
-        record_failed_sync(
-            warehouse.engine(), source.name, window.start, window.end, source.mode, str(exc), context.run_id, started
-        )
-        raise dg.Failure(description=f"{source.name}: {exc}") from exc
-    summary = land(warehouse.engine(), result, source.mode, context.run_id, started, detail)
+    engine = warehouse.engine()
+    with Stage(engine, source.name) as stage:  # rows go to the warehouse while they are read
+        try:
+            result, detail = source.collect(window.start, window.end, stage)
+        except SourceApiError as exc:
+            record_failed_sync(
+                engine, source.name, window.start, window.end, source.mode, str(exc), context.run_id, started
+            )
+            raise dg.Failure(description=f"{source.name}: {exc}") from exc
+        summary = land(engine, result, source.mode, context.run_id, started, detail, stage)
     counts = summary.counts
-    frame = pd.DataFrame(list(result.rows.values()))
+    # the checks read what landed, only the columns they test
+    frame = landed_frame(engine, source.name, window.start, window.end, sorted({e.column for e in checks}))
     share = counts["quarantined"] / counts["read"] if counts["read"] else 0.0
     context.log.info(f"{source.name} {window.start.date()}..{window.end.date()}: {counts}")
     check_results = [

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, Integer, and_, func, insert, select
 from cams.pricing.book import PriceBook
 from cams.pricing.cost import token_cost
 from cams.warehouse import schema as t
-from cams.warehouse.db import insert_frame, insert_rows, read_frame, replace_rows
+from cams.warehouse.db import analyze, insert_frame, insert_rows, read_frames, replace_rows
 
 TOKEN_COLS = ["input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_input_tokens", "reasoning_tokens"]
 
@@ -115,20 +115,20 @@ def cost_partition(
         "status",
         *TOKEN_COLS,
     ]
-    with engine.connect() as conn:
-        frame = read_frame(
-            conn,
-            select(*(src.c[c] for c in cols), src.c.cost_usd.label("charged_usd")).where(
-                _days_clause(src, first, last_exclusive)
-            ),
-        )
-    frame["charged_usd"] = pd.to_numeric(frame["charged_usd"], errors="coerce").astype(float)
-    costed = compute_costs(frame, book)
-    costed["computed_at"] = datetime.now(UTC)
+    query = select(*(src.c[c] for c in cols), src.c.cost_usd.label("charged_usd")).where(
+        _days_clause(src, first, last_exclusive)
+    )
+    tally = _Tally()
     with engine.begin() as conn:
         before = _day_costs(conn, first, last_exclusive)
         replace_rows(conn, t.cost_tracking, _days_clause(t.cost_tracking, first, last_exclusive), [])
-        insert_frame(conn, t.cost_tracking, costed[[c.name for c in t.cost_tracking.columns]])
+        computed_at = datetime.now(UTC)
+        for frame in read_frames(conn, query):  # a chunk at a time: memory does not grow with the day
+            frame["charged_usd"] = pd.to_numeric(frame["charged_usd"], errors="coerce").astype(float)
+            costed = compute_costs(frame, book).assign(computed_at=computed_at)
+            insert_frame(conn, t.cost_tracking, costed[[c.name for c in t.cost_tracking.columns]])
+            tally.add(costed)
+        analyze(conn, t.cost_tracking)
         after = _day_costs(conn, first, last_exclusive)
         now = datetime.now(UTC)
         changed = [
@@ -147,16 +147,39 @@ def cost_partition(
             if before[d][2] != after.get(d, (0, 0.0, []))[2] or abs(before[d][1] - after.get(d, (0, 0.0, []))[1]) > 1e-9
         ]
         insert_rows(conn, t.cost_recomputations, changed)
-    by_model = costed.groupby("model")["cost_usd"].sum().sort_values(ascending=False)
-    unpriced = costed.loc[costed["unpriced"], "model"]
-    return CostSummary(
-        rows=len(costed),
-        cost_usd=Decimal(str(round(float(np.nansum(costed["cost_usd"])), 10))),
-        charged_usd=Decimal(str(round(float(np.nansum(costed["charged_usd"])), 10))),
-        unpriced_requests=int(costed["unpriced"].sum()),
-        unpriced_models=sorted(unpriced.unique().tolist()),
-        top_models=[(m, round(float(v), 6)) for m, v in by_model.head(5).items()],
-    )
+    return tally.summary()
+
+
+@dataclass
+class _Tally:
+    """A CostSummary added up chunk by chunk."""
+
+    rows: int = 0
+    cost: float = 0.0
+    charged: float = 0.0
+    unpriced: int = 0
+    unpriced_models: set[str] = field(default_factory=set)
+    by_model: dict[str, float] = field(default_factory=dict)
+
+    def add(self, costed: pd.DataFrame) -> None:
+        self.rows += len(costed)
+        self.cost += float(np.nansum(costed["cost_usd"]))
+        self.charged += float(np.nansum(costed["charged_usd"]))
+        self.unpriced += int(costed["unpriced"].sum())
+        self.unpriced_models.update(costed.loc[costed["unpriced"], "model"].unique().tolist())
+        for m, v in costed.groupby("model")["cost_usd"].sum().items():
+            self.by_model[m] = self.by_model.get(m, 0.0) + float(v)
+
+    def summary(self) -> CostSummary:
+        top = sorted(self.by_model.items(), key=lambda kv: -kv[1])[:5]
+        return CostSummary(
+            rows=self.rows,
+            cost_usd=Decimal(str(round(self.cost, 10))),
+            charged_usd=Decimal(str(round(self.charged, 10))),
+            unpriced_requests=self.unpriced,
+            unpriced_models=sorted(self.unpriced_models),
+            top_models=[(m, round(v, 6)) for m, v in top],
+        )
 
 
 ROLLUP_KEYS = ("day", "org_id", "team_id", "user_id", "model", "provider", "task_type")

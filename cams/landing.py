@@ -1,18 +1,39 @@
-"""Land one source's window: deduped rows, quarantined lines and a sync-history row, atomically."""
+"""Land one source's window: deduped rows, quarantined lines and a sync-history row, atomically.
+
+Rows reach the warehouse through a `Stage`: a temporary table on one connection that takes the
+window's accepted rows chunk by chunk while they are read (binary COPY on PostgreSQL, executemany
+on SQLite), so landing a day holds one chunk in memory, not the day. `land` then replaces the
+window from the stage in one transaction, keeping the latest copy of each key.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
 
-import pandas as pd
-from sqlalchemy import Engine, and_, insert
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    Engine,
+    Identity,
+    Integer,
+    MetaData,
+    Table,
+    and_,
+    func,
+    insert,
+    literal,
+    select,
+)
 
 from cams.sources.batch import IngestResult
-from cams.sources.contracts import RELAYCORE
+from cams.sources.contracts import KEY_FIELD, RELAYCORE, ROW_FIELDS, TIME_FIELD
 from cams.warehouse import schema as t
-from cams.warehouse.db import insert_frame, insert_rows, replace_rows
+from cams.warehouse.db import analyze, copy_binary, insert_rows, read_frame, replace_rows
 
 
 @dataclass(frozen=True)
@@ -27,6 +48,55 @@ def landing_table(source: str):  # type: ignore[no-untyped-def]
     return t.relaycore_usage if source == RELAYCORE else t.auterity_spans
 
 
+class Stage:
+    """A window's accepted rows, staged in a temporary table; call it with each chunk of row tuples."""
+
+    def __init__(self, engine: Engine, source: str) -> None:
+        self.source = source
+        self.target = landing_table(source)
+        self.fields = ROW_FIELDS[source]
+        self._time_at = self.fields.index(TIME_FIELD[source])
+        self.conn = engine.connect()
+        pg = self.conn.dialect.name == "postgresql"
+        seq = Column("seq", BigInteger, Identity()) if pg else Column("seq", Integer, primary_key=True)
+        self.table = Table(
+            f"cams_stage_{source}",
+            MetaData(),
+            seq,
+            Column("day", Date),
+            *(Column(f, self.target.c[f].type) for f in self.fields),
+            prefixes=["TEMPORARY"],
+        )
+        self.table.drop(self.conn, checkfirst=True)  # left by a connection that died mid-run
+        self.table.create(self.conn)
+        self.conn.commit()
+        self.rows = 0
+
+    def __call__(self, rows: list[tuple[Any, ...]]) -> None:
+        at = self._time_at
+        staged = [(r[at].date(), *r) for r in rows]
+        if self.conn.dialect.name == "postgresql":
+            copy_binary(self.conn, self.table, ["day", *self.fields], staged)
+        else:
+            self.conn.execute(insert(self.table), [dict(zip(("day", *self.fields), r, strict=True)) for r in staged])
+        self.conn.commit()
+        self.rows += len(rows)
+
+    def close(self) -> None:
+        try:
+            self.conn.rollback()
+            self.table.drop(self.conn, checkfirst=True)
+            self.conn.commit()
+        finally:
+            self.conn.close()
+
+    def __enter__(self) -> Stage:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+
 def land(
     engine: Engine,
     result: IngestResult,
@@ -34,25 +104,46 @@ def land(
     run_id: str | None = None,
     started_at: datetime | None = None,
     detail: dict | None = None,
+    stage: Stage | None = None,
 ) -> LandingSummary:
-    """Replace the window's landing rows and quarantine rows; record the sync. One transaction."""
-    result.check_balance()
+    """Replace the window's landing rows and quarantine rows; record the sync. One transaction.
+
+    `stage` holds the rows a collector already handed over; the result's pending rows are staged
+    last (they are the latest copies). Without one, a stage lives for this call.
+    """
+    if stage is None:
+        with Stage(engine, result.source) as own:
+            return land(engine, result, mode, run_id, started_at, detail, own)
+    if stage.rows != result.staged:
+        raise AssertionError(f"{result.source}: the stage holds {stage.rows} rows, the result says {result.staged}")
+    if result.rows:
+        stage(list(result.rows.values()))
     now = datetime.now(UTC)
-    table = landing_table(result.source)
-    time_col = "timestamp" if result.source == RELAYCORE else "start_time"
-    frame = pd.DataFrame(list(result.rows.values()))
-    if len(frame):
-        frame["day"] = pd.to_datetime(frame[time_col], utc=True).dt.date
-        frame["ingested_at"] = now
-        frame = frame[[c.name for c in table.columns if c.name in frame.columns]]
+    table, s = landing_table(result.source), stage.table
     first, last = result.start.date(), result.end.date()
     reasons: dict[str, int] = {}
     for q in result.quarantined:
         key = q.reason.split(":")[0][:80]
         reasons[key] = reasons.get(key, 0) + 1
-    with engine.begin() as conn:
-        replaced, _ = replace_rows(conn, table, and_(table.c.day >= first, table.c.day < last), [])
-        insert_frame(conn, table, frame)
+    cols = ["day", *stage.fields]
+    latest = select(func.max(s.c.seq)).group_by(s.c[KEY_FIELD[result.source]])
+    rows = select(*(s.c[c] for c in cols), literal(now, table.c.ingested_at.type)).where(s.c.seq.in_(latest))
+    conn = stage.conn
+    with conn.begin():
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")  # the dedupe's hash fits in memory
+        window = and_(table.c.day >= first, table.c.day < last)
+        replaced, _ = replace_rows(conn, table, window, [])
+        conn.execute(insert(table).from_select([*cols, "ingested_at"], rows))
+        analyze(conn, table)
+        # rowcount of INSERT … SELECT is -1 through SQLAlchemy on psycopg: count what the window holds now
+        inserted = conn.execute(select(func.count()).select_from(table).where(window)).scalar_one()
+        crossed = result.staged + len(result.rows) - inserted  # copies that met across chunks
+        if not 0 <= crossed <= result.staged:
+            raise AssertionError(f"{result.source}: {inserted} rows landed from {stage.rows} staged")
+        result.duplicates += crossed
+        result.staged -= crossed
+        result.check_balance()
         q = t.quarantine
         replace_rows(
             conn,
@@ -91,6 +182,16 @@ def land(
             ],
         )
     return LandingSummary(result.source, counts, replaced, reasons)
+
+
+def landed_frame(engine: Engine, source: str, start: datetime, end: datetime, columns: list[str]) -> Any:
+    """The landed rows of a window, these columns only, as a DataFrame (what the data checks read)."""
+    table = landing_table(source)
+    with engine.connect() as conn:
+        return read_frame(
+            conn,
+            select(*(table.c[c] for c in columns)).where(and_(table.c.day >= start.date(), table.c.day < end.date())),
+        )
 
 
 def record_failed_sync(

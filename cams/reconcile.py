@@ -17,6 +17,7 @@ price-book difference the disagreement makes (model_mismatch, token_mismatch).
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -24,12 +25,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, and_, func, insert, select
+from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy.engine import Engine
 
 from cams.costing import TOKEN_COLS, compute_costs
 from cams.pricing.book import PriceBook
 from cams.warehouse import schema as t
-from cams.warehouse.db import insert_frame, insert_rows, read_frame, replace_rows
+from cams.warehouse.db import insert_frame, insert_rows, read_frames, replace_rows
 
 CATEGORIES = (
     "matched",
@@ -61,7 +63,7 @@ class Tolerances:
 
 def bare_model(name: pd.Series) -> pd.Series:
     """`gemini/gemini-2.5-flash` and `gemini-2.5-flash` name one model."""
-    return name.fillna("").astype(str).str.split("/").str[-1]
+    return name.fillna("").astype(str).str.replace(r"^.*/", "", regex=True)
 
 
 @dataclass
@@ -77,23 +79,86 @@ class ReconSummary:
         return float(sum(self.at_risk_usd.values()))
 
 
-def _frame(engine: Engine, stmt: Any) -> pd.DataFrame:
-    with engine.connect() as conn:
-        return read_frame(conn, stmt)
-
-
-def classify(
-    requests: pd.DataFrame, spans: pd.DataFrame, known_ids: set[str], book: PriceBook, tol: Tolerances
-) -> pd.DataFrame:
-    """One row per request (and per orphan span) with its category and dollars at risk."""
-    spans = spans.sort_values(["start_time", "span_id"]).drop_duplicates("relaycore_request_id", keep="first")
-    span_cols = {c: f"span_{c}" for c in (*TOKEN_COLS, "response_model", "span_id", "provider")}
-    paired = requests.merge(
-        spans.rename(columns=span_cols)[["relaycore_request_id", *span_cols.values()]],
-        how="left",
-        left_on="request_id",
-        right_on="relaycore_request_id",
+def _first_spans(around: tuple[date, date]) -> Any:
+    """Spans of the days around the window, numbered per request id by start (1 = the one that pairs)."""
+    sp = t.auterity_spans
+    rank = func.row_number().over(partition_by=sp.c.relaycore_request_id, order_by=(sp.c.start_time, sp.c.span_id))
+    return (
+        select(
+            sp.c.day,
+            sp.c.span_id,
+            sp.c.start_time,
+            sp.c.relaycore_request_id,
+            sp.c.org_id,
+            sp.c.provider,
+            sp.c.request_model,
+            sp.c.response_model,
+            *(sp.c[c] for c in TOKEN_COLS),
+            rank.label("rank"),
+        )
+        .where(and_(sp.c.day >= around[0], sp.c.day < around[1]))
+        .subquery("spans")
     )
+
+
+def paired_requests(first: date, last_exclusive: date) -> Any:
+    """Each costed request of the window with its first span (if any): the join runs in the database."""
+    ct = t.cost_tracking
+    spans = _first_spans((first - timedelta(days=1), last_exclusive + timedelta(days=1)))
+    first_span = select(spans).where(spans.c.rank == 1).subquery("first_span")
+    fs = first_span.c
+    return (
+        select(
+            ct.c.day,
+            ct.c.request_id,
+            ct.c.timestamp,
+            ct.c.org_id,
+            ct.c.model,
+            ct.c.provider,
+            ct.c.service_tier,
+            *(ct.c[c] for c in TOKEN_COLS),
+            ct.c.cost_usd,
+            ct.c.charged_usd,
+            ct.c.unpriced,
+            fs.relaycore_request_id,
+            *(fs[c].label(f"span_{c}") for c in (*TOKEN_COLS, "response_model", "span_id", "provider")),
+        )
+        .select_from(ct.outerjoin(first_span, fs.relaycore_request_id == ct.c.request_id))
+        .where(and_(ct.c.day >= first, ct.c.day < last_exclusive))
+    )
+
+
+def orphan_spans(first: date, last_exclusive: date) -> Any:
+    """Spans of the window whose request RelayCore never reported (that day ±1), or that name none.
+
+    A request id's later spans pair with nothing: only its first span can be an orphan.
+    """
+    ru = t.relaycore_usage
+    around = (first - timedelta(days=1), last_exclusive + timedelta(days=1))
+    spans = _first_spans(around)
+    s = spans.c
+    # a left join, not NOT EXISTS under an OR: that one is probed row by row (quadratic on a day)
+    known = (
+        select(ru.c.request_id)
+        .where(and_(ru.c.day >= around[0], ru.c.day < around[1]))
+        .group_by(ru.c.request_id)
+        .subquery("known")
+    )
+    return (
+        select(*(c for c in s if c.name != "rank"))
+        .select_from(spans.outerjoin(known, known.c.request_id == s.relaycore_request_id))
+        .where(
+            and_(
+                s.day >= first,
+                s.day < last_exclusive,
+                or_(s.relaycore_request_id.is_(None), and_(s.rank == 1, known.c.request_id.is_(None))),
+            )
+        )
+    )
+
+
+def classify(paired: pd.DataFrame, book: PriceBook, tol: Tolerances) -> pd.DataFrame:
+    """Category and dollars at risk of each request in `paired` (a chunk of `paired_requests`)."""
     has_span = paired["relaycore_request_id"].notna().to_numpy()
     charged = pd.to_numeric(paired["charged_usd"], errors="coerce").astype(float).to_numpy()
     cost = pd.to_numeric(paired["cost_usd"], errors="coerce").astype(float).to_numpy()
@@ -113,13 +178,17 @@ def classify(
         ["unpriced", "missing_in_auterity", "model_mismatch", "token_mismatch", "cost_mismatch"],
         default="matched",
     )
-    # what the span says it used, priced: the difference the disagreement makes
-    as_seen = paired[["request_id", "timestamp", "service_tier", "provider", *TOKEN_COLS]].copy()
-    as_seen["model"] = np.where(model_diff, paired["span_response_model"], paired["model"])
-    for c in TOKEN_COLS:
-        as_seen[c] = pd.to_numeric(paired[f"span_{c}"], errors="coerce").fillna(paired[c]).astype(np.int64)
-    seen_cost = compute_costs(as_seen, book)["cost_usd"].to_numpy()
-    disagreement = np.abs(np.nan_to_num(seen_cost, nan=0.0) - np.nan_to_num(cost))
+    # what the span says it used, priced: the difference the disagreement makes (only where they disagree)
+    disputed = np.flatnonzero((category == "model_mismatch") | (category == "token_mismatch"))
+    disagreement = np.zeros(len(paired))
+    if len(disputed):
+        rows = paired.iloc[disputed]
+        as_seen = rows[["request_id", "timestamp", "service_tier", "provider", *TOKEN_COLS]].copy()
+        as_seen["model"] = np.where(model_diff[disputed], rows["span_response_model"], rows["model"])
+        for c in TOKEN_COLS:
+            as_seen[c] = pd.to_numeric(rows[f"span_{c}"], errors="coerce").fillna(rows[c]).astype(np.int64)
+        seen_cost = compute_costs(as_seen, book)["cost_usd"].to_numpy()
+        disagreement[disputed] = np.abs(np.nan_to_num(seen_cost, nan=0.0) - np.nan_to_num(cost[disputed]))
     at_risk = np.select(
         [
             category == "unpriced",
@@ -130,7 +199,7 @@ def classify(
         [np.nan_to_num(charged), np.nan_to_num(charged, nan=np.nan_to_num(cost)), np.abs(charged - cost), disagreement],
         default=0.0,
     )
-    out = pd.DataFrame(
+    return pd.DataFrame(
         {
             "day": paired["day"],
             "request_id": paired["request_id"],
@@ -148,97 +217,55 @@ def classify(
             "at_risk_usd": np.round(at_risk, 10),
         }
     )
-    orphans = spans[~spans["relaycore_request_id"].isin(known_ids) | spans["relaycore_request_id"].isna()]
-    if len(orphans):
-        priced = orphans.assign(
-            request_id=orphans["relaycore_request_id"].fillna("span:" + orphans["span_id"]),
-            timestamp=orphans["start_time"],
-            model=orphans["response_model"].fillna(orphans["request_model"]),
-            provider=orphans["provider"].fillna(""),
-            service_tier="standard",
-            **{c: pd.to_numeric(orphans[c], errors="coerce").fillna(0).astype(np.int64) for c in TOKEN_COLS},
-        )
-        priced["model"] = priced["model"].fillna("")
-        ocost = compute_costs(priced, book)["cost_usd"].to_numpy()
-        out = pd.concat(
-            [
-                out,
-                pd.DataFrame(
-                    {
-                        "day": priced["day"],
-                        "request_id": priced["request_id"],
-                        "category": "missing_in_relaycore",
-                        "org_id": priced["org_id"],
-                        "model": None,
-                        "span_model": priced["model"],
-                        "span_id": priced["span_id"],
-                        "relaycore_input_tokens": None,
-                        "auterity_input_tokens": priced["input_tokens"],
-                        "relaycore_output_tokens": None,
-                        "auterity_output_tokens": priced["output_tokens"],
-                        "charged_usd": np.nan,
-                        "cost_usd": np.nan,
-                        "at_risk_usd": np.round(np.nan_to_num(ocost), 10),
-                    }
-                ),
-            ],
-            ignore_index=True,
-        )
-    return out
+
+
+def classify_orphans(orphans: pd.DataFrame, book: PriceBook) -> pd.DataFrame:
+    """missing_in_relaycore rows for a chunk of `orphan_spans`: unbilled usage at price-book cost."""
+    priced = orphans.assign(
+        request_id=orphans["relaycore_request_id"].fillna("span:" + orphans["span_id"]),
+        timestamp=orphans["start_time"],
+        model=orphans["response_model"].fillna(orphans["request_model"]),
+        provider=orphans["provider"].fillna(""),
+        service_tier="standard",
+        **{c: pd.to_numeric(orphans[c], errors="coerce").fillna(0).astype(np.int64) for c in TOKEN_COLS},
+    )
+    priced["model"] = priced["model"].fillna("")
+    ocost = compute_costs(priced, book)["cost_usd"].to_numpy()
+    return pd.DataFrame(
+        {
+            "day": priced["day"],
+            "request_id": priced["request_id"],
+            "category": "missing_in_relaycore",
+            "org_id": priced["org_id"],
+            "model": None,
+            "span_model": priced["model"],
+            "span_id": priced["span_id"],
+            "relaycore_input_tokens": None,
+            "auterity_input_tokens": priced["input_tokens"],
+            "relaycore_output_tokens": None,
+            "auterity_output_tokens": priced["output_tokens"],
+            "charged_usd": np.nan,
+            "cost_usd": np.nan,
+            "at_risk_usd": np.round(np.nan_to_num(ocost), 10),
+        }
+    )
 
 
 def reconcile_partition(
     engine: Engine, first: date, last_exclusive: date, book: PriceBook, tol: Tolerances, run_id: str | None = None
 ) -> ReconSummary:
-    """Classify every request and span of [first, last_exclusive); replace those days' rows."""
+    """Classify every request and span of [first, last_exclusive); replace those days' rows.
+
+    The database pairs requests with spans and finds the orphans; each chunk of pairs is classified
+    by numpy and written at once, so memory holds one chunk whatever the size of the day.
+    """
     started = datetime.now(UTC)
-    ct, sp, ru = t.cost_tracking, t.auterity_spans, t.relaycore_usage
-    requests = _frame(
-        engine,
-        select(
-            ct.c.day,
-            ct.c.request_id,
-            ct.c.timestamp,
-            ct.c.org_id,
-            ct.c.model,
-            ct.c.provider,
-            ct.c.service_tier,
-            *(ct.c[c] for c in TOKEN_COLS),
-            ct.c.cost_usd,
-            ct.c.charged_usd,
-            ct.c.unpriced,
-        ).where(and_(ct.c.day >= first, ct.c.day < last_exclusive)),
-    )
-    # spans of the day before and after pair too (a request at 23:59:59 may start its span after midnight)
-    around = (first - timedelta(days=1), last_exclusive + timedelta(days=1))
-    spans = _frame(
-        engine,
-        select(
-            sp.c.day,
-            sp.c.span_id,
-            sp.c.start_time,
-            sp.c.relaycore_request_id,
-            sp.c.org_id,
-            sp.c.provider,
-            sp.c.request_model,
-            sp.c.response_model,
-            *(sp.c[c] for c in TOKEN_COLS),
-        ).where(and_(sp.c.day >= around[0], sp.c.day < around[1])),
-    )
-    with engine.connect() as conn:
-        known = set(
-            conn.execute(select(ru.c.request_id).where(and_(ru.c.day >= around[0], ru.c.day < around[1]))).scalars()
-        )
-    out = classify(requests, spans, known, book, tol)
-    # an orphan span is counted on its own day, so only this window's
-    day = pd.to_datetime(out["day"]).dt.date
-    out = out[(out["category"] != "missing_in_relaycore") | ((day >= first) & (day < last_exclusive))]
-    out = out.assign(computed_at=datetime.now(UTC))
     cr, cs = t.cost_reconciliation, t.cost_reconciliation_summary
     window = and_(cr.c.day >= first, cr.c.day < last_exclusive)
-    counts = {c: int((out["category"] == c).sum()) for c in CATEGORIES}
-    at_risk = {c: round(float(out.loc[out["category"] == c, "at_risk_usd"].sum()), 6) for c in CATEGORIES}
-    spend = float(np.nansum(pd.to_numeric(requests.get("cost_usd"), errors="coerce"))) if len(requests) else 0.0
+    counts = dict.fromkeys(CATEGORIES, 0)
+    at_risk = dict.fromkeys(CATEGORIES, 0.0)
+    by_org: dict[Any, float] = {}
+    spend, rows = 0.0, 0
     names = ["day", "org_id", "model", "category", "requests", "charged_usd", "cost_usd", "at_risk_usd"]
     agg = (
         select(
@@ -256,7 +283,23 @@ def reconcile_partition(
     )
     with engine.begin() as conn:
         replace_rows(conn, cr, window, [])
-        insert_frame(conn, cr, out[[c.name for c in cr.columns]])
+        chunks = itertools.chain(
+            ((classify(c, book, tol), c) for c in read_frames(conn, paired_requests(first, last_exclusive))),
+            ((classify_orphans(c, book), None) for c in read_frames(conn, orphan_spans(first, last_exclusive))),
+        )
+        computed_at = datetime.now(UTC)
+        for out, paired in chunks:
+            insert_frame(conn, cr, out.assign(computed_at=computed_at)[[c.name for c in cr.columns]])
+            rows += len(out)
+            for c, n in out["category"].value_counts().items():
+                counts[str(c)] += int(n)
+            for c, v in out.groupby("category")["at_risk_usd"].sum().items():
+                at_risk[str(c)] += float(v)
+            for o, v in out.groupby("org_id", dropna=False)["at_risk_usd"].sum().items():
+                by_org[o] = by_org.get(o, 0.0) + float(v)
+            if paired is not None:
+                spend += float(np.nansum(pd.to_numeric(paired["cost_usd"], errors="coerce")))
+        at_risk = {c: round(v, 6) for c, v in at_risk.items()}
         replace_rows(conn, cs, and_(cs.c.day >= first, cs.c.day < last_exclusive), [])
         conn.execute(insert(cs).from_select(names, agg))
         insert_rows(
@@ -268,7 +311,7 @@ def reconcile_partition(
                     "window_start": datetime(first.year, first.month, first.day, tzinfo=UTC),
                     "window_end": datetime(last_exclusive.year, last_exclusive.month, last_exclusive.day, tzinfo=UTC),
                     "mode": "warehouse",
-                    "read": len(out),
+                    "read": rows,
                     "accepted": counts["matched"],
                     "duplicates": 0,
                     "quarantined": 0,
@@ -280,7 +323,7 @@ def reconcile_partition(
                 }
             ],
         )
-    by_org = out.groupby("org_id", dropna=False)["at_risk_usd"].sum().sort_values(ascending=False).head(5)
+    top = sorted(by_org.items(), key=lambda kv: -kv[1])[:5]
     return ReconSummary(
-        counts, at_risk, spend, len(out), [{"org_id": o, "at_risk_usd": round(float(v), 4)} for o, v in by_org.items()]
+        counts, at_risk, spend, rows, [{"org_id": o, "at_risk_usd": round(float(v), 4)} for o, v in top]
     )

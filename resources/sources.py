@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -49,9 +50,14 @@ class UsageSourceResource(dg.ConfigurableResource):
             max_retries=self.max_retries,
         )
 
-    def collect(self, start: datetime, end: datetime) -> tuple[IngestResult, dict[str, Any]]:
-        """Every record of [start, end), validated and deduplicated, plus how it was read."""
-        collector = Collector(self.name, start, end)
+    def collect(
+        self, start: datetime, end: datetime, sink: Callable[[list[tuple[Any, ...]]], None] | None = None
+    ) -> tuple[IngestResult, dict[str, Any]]:
+        """Every record of [start, end), validated and deduplicated, plus how it was read.
+
+        With a sink (`cams.landing.Stage`), accepted rows go there in chunks as they are read.
+        """
+        collector = Collector(self.name, start, end, sink)
         if self.mode == "files":
             files = list_drop_files(self.drop_dir or "")
             collect_files(collector, files)

@@ -119,7 +119,7 @@ def test_hand_made_drop_dir_gives_exact_counts(tmp_path) -> None:  # type: ignor
     os.utime(tmp_path / "a.jsonl", (day_ts, day_ts))
     res = _collect(tmp_path)
     assert res.counts() == {"read": 6, "accepted": 2, "duplicates": 1, "quarantined": 3}
-    assert res.rows["a"]["output_tokens"] == 600
+    assert res.row("a")["output_tokens"] == 600
     reasons = sorted(q.reason.split(":")[0] for q in res.quarantined)
     assert reasons == ["a record must be a JSON object", "input_tokens must be >= 0", "not valid JSON"]
     nxt = _collect(tmp_path, date(2026, 4, 8))

@@ -1,22 +1,28 @@
 """Collect one partition's records: validate, keep the day's, dedupe (latest copy wins), quarantine.
 
 Invariant (SPEC §2.4): read = accepted + duplicates + quarantined, for the partition's window.
+
+A landing row travels as a tuple in `ROW_FIELDS` order. With a sink (`cams.landing.Stage`), accepted
+rows leave the collector in chunks of `chunk_rows`, so a day of any size is held in bounded memory;
+the copies that meet across chunks are deduplicated where they are staged, and counted there.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from cams.sources.contracts import AUTERITY, KEY_FIELD, PARSERS, TIME_FIELD, RecordError, loads
+from cams.sources.compiled import COMPILED
+from cams.sources.contracts import AUTERITY, KEY_FIELD, PARSERS, ROW_FIELDS, TIME_FIELD, RecordError, loads
 from cams.sources.otlp import flatten, is_otlp
 from cams.sources.timeutil import parse_rfc3339
 
 MAX_RAW_KEPT = 64 * 1024  # quarantine keeps at most this much of an enormous line
+CHUNK_ROWS = 100_000  # accepted rows held before they go to the sink
 DAY_HINT = {
     "relaycore": re.compile(r'"timestamp"\s*:\s*"(\d{4}-\d{2}-\d{2})T'),
     "auterity": re.compile(r'"start_time"\s*:\s*"(\d{4}-\d{2}-\d{2})T'),
@@ -34,19 +40,28 @@ class Quarantined:
 
 @dataclass
 class IngestResult:
-    """Accepted rows (deduped) and quarantined lines of one source over one window."""
+    """Accepted rows (deduped) and quarantined lines of one source over one window.
+
+    `rows` holds the accepted rows not yet handed to a sink, by key, as tuples; `staged` counts
+    those handed over (until the sink's dedupe moves the cross-chunk copies to `duplicates`).
+    """
 
     source: str
     start: datetime
     end: datetime
-    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rows: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
     read: int = 0
     duplicates: int = 0
+    staged: int = 0
 
     @property
     def accepted(self) -> int:
-        return len(self.rows)
+        return self.staged + len(self.rows)
+
+    def row(self, key: str) -> dict[str, Any]:
+        """One pending row as a dict (for people and tests; the pipeline moves tuples)."""
+        return dict(zip(ROW_FIELDS[self.source], self.rows[key], strict=True))
 
     def counts(self) -> dict[str, int]:
         return {
@@ -65,12 +80,31 @@ class IngestResult:
 class Collector:
     """Feeds lines or decoded records of one source into an IngestResult for [start, end)."""
 
-    def __init__(self, source: str, start: datetime, end: datetime) -> None:
+    def __init__(
+        self,
+        source: str,
+        start: datetime,
+        end: datetime,
+        sink: Callable[[list[tuple[Any, ...]]], None] | None = None,
+        chunk_rows: int = CHUNK_ROWS,
+    ) -> None:
         self.source = source
         self.result = IngestResult(source, start, end)
         self._parse = PARSERS[source]
+        self._compiled = COMPILED[source]
         self._key = KEY_FIELD[source]
         self._time = TIME_FIELD[source]
+        self._time_at = ROW_FIELDS[source].index(self._time)
+        self._sink = sink
+        self._chunk_rows = chunk_rows
+
+    def flush(self) -> None:
+        """Hand the pending rows to the sink (if there is one)."""
+        if self._sink is not None and self.result.rows:
+            rows = list(self.result.rows.values())
+            self._sink(rows)
+            self.result.staged += len(rows)
+            self.result.rows.clear()
 
     def _in_window(self, ts: datetime) -> bool:
         return self.result.start <= ts < self.result.end
@@ -83,13 +117,34 @@ class Collector:
         self.result.read += 1
         self.result.quarantined.append(Quarantined(self.source, ref, kept, reason, day))
 
-    def _accept(self, row: dict[str, Any]) -> None:
+    def _accept(self, row: tuple[Any, ...]) -> None:
         self.result.read += 1
-        key = row[self._key]
-        if key in self.result.rows:
+        rows = self.result.rows
+        key = row[0]  # ROW_FIELDS start with the key
+        if key in rows:
             self.result.duplicates += 1
-            del self.result.rows[key]  # re-insert so dict order is the order of the latest copy
-        self.result.rows[key] = row
+            del rows[key]  # re-insert so dict order is the order of the latest copy
+        rows[key] = row
+        if len(rows) >= self._chunk_rows and self._sink is not None:
+            self.flush()
+
+    def add_line(self, lineno: int, name: str, raw: bytes, fallback_day: date | None) -> None:
+        """One line of a drop file as bytes: the compiled contract first, the Python one when it is unsure."""
+        row = self._compiled(raw)
+        if row is not None:
+            if self.result.start <= row[self._time_at] < self.result.end:
+                self._accept(row)
+            return
+        ref = f"{name}:{lineno}"
+        try:
+            text = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            text = raw.decode("utf-8", "backslashreplace").rstrip("\r\n")
+            day = self.hint_day(text, fallback_day)
+            if self.day_in_window(day):
+                self.quarantine(ref, text, f"not UTF-8 at byte {exc.start}", day)
+            return
+        self.add_text(ref, text, fallback_day)
 
     def hint_day(self, raw: str, fallback: date | None) -> date | None:
         m = DAY_HINT[self.source].search(raw[:4096])
@@ -148,7 +203,7 @@ class Collector:
         if not self._in_window(row[self._time]):
             self.quarantine(ref, raw, f"{self._time} outside the requested window", self.result.start.date())
             return
-        self._accept(row)
+        self._accept(tuple(row.values()))
 
     def _add(self, ref: str, obj: dict[str, Any], raw: str, fallback_day: date | None) -> None:
         """One decoded record of a drop file; `raw` may be empty when the record came out of a
@@ -167,4 +222,4 @@ class Collector:
         except RecordError as exc:
             self.quarantine(ref, raw or json.dumps(obj, default=str), str(exc), ts.date())
             return
-        self._accept(row)
+        self._accept(tuple(row.values()))

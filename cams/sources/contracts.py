@@ -7,6 +7,7 @@ a person can act on. Unknown extra fields are ignored so sources can evolve with
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -46,7 +47,8 @@ def _count(rec: Mapping[str, Any], name: str, required: bool, default: int | Non
             raise RecordError(f"missing required field {name}")
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, Decimal | float) and value == int(value):
+        # NaN and Infinity are JSON to Python's reader; int() of them raised instead of quarantining
+        if isinstance(value, Decimal | float) and math.isfinite(value) and value == int(value):
             value = int(value)
         else:
             raise RecordError(f"{name} must be a whole number")
@@ -196,5 +198,57 @@ def parse_auterity(rec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 PARSERS = {RELAYCORE: parse_relaycore, AUTERITY: parse_auterity}
+# The order of a parsed row's fields: a landing row travels as a tuple in this order.
+ROW_FIELDS = {
+    RELAYCORE: (
+        "request_id",
+        "timestamp",
+        "org_id",
+        "team_id",
+        "user_id",
+        "task_type",
+        "model_requested",
+        "model",
+        "provider",
+        "input_tokens",
+        "output_tokens",
+        "cached_input_tokens",
+        "cache_creation_input_tokens",
+        "reasoning_tokens",
+        "service_tier",
+        "status",
+        "latency_ms",
+        "cost_usd",
+        "steering_rule",
+        "fallback_from",
+    ),
+    AUTERITY: (
+        "span_id",
+        "trace_id",
+        "name",
+        "start_time",
+        "end_time",
+        "duration_ms",
+        "status_code",
+        "operation",
+        "provider",
+        "request_model",
+        "response_model",
+        "response_id",
+        "input_tokens",
+        "output_tokens",
+        "cached_input_tokens",
+        "cache_creation_input_tokens",
+        "reasoning_tokens",
+        "error_type",
+        "relaycore_request_id",
+        "org_id",
+        "team_id",
+        "user_id",
+        "task_type",
+        "quality_score",
+        "feedback",
+    ),
+}
 KEY_FIELD = {RELAYCORE: "request_id", AUTERITY: "span_id"}
 TIME_FIELD = {RELAYCORE: "timestamp", AUTERITY: "start_time"}

@@ -64,8 +64,12 @@ class Line:
     error: str | None = None
 
 
-def read_lines(path: Path) -> Iterator[Line]:
-    """Each line of a drop file as text, or as an error to quarantine."""
+def raw_lines(path: Path) -> Iterator[tuple[int, bytes, str | None]]:
+    """(line number, bytes, error) of each non-blank line; an error line is quarantined, not parsed.
+
+    Bytes, not text: the compiled contract reads them as they are (a line is decoded only when the
+    Python contract has to look at it).
+    """
     lineno = 0
     try:
         with _open(path) as fh:
@@ -74,7 +78,6 @@ def read_lines(path: Path) -> Iterator[Line]:
                 if not chunk:
                     return
                 lineno += 1
-                ref = f"{path.name}:{lineno}"
                 if len(chunk) > MAX_LINE_BYTES and not chunk.endswith(b"\n"):
                     size = len(chunk)
                     while True:  # drain the rest of the enormous line without holding it
@@ -82,35 +85,39 @@ def read_lines(path: Path) -> Iterator[Line]:
                         size += len(more)
                         if not more or more.endswith(b"\n"):
                             break
-                    yield Line(
-                        ref,
-                        chunk[:4096].decode("utf-8", "backslashreplace"),
-                        f"line longer than {MAX_LINE_BYTES} bytes ({size} bytes)",
-                    )
+                    yield lineno, chunk[:4096], f"line longer than {MAX_LINE_BYTES} bytes ({size} bytes)"
                     continue
-                if not chunk.strip():  # blank lines are not records
-                    continue
-                try:
-                    yield Line(ref, chunk.decode("utf-8").rstrip("\r\n"))
-                except UnicodeDecodeError as exc:
-                    yield Line(
-                        ref, chunk.decode("utf-8", "backslashreplace").rstrip("\r\n"), f"not UTF-8 at byte {exc.start}"
-                    )
+                if chunk.strip():  # blank lines are not records
+                    yield lineno, chunk, None
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-        yield Line(f"{path.name}:{lineno + 1}", "", f"unreadable file after line {lineno}: {exc}")
+        yield lineno + 1, b"", f"unreadable file after line {lineno}: {exc}"
+
+
+def read_lines(path: Path) -> Iterator[Line]:
+    """Each line of a drop file as text, or as an error to quarantine."""
+    for lineno, chunk, error in raw_lines(path):
+        ref = f"{path.name}:{lineno}"
+        if error is not None:
+            yield Line(ref, chunk.decode("utf-8", "backslashreplace"), error)
+            continue
+        try:
+            yield Line(ref, chunk.decode("utf-8").rstrip("\r\n"))
+        except UnicodeDecodeError as exc:
+            yield Line(ref, chunk.decode("utf-8", "backslashreplace").rstrip("\r\n"), f"not UTF-8 at byte {exc.start}")
 
 
 def collect_files(collector: Collector, files: list[DropFile]) -> None:
     """Feed every line of `files` into the collector (it keeps the lines of its window)."""
     for f in files:
-        for line in read_lines(f.path):
-            if line.error is not None:
-                day = collector.hint_day(line.text or "", f.mtime_day)
+        fallback, name = f.mtime_day, f.path.name
+        for lineno, chunk, error in raw_lines(f.path):
+            if error is not None:
+                text = chunk.decode("utf-8", "backslashreplace")
+                day = collector.hint_day(text, fallback)
                 if collector.day_in_window(day):
-                    collector.quarantine(line.ref, line.text or "", line.error, day)
+                    collector.quarantine(f"{name}:{lineno}", text, error, day)
                 continue
-            assert line.text is not None
-            collector.add_text(line.ref, line.text, f.mtime_day)
+            collector.add_line(lineno, name, chunk, fallback)
 
 
 def days_touched(f: DropFile, source: str) -> set[date]:

@@ -7,6 +7,7 @@ COPY (psycopg 3 `cursor.copy()`), SQLite through executemany, both in bounded ch
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
@@ -92,12 +93,42 @@ def insert_rows(conn: Connection, table: Table, rows: Iterable[Mapping[str, Any]
 
 
 def _copy(conn: Connection, table: Table, cols: Sequence[str], batch: list[Mapping[str, Any]]) -> None:
+    copy_text(conn, table, cols, ([r.get(c) for c in cols] for r in batch))
+
+
+def copy_text(conn: Connection, table: Table, cols: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """COPY value rows in PostgreSQL's text format: psycopg formats each value by its Python type."""
     dbapi = conn.connection.driver_connection
     assert dbapi is not None
     col_sql = ", ".join(f'"{c}"' for c in cols)
     with dbapi.cursor() as cur, cur.copy(f'COPY "{table.name}" ({col_sql}) FROM STDIN') as cp:
-        for r in batch:
-            cp.write_row([r.get(c) for c in cols])
+        for r in rows:
+            cp.write_row(r)
+
+
+_TEXT_OID = 25
+_CHAR_OIDS = {1043, 1042, 25}  # varchar, bpchar, text: the same bytes on the wire
+
+
+def copy_binary(conn: Connection, table: Table, cols: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """COPY value rows in PostgreSQL's binary format: nothing is formatted as text and parsed back.
+
+    Values must be of the columns' Python types (int, Decimal for numeric, date, aware datetime).
+    """
+    dbapi = conn.connection.driver_connection
+    assert dbapi is not None
+    oids = dict(
+        conn.exec_driver_sql(
+            "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = to_regclass(%(t)s) AND attnum > 0",
+            {"t": f'"{table.name}"'},
+        ).all()
+    )
+    types = [_TEXT_OID if oids[c] in _CHAR_OIDS else oids[c] for c in cols]
+    col_sql = ", ".join(f'"{c}"' for c in cols)
+    with dbapi.cursor() as cur, cur.copy(f'COPY "{table.name}" ({col_sql}) FROM STDIN (FORMAT BINARY)') as cp:
+        cp.set_types(types)
+        for r in rows:
+            cp.write_row(r)
 
 
 def insert_new_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -118,6 +149,13 @@ def lock_for_replace(conn: Connection, table: Table) -> None:
     """
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f'LOCK TABLE "{table.name}" IN SHARE ROW EXCLUSIVE MODE')
+
+
+def analyze(conn: Connection, table: Table) -> None:
+    """Fresh planner statistics after a bulk replace: with none yet, PostgreSQL plans a day of rows
+    as a few dozen, and the next stage's joins go row by row."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f'ANALYZE "{table.name}"')
 
 
 def replace_rows(
@@ -159,6 +197,101 @@ def read_frame(conn: Connection, stmt: Any) -> Any:
     return pd.DataFrame.from_records(rows, columns=cols, coerce_float=False)
 
 
+def read_frames(conn: Connection, stmt: Any, chunk_rows: int = CHUNK_ROWS * 5) -> Iterator[Any]:
+    """A SELECT as DataFrames of about `chunk_rows` rows, streamed: memory holds a chunk, not the day.
+
+    For the stages that read a whole day. On PostgreSQL the rows come through `COPY (query) TO
+    STDOUT` on a connection of their own, parsed by pyarrow's CSV reader: the server runs the query
+    while Python works on the previous chunk, and `conn` stays free for the chunks' writes. Numbers
+    come back as int64 / float64 (not Decimal): these stages compute in floats.
+    """
+    import pandas as pd
+
+    if conn.dialect.name == "postgresql":
+        yield from _copy_frames(conn, stmt, chunk_rows)
+        return
+    result = conn.execute(stmt)
+    cols = list(result.keys())
+    try:
+        while rows := result.fetchmany(chunk_rows):
+            yield pd.DataFrame.from_records([tuple(r) for r in rows], columns=cols, coerce_float=False)
+    finally:
+        result.close()
+
+
+class _CopyReader(io.RawIOBase):
+    """The data of a psycopg COPY TO as a readable stream (what pyarrow's CSV reader reads)."""
+
+    def __init__(self, copy: Any) -> None:
+        self._blocks = iter(copy)
+        self._buf = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            block = next(self._blocks, None)
+            if block is None:
+                return 0
+            self._buf = memoryview(block)
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+def _arrow_type(sa_type: Any) -> Any:
+    import pyarrow as pa
+    from sqlalchemy import Boolean, Date, DateTime, Float, Numeric
+
+    if isinstance(sa_type, Boolean):
+        return pa.bool_()
+    if isinstance(sa_type, Integer):
+        return pa.int64()
+    if isinstance(sa_type, Float | Numeric):
+        return pa.float64()
+    if isinstance(sa_type, DateTime):
+        return pa.timestamp("us", tz="UTC")
+    if isinstance(sa_type, Date):
+        return pa.date32()
+    return pa.string()
+
+
+def _copy_frames(conn: Connection, stmt: Any, chunk_rows: int) -> Iterator[Any]:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    types = {c.name: _arrow_type(c.type) for c in stmt.selected_columns}
+    convert = pcsv.ConvertOptions(
+        column_types=types,
+        strings_can_be_null=True,  # COPY writes NULL as an empty field and '' as ""
+        quoted_strings_can_be_null=False,
+        true_values=["t"],
+        false_values=["f"],
+    )
+    with conn.engine.connect() as reader:
+        dbapi = reader.connection.driver_connection
+        assert dbapi is not None
+        reader.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+        reader.exec_driver_sql("SET LOCAL work_mem = '256MB'")  # a day's joins and sorts stay in memory
+        with dbapi.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)") as copy:
+            stream = io.BufferedReader(_CopyReader(copy), buffer_size=1 << 20)
+            csv = pcsv.open_csv(stream, read_options=pcsv.ReadOptions(block_size=16 << 20), convert_options=convert)
+            pending: list[Any] = []
+            held = 0
+            for batch in csv:
+                pending.append(batch)
+                held += batch.num_rows
+                if held >= chunk_rows:
+                    yield pa.Table.from_batches(pending, csv.schema).to_pandas()
+                    pending, held = [], 0
+            if held:
+                yield pa.Table.from_batches(pending, csv.schema).to_pandas()
+        reader.rollback()
+
+
 def _timestamps_as_text(frame: Any) -> Any:
     """ISO text for datetime columns, formatted by numpy in C: pandas' own CSV formatting of aware
     timestamps is the slowest part of a COPY (7 s of 100,000 rows' 35 s, profiled)."""
@@ -179,28 +312,42 @@ def _timestamps_as_text(frame: Any) -> Any:
     return frame.assign(**fixes) if fixes else frame
 
 
+def _python_columns(frame: Any) -> list[list[Any]]:
+    """Each column as a list of plain Python values, None where missing: what COPY's write_row takes.
+
+    Built column by column in C (tolist); timestamps become ISO text, which PostgreSQL parses.
+    """
+    import numpy as np
+
+    frame = _timestamps_as_text(frame)
+    cols: list[list[Any]] = []
+    for c in frame.columns:
+        s = frame[c]
+        if isinstance(s.dtype, np.dtype) and s.dtype.kind == "f":
+            arr = s.to_numpy()
+            missing = np.isnan(arr)
+            cols.append(np.where(missing, None, arr).tolist() if missing.any() else arr.tolist())
+        elif s.isna().any():
+            cols.append(s.to_numpy(dtype=object, na_value=None).tolist())
+        else:
+            cols.append(s.tolist())
+    return cols
+
+
 def insert_frame(conn: Connection, table: Table, frame: Any) -> int:
     """Bulk insert a pandas DataFrame whose columns are a subset of the table's.
 
-    PostgreSQL: one COPY of pandas' CSV per chunk (C speed, no per-row Python); elsewhere
-    executemany of plain tuples.
+    PostgreSQL: COPY of the frame's values (no CSV formatting in pandas, which was the slow part);
+    elsewhere executemany of plain tuples.
     """
     if frame is None or len(frame) == 0:
         return 0
     cols = list(frame.columns)
+    frame = _integer_columns_as_int(table, frame)
     if conn.dialect.name == "postgresql":
-        frame = _timestamps_as_text(_integer_columns_as_int(table, frame))
-        dbapi = conn.connection.driver_connection
-        assert dbapi is not None
-        col_sql = ", ".join(f'"{c}"' for c in cols)
         for start in range(0, len(frame), CHUNK_ROWS * 5):
-            part = frame.iloc[start : start + CHUNK_ROWS * 5]
-            data = part.to_csv(index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S.%f%z")
-            with (
-                dbapi.cursor() as cur,
-                cur.copy(f"COPY \"{table.name}\" ({col_sql}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as cp,
-            ):
-                cp.write(data)
+            part = _python_columns(frame.iloc[start : start + CHUNK_ROWS * 5])
+            copy_text(conn, table, cols, zip(*part, strict=True))
         return len(frame)
     stmt = table.insert()
     records = frame.astype(object).where(frame.notna(), None)

@@ -1,0 +1,196 @@
+"""The compiled contracts agree with the Python ones, and landing in chunks loses and doubles nothing.
+
+The compiled path may only answer "not sure" (None) where the Python contract would accept: it must
+never accept what Python quarantines, and what it accepts must be the row Python would make.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+
+from cams.landing import Stage, land
+from cams.simulator.drops import write_drops
+from cams.sources import compiled
+from cams.sources.batch import Collector
+from cams.sources.contracts import AUTERITY, PARSERS, RELAYCORE, ROW_FIELDS, RecordError, loads
+from cams.sources.files import collect_files, list_drop_files
+from cams.sources.timeutil import day_window
+
+USAGE = {
+    "request_id": "req-1",
+    "timestamp": "2026-04-07T10:00:00.123456Z",
+    "org_id": "acme",
+    "team_id": "t1",
+    "user_id": None,
+    "task_type": "chat",
+    "model_requested": "gpt-4o",
+    "model": "gpt-4o-mini",
+    "provider": "openai",
+    "input_tokens": 1000,
+    "output_tokens": 500,
+    "cached_input_tokens": 200,
+    "cache_creation_input_tokens": 10,
+    "reasoning_tokens": 5,
+    "service_tier": "flex",
+    "status": "success",
+    "latency_ms": 812,
+    "cost_usd": "0.000435",
+    "steering_rule": None,
+    "fallback_from": None,
+}
+SPAN = {
+    "trace_id": "t" * 32,
+    "span_id": "s1",
+    "name": "chat gpt-4o-mini",
+    "start_time": "2026-04-07T10:00:00Z",
+    "end_time": "2026-04-07T10:00:01.5+00:00",
+    "status": {"code": "OK"},
+    "attributes": {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.response.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 1000,
+        "gen_ai.usage.output_tokens": 500,
+        "gen_ai.usage.cache_read.input_tokens": 200,
+        "relaycore.request_id": "req-1",
+        "cams.org_id": "acme",
+        "auterity.quality.score": 0.75,
+        "auterity.feedback": -1,
+    },
+}
+ODD_VALUES: list[Any] = [
+    None,
+    "",
+    "   ",
+    "\u00a0",
+    "x" * 513,
+    "é" * 150,
+    0,
+    -1,
+    1.0,
+    2.5,
+    True,
+    10**12,
+    10**12 + 1,
+    1e400,
+    "1e-7",
+    "NaN",
+    "abc",
+    [],
+    {},
+    {"code": None},
+    {"code": "ERROR"},
+    "2026-04-07T10:00:00",
+    "2026-04-07T12:00:00+02:00",
+    "2026-04-07T10:00:00.1234567Z",
+    "2026-04-07t10:00:00z",
+    " 2026-04-07T10:00:00Z",
+    "2026-04-08T00:00:00Z",
+    "standard",
+    "batch",
+    "error",
+    "OK",
+    1,
+    -1,
+    0.5,
+]
+
+
+def _python(source: str, raw: bytes) -> tuple[Any, ...] | None:
+    try:
+        return tuple(PARSERS[source](loads(raw.decode("utf-8"))).values())
+    except (RecordError, UnicodeDecodeError):
+        return None
+
+
+def _mutations(base: dict[str, Any], rng: random.Random, n: int) -> list[dict[str, Any]]:
+    out = []
+    keys = list(base) + [f"attributes.{k}" for k in base.get("attributes", {})] + ["status.code", "extra"]
+    for _ in range(n):
+        rec = json.loads(json.dumps(base))
+        for key in rng.sample(keys, rng.choice([1, 1, 2, 3])):
+            value = rng.choice([*ODD_VALUES, "<drop>"])
+            parent, _, leaf = key.rpartition(".") if key.startswith(("attributes.", "status.")) else ("", "", key)
+            target = rec.get(parent) if parent else rec
+            if not isinstance(target, dict):
+                continue
+            if value == "<drop>":
+                target.pop(leaf, None)
+            else:
+                target[leaf] = value
+        out.append(rec)
+    return out
+
+
+def test_compiled_contracts_accept_only_what_python_accepts_and_make_the_same_row() -> None:
+    rng = random.Random(7)
+    for source, base in ((RELAYCORE, USAGE), (AUTERITY, SPAN)):
+        fast = compiled.COMPILED[source]
+        assert fast(json.dumps(base).encode()) == _python(source, json.dumps(base).encode()) is not None
+        agreed = unsure = 0
+        for rec in _mutations(base, rng, 3000):
+            raw = json.dumps(rec).encode()
+            mine, theirs = fast(raw), _python(source, raw)
+            if mine is None:
+                unsure += theirs is not None
+                continue
+            assert mine == theirs, (source, rec)
+            assert [type(v) for v in mine] == [type(v) for v in theirs], (source, rec)
+            agreed += 1
+        assert agreed > 300 and unsure < agreed, (source, agreed, unsure)
+        for raw in (b"{not json", b"[]", b'"text"', b"\xff\xfe", json.dumps(base).encode()[:-1]):
+            assert fast(raw) is None
+        bad_utf8 = json.dumps({**base, "extra": "X"}).encode().replace(b'"X"', b'"\xff"')
+        assert fast(bad_utf8) is None and _python(source, bad_utf8) is None
+
+
+def test_row_fields_are_the_order_python_parses_in() -> None:
+    assert tuple(PARSERS[RELAYCORE](USAGE)) == ROW_FIELDS[RELAYCORE]
+    assert tuple(PARSERS[AUTERITY](SPAN)) == ROW_FIELDS[AUTERITY]
+
+
+def _collect(root, source: str, days: list[date], fast: bool, sink=None, chunk_rows: int = 100_000):  # type: ignore[no-untyped-def]
+    start, end = day_window(days[0])[0], day_window(days[-1])[1]
+    c = Collector(source, start, end, sink, chunk_rows)
+    if not fast:
+        c._compiled = lambda raw: None  # every line through the Python contract
+    collect_files(c, list_drop_files(root / source))
+    return c.result
+
+
+def test_simulated_day_collects_the_same_with_and_without_the_compiled_path(tmp_path, small_sim, sim_days) -> None:  # type: ignore[no-untyped-def]
+    write_drops(small_sim, tmp_path)
+    for source in (RELAYCORE, AUTERITY):
+        fast, slow = _collect(tmp_path, source, sim_days, True), _collect(tmp_path, source, sim_days, False)
+        assert fast.counts() == slow.counts() and fast.accepted > 0
+        assert list(fast.rows.items()) == list(slow.rows.items())
+        seen = [[(q.ref, q.reason, q.day) for q in r.quarantined] for r in (fast, slow)]
+        assert seen[0] == seen[1]
+
+
+def test_landing_in_small_chunks_keeps_the_latest_copy_and_counts_every_line(  # type: ignore[no-untyped-def]
+    tmp_path, engine, small_sim, sim_days
+) -> None:
+    """Chunks of 7 rows: duplicates meet across chunks and are deduplicated where they are staged."""
+    write_drops(small_sim, tmp_path)
+    whole = _collect(tmp_path, RELAYCORE, sim_days, True)
+    land(engine, whole, "files")
+    with engine.connect() as conn:
+        expected = conn.execute(sa.text("select request_id, output_tokens, cost_usd from relaycore_usage")).all()
+    with Stage(engine, RELAYCORE) as stage:
+        chunked = _collect(tmp_path, RELAYCORE, sim_days, True, stage, chunk_rows=7)
+        assert chunked.staged > 0 and len(chunked.rows) < 7
+        summary = land(engine, chunked, "files", stage=stage)
+    assert summary.counts == whole.counts() and summary.counts["duplicates"] > 0
+    assert summary.counts["read"] == sum(summary.counts[k] for k in ("accepted", "duplicates", "quarantined"))
+    with engine.connect() as conn:
+        got = conn.execute(sa.text("select request_id, output_tokens, cost_usd from relaycore_usage")).all()
+        history = conn.execute(sa.text("select accepted, duplicates from cost_sync_history order by id")).all()
+    assert sorted(got) == sorted(expected) and len(got) == whole.accepted
+    assert history[-1] == history[0] == (whole.accepted, whole.duplicates)
