@@ -57,6 +57,11 @@ def write_day(root: Path, size: int, base: Path) -> None:
 
 
 def rss_mib() -> float:
+    """Peak resident memory of this process. VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec
+    from the parent that forked us, so a child would report its parent's size as its own."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -65,7 +70,7 @@ def run_one(url: str, root: Path, litellm_n: int) -> dict[str, Any]:
     from cams import pricebook_store
     from cams.config import parse
     from cams.costing import cost_partition, rollup_partition
-    from cams.landing import land
+    from cams.landing import Stage, land
     from cams.pricing.quote import load_book
     from cams.reconcile import Tolerances, reconcile_partition
     from cams.sources.batch import Collector
@@ -92,9 +97,10 @@ def run_one(url: str, root: Path, litellm_n: int) -> dict[str, Any]:
     for source in ("relaycore", "auterity"):
 
         def ingest(source: str = source) -> Any:
-            c = Collector(source, start, end)
-            collect_files(c, list_drop_files(root / source))
-            return land(engine, c.result, "files").counts
+            with Stage(engine, source) as stage:  # as the landing asset does: rows leave in chunks
+                c = Collector(source, start, end, stage)
+                collect_files(c, list_drop_files(root / source))
+                return land(engine, c.result, "files", stage=stage).counts
 
         out[source] = timed(f"land {source}", ingest)
     costs = timed("cost_tracking", lambda: cost_partition(engine, DAY, nxt, book))

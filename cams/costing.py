@@ -19,7 +19,7 @@ from sqlalchemy import Engine, Integer, and_, func, insert, select
 from cams.pricing.book import PriceBook
 from cams.pricing.cost import token_cost
 from cams.warehouse import schema as t
-from cams.warehouse.db import analyze, insert_frame, insert_rows, read_frames, replace_rows
+from cams.warehouse.db import WriteBehind, analyze, insert_frame, insert_rows, read_frames, replace_rows
 
 TOKEN_COLS = ["input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_input_tokens", "reasoning_tokens"]
 
@@ -123,11 +123,12 @@ def cost_partition(
         before = _day_costs(conn, first, last_exclusive)
         replace_rows(conn, t.cost_tracking, _days_clause(t.cost_tracking, first, last_exclusive), [])
         computed_at = datetime.now(UTC)
-        for frame in read_frames(conn, query):  # a chunk at a time: memory does not grow with the day
-            frame["charged_usd"] = pd.to_numeric(frame["charged_usd"], errors="coerce").astype(float)
-            costed = compute_costs(frame, book).assign(computed_at=computed_at)
-            insert_frame(conn, t.cost_tracking, costed[[c.name for c in t.cost_tracking.columns]])
-            tally.add(costed)
+        with WriteBehind(conn) as writes:  # a chunk is written while the next one is read and costed
+            for frame in read_frames(conn, query):  # a chunk at a time: memory does not grow with the day
+                frame["charged_usd"] = pd.to_numeric(frame["charged_usd"], errors="coerce").astype(float)
+                costed = compute_costs(frame, book).assign(computed_at=computed_at)
+                writes.submit(insert_frame, conn, t.cost_tracking, costed[[c.name for c in t.cost_tracking.columns]])
+                tally.add(costed)
         analyze(conn, t.cost_tracking)
         after = _day_costs(conn, first, last_exclusive)
         now = datetime.now(UTC)

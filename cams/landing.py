@@ -33,7 +33,7 @@ from sqlalchemy import (
 from cams.sources.batch import IngestResult
 from cams.sources.contracts import KEY_FIELD, RELAYCORE, ROW_FIELDS, TIME_FIELD
 from cams.warehouse import schema as t
-from cams.warehouse.db import analyze, copy_binary, insert_rows, read_frame, replace_rows
+from cams.warehouse.db import WriteBehind, analyze, copy_binary, insert_rows, read_frame, replace_rows
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,13 @@ class Stage:
         self.table.create(self.conn)
         self.conn.commit()
         self.rows = 0
+        self._writes = WriteBehind(self.conn)  # a chunk goes in while the next one is parsed
 
     def __call__(self, rows: list[tuple[Any, ...]]) -> None:
+        self._writes.submit(self._write, rows)
+        self.rows += len(rows)
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
         at = self._time_at
         staged = [(r[at].date(), *r) for r in rows]
         if self.conn.dialect.name == "postgresql":
@@ -80,9 +85,14 @@ class Stage:
         else:
             self.conn.execute(insert(self.table), [dict(zip(("day", *self.fields), r, strict=True)) for r in staged])
         self.conn.commit()
-        self.rows += len(rows)
+
+    def wait(self) -> None:
+        """Every chunk handed over is in the table (or its error raised)."""
+        self._writes.wait()
 
     def close(self) -> None:
+        # let the writes finish without raising: land() already raised a write's error through wait()
+        self._writes.__exit__(Exception)
         try:
             self.conn.rollback()
             self.table.drop(self.conn, checkfirst=True)
@@ -118,6 +128,7 @@ def land(
         raise AssertionError(f"{result.source}: the stage holds {stage.rows} rows, the result says {result.staged}")
     if result.rows:
         stage(list(result.rows.values()))
+    stage.wait()
     now = datetime.now(UTC)
     table, s = landing_table(result.source), stage.table
     first, last = result.start.date(), result.end.date()

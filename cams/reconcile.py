@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from cams.costing import TOKEN_COLS, compute_costs
 from cams.pricing.book import PriceBook
 from cams.warehouse import schema as t
-from cams.warehouse.db import insert_frame, insert_rows, read_frames, replace_rows
+from cams.warehouse.db import WriteBehind, insert_frame, insert_rows, read_frames, replace_rows
 
 CATEGORIES = (
     "matched",
@@ -288,17 +288,18 @@ def reconcile_partition(
             ((classify_orphans(c, book), None) for c in read_frames(conn, orphan_spans(first, last_exclusive))),
         )
         computed_at = datetime.now(UTC)
-        for out, paired in chunks:
-            insert_frame(conn, cr, out.assign(computed_at=computed_at)[[c.name for c in cr.columns]])
-            rows += len(out)
-            for c, n in out["category"].value_counts().items():
-                counts[str(c)] += int(n)
-            for c, v in out.groupby("category")["at_risk_usd"].sum().items():
-                at_risk[str(c)] += float(v)
-            for o, v in out.groupby("org_id", dropna=False)["at_risk_usd"].sum().items():
-                by_org[o] = by_org.get(o, 0.0) + float(v)
-            if paired is not None:
-                spend += float(np.nansum(pd.to_numeric(paired["cost_usd"], errors="coerce")))
+        with WriteBehind(conn) as writes:  # a chunk is written while the next one is read and classified
+            for out, paired in chunks:
+                writes.submit(insert_frame, conn, cr, out.assign(computed_at=computed_at)[[c.name for c in cr.columns]])
+                rows += len(out)
+                for c, n in out["category"].value_counts().items():
+                    counts[str(c)] += int(n)
+                for c, v in out.groupby("category")["at_risk_usd"].sum().items():
+                    at_risk[str(c)] += float(v)
+                for o, v in out.groupby("org_id", dropna=False)["at_risk_usd"].sum().items():
+                    by_org[o] = by_org.get(o, 0.0) + float(v)
+                if paired is not None:
+                    spend += float(np.nansum(pd.to_numeric(paired["cost_usd"], errors="coerce")))
         at_risk = {c: round(v, 6) for c, v in at_risk.items()}
         replace_rows(conn, cs, and_(cs.c.day >= first, cs.c.day < last_exclusive), [])
         conn.execute(insert(cs).from_select(names, agg))

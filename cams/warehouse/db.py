@@ -8,7 +8,8 @@ COPY (psycopg 3 `cursor.copy()`), SQLite through executemany, both in bounded ch
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,51 @@ def lock_for_replace(conn: Connection, table: Table) -> None:
     """
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f'LOCK TABLE "{table.name}" IN SHARE ROW EXCLUSIVE MODE')
+
+
+class WriteBehind:
+    """Writes on `conn` run in one background thread, in order, while the caller works on the next chunk.
+
+    PostgreSQL ingests a COPY in its own process, so the two cores work at once instead of taking
+    turns. At most two writes wait (two chunks in memory). SQLite connections belong to their thread:
+    there, writes run inline. Use as a context manager: leaving it waits for every write.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._inline = conn.dialect.name != "postgresql"
+        self._pool = None if self._inline else ThreadPoolExecutor(1, thread_name_prefix="cams-write")
+        self._pending: list[Future[Any]] = []
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._pool is None:
+            fn(*args)
+            return
+        while len(self._pending) >= 2:
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(fn, *args))
+
+    def wait(self) -> None:
+        """Every submitted write done; the first error raised here."""
+        pending, self._pending = self._pending, []
+        errors = [f.exception() for f in pending]
+        for exc in errors:
+            if exc is not None:
+                raise exc
+
+    def __enter__(self) -> WriteBehind:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        try:
+            if exc_type is None:
+                self.wait()
+            else:  # the caller failed: let the writes finish (they use the connection), keep its error
+                for f in self._pending:
+                    f.exception()
+                self._pending = []
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
 
 
 def analyze(conn: Connection, table: Table) -> None:
@@ -312,6 +358,27 @@ def _timestamps_as_text(frame: Any) -> Any:
     return frame.assign(**fixes) if fixes else frame
 
 
+def _arrow_csv(frame: Any) -> Any:
+    """The frame as PostgreSQL CSV, written by pyarrow in C++ (None when a column has mixed types).
+
+    NULL is an empty field, an empty string is "", timestamps end in Z, NaN is NULL: what COPY's
+    CSV format reads.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    naive = [c for c in frame.columns if frame[c].dtype.kind == "M" and getattr(frame[c].dtype, "tz", None) is None]
+    if naive:  # naive timestamps are UTC here; without the Z the server would read them in its own zone
+        frame = frame.assign(**{c: frame[c].dt.tz_localize("UTC") for c in naive})
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    out = pa.BufferOutputStream()
+    pcsv.write_csv(table, out, pcsv.WriteOptions(include_header=False))
+    return memoryview(out.getvalue())
+
+
 def _python_columns(frame: Any) -> list[list[Any]]:
     """Each column as a list of plain Python values, None where missing: what COPY's write_row takes.
 
@@ -346,8 +413,16 @@ def insert_frame(conn: Connection, table: Table, frame: Any) -> int:
     frame = _integer_columns_as_int(table, frame)
     if conn.dialect.name == "postgresql":
         for start in range(0, len(frame), CHUNK_ROWS * 5):
-            part = _python_columns(frame.iloc[start : start + CHUNK_ROWS * 5])
-            copy_text(conn, table, cols, zip(*part, strict=True))
+            part = frame.iloc[start : start + CHUNK_ROWS * 5]
+            data = _arrow_csv(part)
+            if data is None:  # a column pyarrow cannot type (mixed Python objects): value by value
+                copy_text(conn, table, cols, zip(*_python_columns(part), strict=True))
+                continue
+            dbapi = conn.connection.driver_connection
+            assert dbapi is not None
+            col_sql = ", ".join(f'"{c}"' for c in cols)
+            with dbapi.cursor() as cur, cur.copy(f'COPY "{table.name}" ({col_sql}) FROM STDIN WITH (FORMAT csv)') as cp:
+                cp.write(data)
         return len(frame)
     stmt = table.insert()
     records = frame.astype(object).where(frame.notna(), None)
