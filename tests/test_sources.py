@@ -171,3 +171,22 @@ def test_simulated_drops_match_injected_faults(tmp_path, small_sim, sim_days) ->
         spans = _collect(dirs["auterity"], day, "auterity")
         assert spans.accepted == truth["requests"] - truth["missing_span"] + truth["orphan_span"]
         assert len(spans.quarantined) == truth["malformed_spans"]
+
+
+def test_plain_and_gzip_files_read_the_same_lines(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Plain files are split a block at a time, gzip ones a line at a time: same lines, numbers, errors."""
+    from cams.sources.files import BLOCK_BYTES, raw_lines
+
+    big = b"x" * (MAX_LINE_BYTES + 5)
+    body = b"".join(
+        [b'{"a": 1}\n', b"\n", b"  \r\n", big + b"\n", b'{"b": 2}\r\n', b"y" * (BLOCK_BYTES - 3) + b"\n", b"z\n", big]
+    )
+    (tmp_path / "d.jsonl").write_bytes(body)
+    (tmp_path / "d.jsonl.gz").write_bytes(gzip.compress(body))
+    plain = [(n, c.rstrip(b"\r\n"), e) for n, c, e in raw_lines(tmp_path / "d.jsonl")]
+    zipped = [(n, c.rstrip(b"\r\n"), e) for n, c, e in raw_lines(tmp_path / "d.jsonl.gz")]
+    assert plain == zipped
+    assert [n for n, _, _ in plain] == [1, 4, 5, 6, 7, 8]
+    assert plain[1][2] == f"line longer than {MAX_LINE_BYTES} bytes ({MAX_LINE_BYTES + 6} bytes)"
+    assert plain[-1][2] == f"line longer than {MAX_LINE_BYTES} bytes ({MAX_LINE_BYTES + 5} bytes)"
+    assert len(plain[1][1]) == 4096 and plain[4][1] == b"z" and len(plain[3][1]) == BLOCK_BYTES - 3

@@ -21,6 +21,7 @@ from cams.sources.otlp import flatten, is_otlp
 from cams.sources.timeutil import parse_rfc3339
 
 MAX_LINE_BYTES = 1024 * 1024
+BLOCK_BYTES = 1024 * 1024
 PATTERNS = ("*.jsonl", "*.jsonl.gz")
 
 
@@ -64,6 +65,57 @@ class Line:
     error: str | None = None
 
 
+def _block_lines(fh: BinaryIO) -> Iterator[tuple[bytes, int | None]]:
+    """Lines of a plain file read a megabyte at a time: (line, None), or (head, size) of an enormous one.
+
+    Splitting blocks in C is several times faster than a readline call per line; an enormous line is
+    drained block by block, never held whole.
+    """
+    carry = b""
+    while True:
+        block = fh.read(BLOCK_BYTES)
+        if not block:
+            if carry:
+                yield (carry[:4096], len(carry)) if len(carry) > MAX_LINE_BYTES else (carry, None)
+            return
+        lines = (carry + block if carry else block).split(b"\n")
+        carry = lines.pop()
+        for line in lines:
+            yield (line[:4096], len(line) + 1) if len(line) > MAX_LINE_BYTES else (line, None)
+        if len(carry) > MAX_LINE_BYTES:
+            head, size, carry = carry[:4096], len(carry), b""
+            while True:  # drain the rest of the enormous line without holding it
+                block = fh.read(BLOCK_BYTES)
+                if not block:
+                    yield head, size
+                    return
+                at = block.find(b"\n")
+                if at < 0:
+                    size += len(block)
+                    continue
+                yield head, size + at + 1
+                carry = block[at + 1 :]
+                break
+
+
+def _gzip_lines(fh: BinaryIO) -> Iterator[tuple[bytes, int | None]]:
+    """Lines of a gzip stream, one readline at a time: a truncated stream loses only its last line."""
+    while True:
+        chunk = fh.readline(MAX_LINE_BYTES + 1)
+        if not chunk:
+            return
+        if len(chunk) > MAX_LINE_BYTES and not chunk.endswith(b"\n"):
+            size = len(chunk)
+            while True:  # drain the rest of the enormous line without holding it
+                more = fh.readline(MAX_LINE_BYTES)
+                size += len(more)
+                if not more or more.endswith(b"\n"):
+                    break
+            yield chunk[:4096], size
+            continue
+        yield chunk, None
+
+
 def raw_lines(path: Path) -> Iterator[tuple[int, bytes, str | None]]:
     """(line number, bytes, error) of each non-blank line; an error line is quarantined, not parsed.
 
@@ -71,23 +123,14 @@ def raw_lines(path: Path) -> Iterator[tuple[int, bytes, str | None]]:
     Python contract has to look at it).
     """
     lineno = 0
+    gz = path.name.endswith(".gz")
     try:
         with _open(path) as fh:
-            while True:
-                chunk = fh.readline(MAX_LINE_BYTES + 1)
-                if not chunk:
-                    return
+            for chunk, oversize in _gzip_lines(fh) if gz else _block_lines(fh):
                 lineno += 1
-                if len(chunk) > MAX_LINE_BYTES and not chunk.endswith(b"\n"):
-                    size = len(chunk)
-                    while True:  # drain the rest of the enormous line without holding it
-                        more = fh.readline(MAX_LINE_BYTES)
-                        size += len(more)
-                        if not more or more.endswith(b"\n"):
-                            break
-                    yield lineno, chunk[:4096], f"line longer than {MAX_LINE_BYTES} bytes ({size} bytes)"
-                    continue
-                if chunk.strip():  # blank lines are not records
+                if oversize is not None:
+                    yield lineno, chunk, f"line longer than {MAX_LINE_BYTES} bytes ({oversize} bytes)"
+                elif chunk.strip():  # blank lines are not records
                     yield lineno, chunk, None
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
         yield lineno + 1, b"", f"unreadable file after line {lineno}: {exc}"
