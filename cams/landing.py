@@ -24,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     and_,
+    cast,
     func,
     insert,
     literal,
@@ -63,7 +64,6 @@ class Stage:
             f"cams_stage_{source}",
             MetaData(),
             seq,
-            Column("day", Date),
             *(Column(f, self.target.c[f].type) for f in self.fields),
             prefixes=["TEMPORARY"],
         )
@@ -78,13 +78,18 @@ class Stage:
         self.rows += len(rows)
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
-        at = self._time_at
-        staged = [(r[at].date(), *r) for r in rows]
         if self.conn.dialect.name == "postgresql":
-            copy_binary(self.conn, self.table, ["day", *self.fields], staged)
+            copy_binary(self.conn, self.table, self.fields, rows)
         else:
-            self.conn.execute(insert(self.table), [dict(zip(("day", *self.fields), r, strict=True)) for r in staged])
+            self.conn.execute(insert(self.table), [dict(zip(self.fields, r, strict=True)) for r in rows])
         self.conn.commit()
+
+    def day(self) -> Any:
+        """The UTC day of each staged row, computed by the database (rows travel without it)."""
+        ts = self.table.c[self.fields[self._time_at]]
+        if self.conn.dialect.name == "postgresql":
+            return cast(func.timezone("UTC", ts), Date)
+        return func.date(ts)  # SQLite keeps the UTC wall time as text
 
     def wait(self) -> None:
         """Every chunk handed over is in the table (or its error raised)."""
@@ -138,7 +143,8 @@ def land(
         reasons[key] = reasons.get(key, 0) + 1
     cols = ["day", *stage.fields]
     latest = select(func.max(s.c.seq)).group_by(s.c[KEY_FIELD[result.source]])
-    rows = select(*(s.c[c] for c in cols), literal(now, table.c.ingested_at.type)).where(s.c.seq.in_(latest))
+    values = [stage.day(), *(s.c[c] for c in stage.fields), literal(now, table.c.ingested_at.type)]
+    rows = select(*values).where(s.c.seq.in_(latest))
     conn = stage.conn
     with conn.begin():
         if conn.dialect.name == "postgresql":

@@ -194,3 +194,23 @@ def test_landing_in_small_chunks_keeps_the_latest_copy_and_counts_every_line(  #
         history = conn.execute(sa.text("select accepted, duplicates from cost_sync_history order by id")).all()
     assert sorted(got) == sorted(expected) and len(got) == whole.accepted
     assert history[-1] == history[0] == (whole.accepted, whole.duplicates)
+
+
+def test_the_landed_day_is_the_utc_day_whatever_the_offset(tmp_path, engine) -> None:  # type: ignore[no-untyped-def]
+    """The stage carries no day: the database derives it from the UTC timestamp."""
+    lines = [
+        {**USAGE, "request_id": "late-west", "timestamp": "2026-04-07T23:30:00-02:00"},  # 04-08 01:30 UTC
+        {**USAGE, "request_id": "early-east", "timestamp": "2026-04-08T01:00:00+02:00"},  # 04-07 23:00 UTC
+        {**USAGE, "request_id": "midnight", "timestamp": "2026-04-08T00:00:00Z"},
+    ]
+    (tmp_path / "relaycore").mkdir()
+    (tmp_path / "relaycore" / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    result = _collect(tmp_path, RELAYCORE, [date(2026, 4, 7), date(2026, 4, 8)], True)
+    land(engine, result, "files")
+    with engine.connect() as conn:
+        got = dict(conn.execute(sa.text("select request_id, day from relaycore_usage")).all())
+    assert {k: str(v) for k, v in got.items()} == {
+        "late-west": "2026-04-08",
+        "early-east": "2026-04-07",
+        "midnight": "2026-04-08",
+    }

@@ -96,7 +96,7 @@ auterity_spans = Table(
     Column("ingested_at", Ts, nullable=False),
     comment="Auterity GenAI spans (SPEC §2.2), one row per span per UTC day, deduplicated.",
 )
-Index("ix_auterity_spans_request", auterity_spans.c.relaycore_request_id)
+# No index on relaycore_request_id: reconciliation joins a whole day (migration 0009 says why).
 
 quarantine = Table(
     "quarantine",
