@@ -149,6 +149,7 @@ def land(
     with conn.begin():
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")  # the dedupe's hash fits in memory
+            conn.exec_driver_sql("SET LOCAL jit = off")
         window = and_(table.c.day >= first, table.c.day < last)
         replaced, _ = replace_rows(conn, table, window, [])
         conn.execute(insert(table).from_select([*cols, "ingested_at"], rows))

@@ -322,6 +322,7 @@ def _copy_frames(conn: Connection, stmt: Any, chunk_rows: int) -> Iterator[Any]:
         assert dbapi is not None
         reader.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
         reader.exec_driver_sql("SET LOCAL work_mem = '256MB'")  # a day's joins and sorts stay in memory
+        reader.exec_driver_sql("SET LOCAL jit = off")  # compiling costs more than it saves on these scans
         with dbapi.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)") as copy:
             stream = io.BufferedReader(_CopyReader(copy), buffer_size=1 << 20)
             csv = pcsv.open_csv(stream, read_options=pcsv.ReadOptions(block_size=16 << 20), convert_options=convert)
@@ -333,6 +334,7 @@ def _copy_frames(conn: Connection, stmt: Any, chunk_rows: int) -> Iterator[Any]:
                 if held >= chunk_rows:
                     yield pa.Table.from_batches(pending, csv.schema).to_pandas()
                     pending, held = [], 0
+                    pa.default_memory_pool().release_unused()  # lowers the stage's peak (measured)
             if held:
                 yield pa.Table.from_batches(pending, csv.schema).to_pandas()
         reader.rollback()
