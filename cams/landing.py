@@ -34,7 +34,15 @@ from sqlalchemy import (
 from cams.sources.batch import IngestResult
 from cams.sources.contracts import KEY_FIELD, RELAYCORE, ROW_FIELDS, TIME_FIELD
 from cams.warehouse import schema as t
-from cams.warehouse.db import WriteBehind, analyze, copy_binary, insert_rows, read_frame, replace_rows
+from cams.warehouse.db import (
+    WriteBehind,
+    analyze,
+    copy_binary,
+    insert_rows,
+    read_frame,
+    replace_rows,
+    tune_for_a_day,
+)
 
 
 @dataclass(frozen=True)
@@ -147,9 +155,7 @@ def land(
     rows = select(*values).where(s.c.seq.in_(latest))
     conn = stage.conn
     with conn.begin():
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")  # the dedupe's hash fits in memory
-            conn.exec_driver_sql("SET LOCAL jit = off")
+        tune_for_a_day(conn)  # the dedupe's hash stays in memory
         window = and_(table.c.day >= first, table.c.day < last)
         replaced, _ = replace_rows(conn, table, window, [])
         conn.execute(insert(table).from_select([*cols, "ingested_at"], rows))

@@ -17,7 +17,16 @@ from datetime import date, datetime
 from typing import Any
 
 from cams.sources.compiled import COMPILED
-from cams.sources.contracts import AUTERITY, KEY_FIELD, PARSERS, ROW_FIELDS, TIME_FIELD, RecordError, loads
+from cams.sources.contracts import (
+    AUTERITY,
+    KEY_FIELD,
+    PARSERS,
+    ROW_FIELDS,
+    TIME_FIELD,
+    RecordError,
+    decode_line,
+    loads,
+)
 from cams.sources.otlp import flatten, is_otlp
 from cams.sources.timeutil import parse_rfc3339
 
@@ -136,13 +145,11 @@ class Collector:
                 self._accept(row)
             return
         ref = f"{name}:{lineno}"
-        try:
-            text = raw.decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError as exc:
-            text = raw.decode("utf-8", "backslashreplace").rstrip("\r\n")
+        text, error = decode_line(raw)
+        if error is not None:
             day = self.hint_day(text, fallback_day)
             if self.day_in_window(day):
-                self.quarantine(ref, text, f"not UTF-8 at byte {exc.start}", day)
+                self.quarantine(ref, text, error, day)
             return
         self.add_text(ref, text, fallback_day)
 

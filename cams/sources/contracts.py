@@ -82,6 +82,14 @@ def _money(value: Any, name: str) -> Decimal | None:
     return amount
 
 
+def decode_line(raw: bytes) -> tuple[str, str | None]:
+    """A drop-file line as text without its newline, and why it is not UTF-8 (None when it is)."""
+    try:
+        return raw.decode("utf-8").rstrip("\r\n"), None
+    except UnicodeDecodeError as exc:
+        return raw.decode("utf-8", "backslashreplace").rstrip("\r\n"), f"not UTF-8 at byte {exc.start}"
+
+
 def loads(text: str) -> dict[str, Any]:
     """JSON object from a line; decimals kept exact."""
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from cams.sources.batch import Collector
-from cams.sources.contracts import TIME_FIELD, RecordError
+from cams.sources.contracts import TIME_FIELD, RecordError, decode_line
 from cams.sources.otlp import flatten, is_otlp
 from cams.sources.timeutil import parse_rfc3339
 
@@ -143,10 +143,7 @@ def read_lines(path: Path) -> Iterator[Line]:
         if error is not None:
             yield Line(ref, chunk.decode("utf-8", "backslashreplace"), error)
             continue
-        try:
-            yield Line(ref, chunk.decode("utf-8").rstrip("\r\n"))
-        except UnicodeDecodeError as exc:
-            yield Line(ref, chunk.decode("utf-8", "backslashreplace").rstrip("\r\n"), f"not UTF-8 at byte {exc.start}")
+        yield Line(ref, *decode_line(chunk))
 
 
 def collect_files(collector: Collector, files: list[DropFile]) -> None:

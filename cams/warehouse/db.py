@@ -197,6 +197,14 @@ class WriteBehind:
                 self._pool.shutdown(wait=True)
 
 
+def tune_for_a_day(conn: Connection) -> None:
+    """For the rest of the caller's transaction: a day's sorts and hashes stay in memory, and no JIT
+    (compiling costs more than it saves on these whole-day scans). PostgreSQL only."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
+        conn.exec_driver_sql("SET LOCAL jit = off")
+
+
 def analyze(conn: Connection, table: Table) -> None:
     """Fresh planner statistics after a bulk replace: with none yet, PostgreSQL plans a day of rows
     as a few dozen, and the next stage's joins go row by row."""
@@ -321,8 +329,7 @@ def _copy_frames(conn: Connection, stmt: Any, chunk_rows: int) -> Iterator[Any]:
         dbapi = reader.connection.driver_connection
         assert dbapi is not None
         reader.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
-        reader.exec_driver_sql("SET LOCAL work_mem = '256MB'")  # a day's joins and sorts stay in memory
-        reader.exec_driver_sql("SET LOCAL jit = off")  # compiling costs more than it saves on these scans
+        tune_for_a_day(reader)
         with dbapi.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)") as copy:
             stream = io.BufferedReader(_CopyReader(copy), buffer_size=1 << 20)
             csv = pcsv.open_csv(stream, read_options=pcsv.ReadOptions(block_size=16 << 20), convert_options=convert)
