@@ -8,6 +8,7 @@ COPY (psycopg 3 `cursor.copy()`), SQLite through executemany, both in bounded ch
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
@@ -262,10 +263,13 @@ def arrow() -> Any:
     pyarrow's default pool on Linux wheels is mimalloc, which kept ~30 MiB more resident per
     million rows converted to pandas, so the memory of a day-sized stage grew with the day; with
     jemalloc it stays flat and goes back to the system when the stage ends (measured, 2M rows).
-    pandas' string columns allocate from this pool too.
+    pandas' string columns allocate from this pool too. An operator's ARROW_DEFAULT_MEMORY_POOL
+    (jemalloc, mimalloc or system) is left in force.
     """
     import pyarrow as pa
 
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return pa
     try:
         pool = pa.jemalloc_memory_pool()
     except NotImplementedError:
