@@ -2,13 +2,11 @@
 
 import dagster as dg
 import great_expectations as gx
-import pandas as pd
-from sqlalchemy import and_, select
 
 from assets.gx_checks import check_result
 from assets.table_meta import table_metadata
 from cams import pricebook_store
-from cams.costing import cost_partition, rollup_partition
+from cams.costing import cost_partition, priced_rows, rollup_partition
 from cams.warehouse import schema as t
 from resources.pricing import PricingSourceResource
 from resources.warehouse import WarehouseResource
@@ -20,6 +18,12 @@ COST_NOTES = {
     "unpriced": "no price in force for the model at the request time",
     "price_id": "model_cost_profiles row used",
 }
+
+COST_EXPECTATIONS = [
+    gx.expectations.ExpectColumnValuesToBeBetween(column="cost_usd", min_value=0),
+    gx.expectations.ExpectColumnValuesToBeBetween(column="input_tokens", min_value=0),
+    gx.expectations.ExpectColumnValuesToNotBeNull(column="price_id"),
+]
 
 
 def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -63,18 +67,6 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
             book = pricebook_store.load(engine)
         first, last = window.start.date(), window.end.date()
         summary = cost_partition(engine, first, last, book, context.run_id)
-        with engine.connect() as conn:
-            ct = t.cost_tracking
-            frame = pd.DataFrame(
-                conn.execute(
-                    select(ct.c.cost_usd, ct.c.input_tokens, ct.c.output_tokens, ct.c.price_id, ct.c.unpriced).where(
-                        and_(ct.c.day >= first, ct.c.day < last)
-                    )
-                ).all(),
-                columns=["cost_usd", "input_tokens", "output_tokens", "price_id", "unpriced"],
-            )
-        frame["cost_usd"] = pd.to_numeric(frame["cost_usd"]).astype(float)
-        priced = frame[~frame["unpriced"].astype(bool)]
         drift = summary.charged_usd - summary.cost_usd
         return dg.MaterializeResult(
             metadata={
@@ -92,12 +84,9 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
             check_results=[
                 check_result(
                     "cost_non_negative",
-                    priced,
-                    [
-                        gx.expectations.ExpectColumnValuesToBeBetween(column="cost_usd", min_value=0),
-                        gx.expectations.ExpectColumnValuesToBeBetween(column="input_tokens", min_value=0),
-                        gx.expectations.ExpectColumnValuesToNotBeNull(column="price_id"),
-                    ],
+                    engine,
+                    priced_rows(first, last, sorted({e.column for e in COST_EXPECTATIONS})),
+                    COST_EXPECTATIONS,
                 ),
                 dg.AssetCheckResult(
                     check_name="unpriced_share",

@@ -7,7 +7,7 @@ import great_expectations as gx
 
 from assets.gx_checks import check_result
 from assets.table_meta import table_metadata
-from cams.landing import Stage, land, landed_frame, record_failed_sync
+from cams.landing import Stage, land, landed_rows, record_failed_sync
 from cams.sources.http_client import SourceApiError
 from cams.warehouse import schema as t
 from resources.sources import UsageSourceResource
@@ -58,12 +58,12 @@ def _ingest(
             raise dg.Failure(description=f"{source.name}: {exc}") from exc
         summary = land(engine, result, source.mode, context.run_id, started, detail, stage)
     counts = summary.counts
-    # the checks read what landed, only the columns they test
-    frame = landed_frame(engine, source.name, window.start, window.end, sorted({e.column for e in checks}))
+    # the checks validate what landed, only the columns they test, in the database
+    rows = landed_rows(source.name, window.start, window.end, sorted({e.column for e in checks}))
     share = counts["quarantined"] / counts["read"] if counts["read"] else 0.0
     context.log.info(f"{source.name} {window.start.date()}..{window.end.date()}: {counts}")
     check_results = [
-        check_result(f"{source.name}_valid", frame, checks),
+        check_result(f"{source.name}_valid", engine, rows, checks),
         dg.AssetCheckResult(
             check_name=f"{source.name}_quarantine_share",
             passed=share <= QUARANTINE_WARN_SHARE,

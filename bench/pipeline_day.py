@@ -1,4 +1,4 @@
-"""One simulated day through the pipeline: landing, cost_tracking, rollups, reconciliation.
+"""One simulated day through the pipeline: landing, cost_tracking, data checks, rollups, reconciliation.
 
     .venv/bin/python bench/pipeline_day.py [--sizes 250000,1000000,2000000] [--backends sqlite,postgresql]
         [--pg postgresql://postgres@127.0.0.1:5432/postgres] [--litellm 1000000]
@@ -76,6 +76,7 @@ def reset_peak() -> bool:
 
 def run_one(url: str, root: Path, litellm_n: int) -> dict[str, Any]:
     """All stages of one day on one warehouse, in this process."""
+    import assets.gx_checks  # loaded with the code location in a Dagster run: setup, not a stage
     from cams import pricebook_store
     from cams.config import parse
     from cams.costing import cost_partition, rollup_partition
@@ -86,6 +87,7 @@ def run_one(url: str, root: Path, litellm_n: int) -> dict[str, Any]:
     from cams.sources.files import collect_files, list_drop_files
     from cams.warehouse.db import make_engine, migrate
 
+    assets.gx_checks._context()
     engine = make_engine(url)
     migrate(engine)
     book = load_book(parse({}))
@@ -119,6 +121,7 @@ def run_one(url: str, root: Path, litellm_n: int) -> dict[str, Any]:
         out[source] = timed(f"land {source}", ingest)
     costs = timed("cost_tracking", lambda: cost_partition(engine, DAY, nxt, book))
     out["cost_usd"] = str(costs.cost_usd)
+    out["checks"] = timed("data checks", lambda: data_checks(engine, start, end))
     out["rollup_rows"] = timed("rollups", lambda: rollup_partition(engine, DAY, nxt))
     recon = timed("reconciliation", lambda: reconcile_partition(engine, DAY, nxt, book, Tolerances.from_config({})))
     out["reconciliation"] = recon.counts
@@ -130,6 +133,25 @@ def run_one(url: str, root: Path, litellm_n: int) -> dict[str, Any]:
         out["litellm"] = litellm_ratio(engine, book, litellm_n)
     engine.dispose()
     return out
+
+
+def data_checks(engine: Any, start: datetime, end: datetime) -> dict[str, bool]:
+    """The assets' GX checks (relaycore_valid, auterity_valid, cost_non_negative), run as they run them."""
+    from assets.costs import COST_EXPECTATIONS
+    from assets.gx_checks import validate
+    from assets.ingestion import AUTERITY_EXPECTATIONS, RELAYCORE_EXPECTATIONS
+    from cams.costing import priced_rows
+    from cams.landing import landed_rows
+
+    def cols(expectations: list[Any]) -> list[str]:
+        return sorted({e.column for e in expectations})
+
+    checks = {
+        "relaycore_valid": (landed_rows("relaycore", start, end, cols(RELAYCORE_EXPECTATIONS)), RELAYCORE_EXPECTATIONS),
+        "auterity_valid": (landed_rows("auterity", start, end, cols(AUTERITY_EXPECTATIONS)), AUTERITY_EXPECTATIONS),
+        "cost_non_negative": (priced_rows(start.date(), end.date(), cols(COST_EXPECTATIONS)), COST_EXPECTATIONS),
+    }
+    return {name: validate(engine, rows, expectations)[0] for name, (rows, expectations) in checks.items()}
 
 
 def litellm_ratio(engine: Any, book: Any, n: int) -> dict[str, Any]:

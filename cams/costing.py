@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Integer, and_, func, insert, select
+from sqlalchemy import Engine, Integer, Select, and_, func, insert, select
 
 from cams.pricing.book import PriceBook
 from cams.pricing.cost import token_cost
@@ -61,6 +61,12 @@ def compute_costs(frame: pd.DataFrame, book: PriceBook) -> pd.DataFrame:
                     price_id[g] = entry.price_id
     cost = np.round(cost, 10)
     return frame.assign(cost_usd=cost, unpriced=np.isnan(cost), price_id=price_id)
+
+
+def priced_rows(first: date, last_exclusive: date, columns: list[str]) -> Select:
+    """The costed rows that found a price, these columns only: what the cost check validates."""
+    ct = t.cost_tracking
+    return select(*(ct.c[c] for c in columns)).where(_days_clause(ct, first, last_exclusive), ct.c.unpriced.is_(False))
 
 
 @dataclass

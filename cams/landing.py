@@ -22,6 +22,7 @@ from sqlalchemy import (
     Identity,
     Integer,
     MetaData,
+    Select,
     Table,
     and_,
     cast,
@@ -39,7 +40,6 @@ from cams.warehouse.db import (
     analyze,
     copy_binary,
     insert_rows,
-    read_frame,
     replace_rows,
     tune_for_a_day,
 )
@@ -208,14 +208,10 @@ def land(
     return LandingSummary(result.source, counts, replaced, reasons)
 
 
-def landed_frame(engine: Engine, source: str, start: datetime, end: datetime, columns: list[str]) -> Any:
-    """The landed rows of a window, these columns only, as a DataFrame (what the data checks read)."""
+def landed_rows(source: str, start: datetime, end: datetime, columns: list[str]) -> Select:
+    """The landed rows of a window, these columns only: what the data checks validate, in the database."""
     table = landing_table(source)
-    with engine.connect() as conn:
-        return read_frame(
-            conn,
-            select(*(table.c[c] for c in columns)).where(and_(table.c.day >= start.date(), table.c.day < end.date())),
-        )
+    return select(*(table.c[c] for c in columns)).where(and_(table.c.day >= start.date(), table.c.day < end.date()))
 
 
 def record_failed_sync(
