@@ -146,6 +146,13 @@ def test_materialize_range_files_twice_same_totals(db_url, instance, tmp_path, s
     assert len(runs) == 1 and runs[0].tags["dagster/asset_partition_range_end"] == sim_days[-1].isoformat()
     mats = instance.fetch_materializations(dg.AssetKey("cost_tracking"), limit=10).records
     assert {m.partition_key for m in mats} == {d.isoformat() for d in sim_days}
+    # the GX checks ran in the database over the whole range and passed, on every landed row
+    evals = {
+        e.dagster_event.event_specific_data.check_name: e.dagster_event.event_specific_data
+        for e in instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    }
+    assert all(evals[c].passed for c in ("relaycore_valid", "auterity_valid", "cost_non_negative"))
+    assert evals["relaycore_valid"].metadata["rows"].value == str(rc["accepted"])
     again = run_range(sim_days[0], sim_days[-1], instance, defs)
     engine = defs.resources["warehouse"].engine()
     assert again["cost_usd"] == summary["cost_usd"] and again["records"] == summary["records"]
