@@ -10,9 +10,9 @@ from assets.table_meta import table_metadata
 from cams import pricebook_store
 from cams.estimation.calibration import MIN_SAMPLES
 from cams.estimation.store import calibrate
-from cams.selection.quality import QualitySettings, quality_stats
+from cams.selection.quality import QualitySettings
 from cams.selection.savings import savings
-from cams.selection.store import latest, load_stats, publish, spans_for_stats, store_stats
+from cams.selection.store import latest, load_stats, publish, quality_stats_for, store_stats
 from cams.selection.table import SelectionSettings, build_table
 from cams.warehouse import schema as t
 from cams.warehouse.db import replace_rows
@@ -32,7 +32,7 @@ def build_selection_assets(selection: dict[str, Any]) -> list[dg.AssetsDefinitio
     )
     def model_quality_stats(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         engine = warehouse.engine()
-        stats = quality_stats(spans_for_stats(engine, datetime.now(UTC)), QualitySettings.from_config(selection))
+        stats = quality_stats_for(engine, datetime.now(UTC), QualitySettings.from_config(selection))
         n = store_stats(engine, stats)
         return dg.MaterializeResult(
             metadata={"dagster/row_count": n, "models": int(stats["model"].nunique()) if n else 0}

@@ -196,3 +196,65 @@ def test_read_frames_streams_every_row_in_bounded_chunks(engine) -> None:  # typ
     assert np.array_equal(back["amount"].to_numpy(dtype=float), frame["amount"].to_numpy(), equal_nan=True)
     assert (pd.to_datetime(back["at"], utc=True) == frame["at"]).all()
     assert arrow().default_memory_pool().backend_name in {"jemalloc", "system"}
+
+
+def test_quality_stats_from_the_warehouse_match_the_definitions(engine) -> None:  # type: ignore[no-untyped-def]
+    """model_quality_stats' aggregates (in SQL on PostgreSQL, pandas on SQLite) against numpy by hand."""
+    from datetime import UTC, date, datetime
+
+    import numpy as np
+
+    from cams.selection.quality import QualitySettings
+    from cams.selection.store import quality_stats_for
+    from cams.warehouse import schema as t
+    from cams.warehouse.db import insert_rows
+
+    rng = np.random.default_rng(5)
+    rows, expected = [], {}
+    for model, task, n in (("gpt-4o-mini", "chat", 97), ("claude-haiku-4-5", "code", 12)):
+        dur = rng.integers(50, 9000, n)
+        score = np.where(rng.random(n) < 0.4, np.nan, rng.random(n).round(3))
+        status = np.where(rng.random(n) < 0.1, "ERROR", np.where(rng.random(n) < 0.5, "OK", "UNSET"))
+        tokens_in, tokens_out = rng.integers(1, 5000, n), rng.integers(1, 900, n)
+        for i in range(n):
+            at = datetime(2026, 6, 1, 10, tzinfo=UTC)
+            rows.append(
+                {
+                    "day": date(2026, 6, 1),
+                    "span_id": f"{model}-{i}",
+                    "trace_id": "t",
+                    "start_time": at,
+                    "end_time": at,
+                    "duration_ms": int(dur[i]),
+                    "status_code": str(status[i]),
+                    "response_model": model,
+                    "task_type": task,
+                    "input_tokens": int(tokens_in[i]),
+                    "output_tokens": int(tokens_out[i]),
+                    "quality_score": None if np.isnan(score[i]) else float(score[i]),
+                    "ingested_at": at,
+                }
+            )
+        scored = score[~np.isnan(score)]
+        prior, k = 0.7, 20.0
+        expected[(model, task)] = {
+            "spans": n,
+            "scored": len(scored),
+            "mean_score": scored.mean(),
+            "quality": (len(scored) * scored.mean() + k * prior) / (len(scored) + k),
+            "success_rate": float(np.mean(status != "ERROR")),
+            "p50_latency_ms": np.percentile(dur, 50),
+            "p95_latency_ms": np.percentile(dur, 95),
+            "median_input_tokens": np.median(tokens_in),
+            "median_output_tokens": np.median(tokens_out),
+        }
+    rows.append({**rows[0], "span_id": "no-model", "response_model": None})  # not a model's: left out
+    rows.append({**rows[0], "span_id": "old", "day": date(2026, 4, 1)})  # outside the 30 days: left out
+    with engine.begin() as conn:
+        insert_rows(conn, t.auterity_spans, rows)
+    stats = quality_stats_for(engine, datetime(2026, 6, 2, tzinfo=UTC), QualitySettings({}))
+    got = {(r["model"], r["task_type"]): r for r in stats.to_dict("records")}
+    assert set(got) == set(expected)
+    for key, want in expected.items():
+        for col, value in want.items():
+            assert abs(float(got[key][col]) - float(value)) < 1e-9, (key, col, got[key][col], value)

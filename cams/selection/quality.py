@@ -49,9 +49,8 @@ class QualitySettings:
 
 def quality_stats(spans: pd.DataFrame, settings: QualitySettings) -> pd.DataFrame:
     """spans: response_model, task_type, status_code, quality_score, duration_ms, input_tokens, output_tokens."""
-    cols = STATS_COLUMNS
     if spans.empty:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=STATS_COLUMNS)
     df = spans.dropna(subset=["response_model", "task_type"]).copy()
     df["ok"] = df["status_code"] != "ERROR"
     g = df.groupby(["response_model", "task_type"])
@@ -71,8 +70,20 @@ def quality_stats(spans: pd.DataFrame, settings: QualitySettings) -> pd.DataFram
         .reset_index()
         .rename(columns={"response_model": "model"})
     )
+    return with_quality(out, settings)
+
+
+def with_quality(groups: pd.DataFrame, settings: QualitySettings) -> pd.DataFrame:
+    """Per-group aggregates (every STATS_COLUMNS column but quality) → the stats, quality shrunk to the prior.
+
+    The aggregates come from pandas (`quality_stats`) or from the database (`store.quality_stats_for`).
+    """
+    if groups.empty:
+        return pd.DataFrame(columns=STATS_COLUMNS)
+    out = groups.copy()
     priors = out["model"].map(settings.prior).astype(float)
     k = settings.shrinkage
-    out["quality"] = (out["scored"] * out["mean_score"].fillna(0) + k * priors) / (out["scored"] + k)
+    scored = out["scored"].astype(float)
+    out["quality"] = (scored * out["mean_score"].astype(float).fillna(0) + k * priors) / (scored + k)
     out["success_rate"] = out["success_rate"].astype(float)
-    return out[cols].replace({np.nan: None})
+    return out[STATS_COLUMNS].replace({np.nan: None})
