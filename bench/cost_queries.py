@@ -15,16 +15,16 @@ import argparse
 import os
 import statistics
 import time
-import uuid
 from datetime import date, timedelta
 
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from scratch_db import scratch_database
 
 from cams.api.app import create_app
 from cams.api.keys import create_key
 from cams.costing import rollup_partition
-from cams.warehouse.db import make_engine, migrate, normalize_url
+from cams.warehouse.db import make_engine, migrate
 
 START = date(2026, 6, 1)
 MODELS = [
@@ -68,11 +68,13 @@ def main() -> None:
     ap.add_argument("--per-day", type=int, default=1_000_000)
     ap.add_argument("--pg", default=os.environ.get("CAMS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
     a = ap.parse_args()
-    name = f"cams_bench_q_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(normalize_url(a.pg), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    engine = make_engine(a.pg.rsplit("/", 1)[0] + f"/{name}")
+    with scratch_database(a.pg, "cams_bench_q") as url:
+        run(url, a)
+
+
+def run(url: str, a: argparse.Namespace) -> None:
+    """Fill a month, build its rollups, time the queries."""
+    engine = make_engine(url)
     try:
         migrate(engine)
         models = [m for m, _ in MODELS]
@@ -133,9 +135,6 @@ def main() -> None:
                 print(f"| {path} | {api_ms:.1f} | {raw_ms:,.0f} |")
     finally:
         engine.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ with `litellm.cost_per_token` one by one, next to CAMS's vectorized costing of t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -21,10 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from scratch_db import scratch_database
 
 DAY = date(2026, 6, 1)
 BASE_REQUESTS = 50_000
@@ -193,24 +195,6 @@ def litellm_ratio(engine: Any, book: Any, n: int) -> dict[str, Any]:
     }
 
 
-def pg_database(admin_url: str) -> tuple[str, Any]:
-    import sqlalchemy as sa
-
-    from cams.warehouse.db import normalize_url
-
-    name = f"cams_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.dispose()
-
-    return admin_url.rsplit("/", 1)[0] + f"/{name}", drop
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="250000,1000000,2000000")
@@ -231,28 +215,15 @@ def main() -> None:
             write_day(root, size, Path(tmp) / "base")
             print(f"# {size:,} records written in {time.perf_counter() - t0:.0f} s (not timed below)", flush=True)
             for backend in a.backends.split(","):
-                drop = None
-                if backend == "sqlite":
-                    url = f"sqlite:///{root / 'warehouse.db'}"
-                else:
-                    url, drop = pg_database(a.pg)
                 lite = a.litellm if size == max(int(s) for s in a.sizes.split(",")) or size == a.litellm else 0
-                try:
-                    proc = subprocess.run(
-                        [
-                            sys.executable,
-                            __file__,
-                            "--one",
-                            url,
-                            str(root),
-                            str(lite if backend == "postgresql" else 0),
-                        ],
-                        capture_output=True,
-                        text=True,
-                    )
-                finally:
-                    if drop:
-                        drop()
+                with contextlib.ExitStack() as stack:
+                    if backend == "sqlite":
+                        url = f"sqlite:///{root / 'warehouse.db'}"
+                    else:
+                        url = stack.enter_context(scratch_database(a.pg, "cams_bench"))
+                    lite_n = str(lite if backend == "postgresql" else 0)
+                    cmd = [sys.executable, __file__, "--one", url, str(root), lite_n]
+                    proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode:
                     print(proc.stderr[-3000:])
                     raise SystemExit(1)

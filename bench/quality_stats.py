@@ -19,13 +19,13 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from scratch_db import scratch_database
 
-from cams.warehouse.db import make_engine, migrate, normalize_url
+from cams.warehouse.db import make_engine, migrate
 
 START = date(2026, 6, 1)
 MODELS = [
@@ -94,11 +94,12 @@ def main() -> None:
     if a.one:
         print(json.dumps(measure(a.one[0], a.one[1], date.fromisoformat(a.one[2]), int(a.one[3]))))
         return
-    name = f"cams_bench_qs_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(normalize_url(a.pg), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = a.pg.rsplit("/", 1)[0] + f"/{name}"
+    with scratch_database(a.pg, "cams_bench_qs") as url:
+        run(url, a)
+
+
+def run(url: str, a: argparse.Namespace) -> None:
+    """Fill the spans, then measure each way in its own process."""
     engine = make_engine(url)
     try:
         migrate(engine)
@@ -125,9 +126,6 @@ def main() -> None:
             print(f"| {how} | {days} | {r['spans']:,} | {r['s']} | {mem} |", flush=True)
     finally:
         engine.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 if __name__ == "__main__":
