@@ -473,7 +473,7 @@ def test_models_api_writes_dated_prices(client, engine) -> None:  # type: ignore
     )  # snapshot prices live in cams.yaml
 
 
-def test_savings_report_by_hand(engine, book) -> None:  # type: ignore[no-untyped-def]
+def test_savings_report_by_hand(engine, book, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from cams.selection.savings import savings
 
     tb = table(book)
@@ -513,6 +513,14 @@ def test_savings_report_by_hand(engine, book) -> None:  # type: ignore[no-untype
     assert row["requests"] == 4 and row["actual_usd"] == pytest.approx(0.018)
     assert row["table_usd"] == pytest.approx(0.0022) and row["savings_usd"] == pytest.approx(0.0158)
     assert row["table_expected_quality"] == pytest.approx(0.80)
+    # read a chunk at a time (here 3 rows), the month adds up to the same report
+    import functools
+
+    import cams.selection.savings as sv
+    from cams.warehouse.db import read_frames
+
+    monkeypatch.setattr(sv, "read_frames", functools.partial(read_frames, chunk_rows=3))
+    assert sv.savings(engine, tb, book, NOW).to_dict("records") == [row]
 
 
 def test_explainer_generate_records_nothing(client, engine) -> None:  # type: ignore[no-untyped-def]
