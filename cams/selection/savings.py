@@ -54,10 +54,9 @@ def savings(
     with engine.connect() as conn:
         for frame in read_frames(conn, query):
             parts.append(_scope_sums(frame, choice, book))
-    sums = pd.concat(parts).groupby(["org_id", "team_id"], dropna=False).sum() if parts else None
-    if sums is None or sums.empty:
+    if not parts:
         return pd.DataFrame(columns=out_cols)
-    rep = sums.reset_index()
+    rep = pd.concat(parts).groupby(["org_id", "team_id"], dropna=False).sum().reset_index()
     rep["table_expected_quality"] = rep.pop("quality_sum") / rep["requests"]
     rep["savings_usd"] = rep["actual_usd"] - rep["table_usd"]
     rep["savings_pct"] = np.where(rep["actual_usd"] > 0, rep["savings_usd"] / rep["actual_usd"] * 100, 0.0)
@@ -68,7 +67,6 @@ def savings(
 
 def _scope_sums(frame: pd.DataFrame, choice: dict[str, Any], book: PriceBook) -> pd.DataFrame:
     """One chunk's sums per (org, team): requests, actual and table cost, and the table's quality summed."""
-    frame = frame.copy()
     frame["actual_usd"] = pd.to_numeric(frame["cost_usd"]).astype(float)
     task = frame["task_type"]
     alt = frame.assign(

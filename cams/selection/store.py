@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, Float, case, func, select, true
+from sqlalchemy import Engine, Float, and_, case, func, select, true
 
 from cams.selection.quality import QualitySettings, quality_stats, with_quality
 from cams.warehouse import schema as t
@@ -48,12 +48,7 @@ def quality_stats_for(
             pct(0.5, "input_tokens").label("median_input_tokens"),
             pct(0.5, "output_tokens").label("median_output_tokens"),
         )
-        .where(
-            sp.c.day >= (as_of - timedelta(days=days)).date(),
-            sp.c.day <= as_of.date(),
-            sp.c.response_model.is_not(None),
-            sp.c.task_type.is_not(None),
-        )
+        .where(_stats_window(as_of, days), sp.c.response_model.is_not(None), sp.c.task_type.is_not(None))
         .group_by(sp.c.response_model, sp.c.task_type)
         .order_by(sp.c.response_model, sp.c.task_type)
     )
@@ -63,6 +58,12 @@ def quality_stats_for(
     for c in groups.columns[2:]:
         groups[c] = pd.to_numeric(groups[c], errors="coerce")
     return with_quality(groups, settings)
+
+
+def _stats_window(as_of: datetime, days: int) -> Any:
+    """The spans quality stats cover: the `days` days before as_of's day, and that day."""
+    sp = t.auterity_spans
+    return and_(sp.c.day >= (as_of - timedelta(days=days)).date(), sp.c.day <= as_of.date())
 
 
 def spans_for_stats(engine: Engine, as_of: datetime, days: int = STATS_WINDOW_DAYS) -> pd.DataFrame:
@@ -77,11 +78,7 @@ def spans_for_stats(engine: Engine, as_of: datetime, days: int = STATS_WINDOW_DA
         "output_tokens",
     ]
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(*(sp.c[c] for c in cols)).where(
-                sp.c.day >= (as_of - timedelta(days=days)).date(), sp.c.day <= as_of.date()
-            )
-        ).all()
+        rows = conn.execute(select(*(sp.c[c] for c in cols)).where(_stats_window(as_of, days))).all()
     frame = pd.DataFrame(rows, columns=cols)
     frame["quality_score"] = pd.to_numeric(frame["quality_score"], errors="coerce")
     return frame
