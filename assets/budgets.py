@@ -1,27 +1,19 @@
 """Budget assets: configs from cams.yaml, status with forecasts, and alerts with delivery (SPEC §5)."""
 
-from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 
+from assets.as_of import run_as_of
 from assets.table_meta import table_metadata
 from cams.budgets.alerts import fire
 from cams.budgets.delivery import DeliverySettings, deliver_pending
 from cams.budgets.model import Budget
 from cams.budgets.store import evaluate_all, published_statuses, sync_yaml_budgets
-from cams.sources.timeutil import parse_rfc3339
 from cams.warehouse import schema as t
 from resources.warehouse import WarehouseResource
 
-AS_OF_TAG = "cams/as_of"
 OWNERS = ["team:finops"]
-
-
-def run_as_of(context: dg.AssetExecutionContext) -> datetime:
-    """The evaluation time: the run's `cams/as_of` tag (history replay), else now."""
-    tag = context.run.tags.get(AS_OF_TAG)
-    return parse_rfc3339(tag, AS_OF_TAG) if tag else datetime.now(UTC)
 
 
 def build_budget_assets(budgets: list[Budget], alerts: dict[str, Any]) -> list[dg.AssetsDefinition]:
@@ -46,9 +38,10 @@ def build_budget_assets(budgets: list[Budget], alerts: dict[str, Any]) -> list[d
         group_name="budgets",
         kinds={"python", "pandas", "sql"},
         owners=OWNERS,
-        description="Every budget evaluated as of a time (run tag cams/as_of, default now): spend in its scope "
-        "and current period, forecast at period end (trailing rate with a day-of-week pattern), percent used, "
-        "state (ok, warning, critical, exceeded), the action selection must take, projected exhaustion time.",
+        description="Every budget evaluated as of the run's as-of (tag cams/as_of, the schedule's tick, else "
+        "now): spend in its scope and current period, forecast at period end (trailing rate with a day-of-week "
+        "pattern), percent used, state (ok, warning, critical, exceeded), the action selection must take, "
+        "projected exhaustion time.",
         metadata=table_metadata(t.budget_status),
     )
     def budget_status(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:

@@ -63,7 +63,7 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
         except pricebook_store.PriceBookMissing:
             # a fresh warehouse (the first sensor-launched run): load the configured book, as price_book would
             context.log.warning("model_cost_profiles is empty: loading the configured price book first")
-            pricebook_store.store(engine, pricing.build())
+            pricebook_store.store(engine, pricing.build(engine))
             book = pricebook_store.load(engine)
         first, last = window.start.date(), window.end.date()
         summary = cost_partition(engine, first, last, book, context.run_id)

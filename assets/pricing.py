@@ -13,8 +13,9 @@ from resources.warehouse import WarehouseResource
     group_name="pricing",
     kinds={"python", "sql"},
     owners=["team:finops"],
-    description="Effective-dated price book: the committed LiteLLM price snapshot (chat, responses, "
-    "embedding) with cams.yaml overrides, custom models and discounts, one row per model per "
+    description="Effective-dated price book: the dated versions of the LiteLLM price snapshot (the committed "
+    "one from 1970, each `cams pricing refresh` or price-update webhook from its effective time; "
+    "`price_versions`) with cams.yaml overrides, custom models and discounts, one row per model per "
     "validity window in `model_cost_profiles`, plus prices written through the Models API "
     "(`model_price_overrides`). Costs already computed keep their price_id; "
     "recompute a past range by backfilling cost_tracking.",
@@ -24,7 +25,7 @@ def price_book(
     context: dg.AssetExecutionContext, pricing: PricingSourceResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     engine = warehouse.engine()
-    book = pricing.build(pricebook_store.api_overrides(engine))
+    book = pricing.build(engine)
     stored = pricebook_store.store(engine, book)
     sources: dict[str, int] = {}
     for e in book.entries():
@@ -36,6 +37,7 @@ def price_book(
             "entries": stored,
             "models": len(book.models),
             "snapshot_version": str(book.meta.get("version")),
+            "price_versions": dg.MetadataValue.json(list(book.meta.get("versions", []))),
             "snapshot_date": str(book.meta.get("date")),
             "snapshot_source": str(book.meta.get("source")),
             "entries_by_source": dg.MetadataValue.json(sources),

@@ -1,19 +1,20 @@
 """Selection assets: model quality from Auterity, and the published model selection table (SPEC §6)."""
 
-from datetime import UTC, datetime
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 from sqlalchemy import true
 
+from assets.as_of import run_as_of
 from assets.table_meta import table_metadata
 from cams import pricebook_store
 from cams.estimation.calibration import MIN_SAMPLES
 from cams.estimation.store import calibrate
 from cams.selection.quality import QualitySettings
 from cams.selection.savings import savings
-from cams.selection.store import latest, load_stats, publish, quality_stats_for, store_stats
-from cams.selection.table import SelectionSettings, build_table
+from cams.selection.store import STATS_WINDOW_DAYS, latest, load_stats, publish, quality_stats_for, store_stats
+from cams.selection.table import SelectionSettings, build_table, dark_rows
 from cams.warehouse import schema as t
 from cams.warehouse.db import replace_rows
 from resources.warehouse import WarehouseResource
@@ -32,10 +33,16 @@ def build_selection_assets(selection: dict[str, Any]) -> list[dg.AssetsDefinitio
     )
     def model_quality_stats(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         engine = warehouse.engine()
-        stats = quality_stats_for(engine, datetime.now(UTC), QualitySettings.from_config(selection))
+        as_of = run_as_of(context)
+        stats = quality_stats_for(engine, as_of, QualitySettings.from_config(selection))
         n = store_stats(engine, stats)
         return dg.MaterializeResult(
-            metadata={"dagster/row_count": n, "models": int(stats["model"].nunique()) if n else 0}
+            metadata={
+                "dagster/row_count": n,
+                "models": int(stats["model"].nunique()) if n else 0,
+                "as_of": as_of.isoformat(),
+                "window": f"{(as_of - timedelta(days=STATS_WINDOW_DAYS)).date()} .. {as_of.date()}",
+            }
         )
 
     @dg.asset(
@@ -47,8 +54,19 @@ def build_selection_assets(selection: dict[str, Any]) -> list[dg.AssetsDefinitio
         description="The versioned selection table: per task type × quality tier (economy, standard, premium), the "
         "qualifying models cheapest first with expected cost, quality, success rate, p95 latency and a fallback "
         "chain (another provider first). Budget states map onto tiers at lookup: downgrade = one tier down, "
-        "block = 402. A new version is one insert; `cams serve` picks it up without restart.",
+        "block = 402. A new version is one insert; `cams serve` picks it up without restart. A version that "
+        "would stop answering a task × tier the served one answers is refused (the service keeps the last good "
+        "version) unless the data says no model qualifies.",
         metadata=table_metadata(t.model_selection_tables),
+        check_specs=[
+            dg.AssetCheckSpec(
+                "no_task_tier_goes_dark",
+                asset="model_selection_table",
+                blocking=True,
+                description="every task × tier the served version answers is still answered, unless observed "
+                "models all fail a floor (then the metadata says which failed which)",
+            )
+        ],
     )
     def model_selection_table(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         engine = warehouse.engine()
@@ -56,8 +74,30 @@ def build_selection_assets(selection: dict[str, Any]) -> list[dg.AssetsDefinitio
         seen = sorted(set(stats["model"])) if len(stats) else []
         settings = SelectionSettings.from_config(selection, seen)
         tasks = sorted(set(stats["task_type"])) if len(stats) else list(selection.get("task_types") or ["chat"])
-        table = build_table(stats, pricebook_store.load(engine), settings, datetime.now(UTC), tasks)
-        version = publish(engine, table)
+        as_of = run_as_of(context)
+        table = build_table(stats, pricebook_store.load(engine), settings, as_of, tasks)
+        current = latest(engine)
+        dark = dark_rows(current[1] if current else None, table)
+        refused = [d for d in dark if not d["evidence"]]
+        check_meta = {
+            "dark_rows": dg.MetadataValue.json(dark),
+            "refused_for": dg.MetadataValue.json(
+                [f"{d['task_type']}/{d['tier']}: {d['binding_constraint']}" for d in refused]
+            ),
+        }
+        if refused and current is not None:
+            context.log.error(
+                f"selection table refused: {len(refused)} task × tier row(s) would answer no_candidate without "
+                f"evidence ({', '.join(d['task_type'] + '/' + d['tier'] for d in refused[:5])}); "
+                f"version {current[0]} stays served"
+            )
+            return dg.MaterializeResult(
+                metadata={"published": False, "version": current[0], "as_of": as_of.isoformat()},
+                check_results=[
+                    dg.AssetCheckResult(check_name="no_task_tier_goes_dark", passed=False, metadata=check_meta)
+                ],
+            )
+        version = publish(engine, table, as_of=as_of)
         preview = "| task | tier | chosen | next |\n|---|---|---|---|\n" + "\n".join(
             f"| {r['task_type']} | {r['tier']} | {r['candidates'][0]['model'] if r['candidates'] else '—'} | "
             f"{', '.join(r['candidates'][0]['fallback_chain']) if r['candidates'] else ''} |"
@@ -65,11 +105,14 @@ def build_selection_assets(selection: dict[str, Any]) -> list[dg.AssetsDefinitio
         )
         return dg.MaterializeResult(
             metadata={
+                "published": True,
                 "version": version,
+                "as_of": as_of.isoformat(),
                 "rows": len(table["rows"]),
                 "models": len(table["models"]),
                 "table": dg.MetadataValue.md(preview),
-            }
+            },
+            check_results=[dg.AssetCheckResult(check_name="no_task_tier_goes_dark", passed=True, metadata=check_meta)],
         )
 
     @dg.asset(
@@ -89,9 +132,9 @@ def build_selection_assets(selection: dict[str, Any]) -> list[dg.AssetsDefinitio
         if found is None:
             raise dg.Failure(description="no selection table published yet: materialize model_selection_table")
         version, table = found
-        now = datetime.now(UTC)
-        rep = savings(engine, table, pricebook_store.load(engine), now)
-        rows = [{**r, "table_version": version, "computed_at": now} for r in rep.to_dict("records")]
+        as_of = run_as_of(context)
+        rep = savings(engine, table, pricebook_store.load(engine), as_of)
+        rows = [{**r, "table_version": version, "computed_at": as_of} for r in rep.to_dict("records")]
         with engine.begin() as conn:
             replace_rows(conn, t.savings_report, true(), rows)
         actual, alt = (
@@ -105,6 +148,7 @@ def build_selection_assets(selection: dict[str, Any]) -> list[dg.AssetsDefinitio
                 "table_usd": round(alt, 4),
                 "savings_usd": round(actual - alt, 4),
                 "table_version": version,
+                "as_of": as_of.isoformat(),
             }
         )
 
@@ -121,7 +165,8 @@ def build_selection_assets(selection: dict[str, Any]) -> list[dg.AssetsDefinitio
         metadata=table_metadata(t.token_calibration),
     )
     def token_calibration(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-        ratios, matched = calibrate(warehouse.engine())
+        as_of = run_as_of(context)
+        ratios, matched = calibrate(warehouse.engine(), as_of)
         preview = "| family | encoding | samples | ratio | p10–p90 |\n|---|---|---|---|---|\n" + "\n".join(
             f"| {r.family} | {r.encoding} | {r.samples} | {r.ratio:.3f} | {r.p10_ratio:.3f}–{r.p90_ratio:.3f} |"
             for r in ratios.itertuples()
@@ -130,6 +175,7 @@ def build_selection_assets(selection: dict[str, Any]) -> list[dg.AssetsDefinitio
             metadata={
                 "dagster/row_count": len(ratios),
                 "matched_requests": matched,
+                "as_of": as_of.isoformat(),
                 "families": dg.MetadataValue.md(preview),
             }
         )

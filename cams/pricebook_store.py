@@ -1,17 +1,26 @@
-"""The price book in the warehouse (`model_cost_profiles`): write the built book, read it back."""
+"""The price book in the warehouse: its dated snapshot versions (`price_versions`), the built book
+(`model_cost_profiles`) and the Models API's prices (`model_price_overrides`).
+
+Everything that builds a book for costing goes through `current_book`, so the asset, the API, the
+webhook and `cams pricing refresh` agree on which version prices which instant.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, delete, select, update
 
+from cams.config import CamsConfig
+from cams.pricing import snapshot as snapshots
 from cams.pricing.book import PriceBook, PriceEntry, to_utc
+from cams.pricing.versions import MIN_TIME, PriceVersion, content_digest
 from cams.warehouse import schema as t
-from cams.warehouse.db import chunks, insert_rows, lock_for_replace
+from cams.warehouse.db import chunks, insert_new_rows, insert_rows, lock_for_replace
 
 _RATE_COLUMNS = (
     "input_cost_per_token",
@@ -46,7 +55,7 @@ def store(engine: Engine, book: PriceBook) -> int:
             "prices_json": json.dumps({k: f"{v:f}" for k, v in sorted(e.prices.items())}),
             "capabilities_json": json.dumps(dict(e.capabilities), sort_keys=True, default=str),
             "source": e.source,
-            "snapshot_version": version,
+            "snapshot_version": e.version or version,
             "loaded_at": now,
         }
         row.update({c: e.prices.get(c) for c in _RATE_COLUMNS})
@@ -79,6 +88,7 @@ def load(engine: Engine) -> PriceBook:
             prices={k: Decimal(v) for k, v in json.loads(r["prices_json"]).items()},
             capabilities=json.loads(r["capabilities_json"]),
             source=r["source"],
+            version=r["snapshot_version"],
         )
         for r in rows
     ]
@@ -116,3 +126,74 @@ def delete_overrides(engine: Engine, model: str) -> int:
         return conn.execute(
             update(mpo).where(mpo.c.model == model, mpo.c.deleted_at.is_(None)).values(deleted_at=datetime.now(UTC))
         ).rowcount
+
+
+def versions(engine: Engine, committed: Mapping[str, Any], now: datetime | None = None) -> list[PriceVersion]:
+    """The price book's snapshot versions, oldest first, recording the committed snapshot as needed.
+
+    The first load records the committed snapshot as the version in force from 1970. A committed
+    snapshot the warehouse has not seen (CAMS upgraded with newer prices) becomes a version from
+    now, so an upgrade never reprices days already costed.
+    """
+    pv = t.price_versions
+    with engine.connect() as conn:
+        digests = set(conn.execute(select(pv.c.digest)).scalars())
+    if content_digest(committed) not in digests:
+        start = MIN_TIME if not digests else (now or datetime.now(UTC))
+        add_version(engine, committed, start, "committed snapshot" if not digests else "committed snapshot (upgrade)")
+    with engine.connect() as conn:
+        rows = conn.execute(select(pv.c.effective_from, pv.c.snapshot_json).order_by(pv.c.effective_from)).all()
+    return [PriceVersion(to_utc(r.effective_from), json.loads(r.snapshot_json)) for r in rows]  # type: ignore[arg-type]
+
+
+def add_version(
+    engine: Engine, snapshot: Mapping[str, Any], effective_from: datetime, created_by: str
+) -> PriceVersion | None:
+    """Record a dated snapshot version; None when the version in force then already has these prices."""
+    pv = t.price_versions
+    version = PriceVersion(effective_from, snapshot)
+    with engine.begin() as conn:
+        lock_for_replace(conn, pv)
+        in_force = conn.execute(
+            select(pv.c.digest)
+            .where(pv.c.effective_from <= effective_from)
+            .order_by(pv.c.effective_from.desc())
+            .limit(1)
+        ).scalar()
+        if in_force == version.digest:
+            return None
+        row = {
+            "version_id": version.version_id,
+            "effective_from": effective_from,
+            "digest": version.digest,
+            "source": str(snapshot.get("_meta", {}).get("source", ""))[:2000],
+            "snapshot_json": json.dumps(snapshot, sort_keys=True),
+            "created_at": datetime.now(UTC),
+            "created_by": created_by[:200],
+        }
+        insert_new_rows(conn, pv, [row])
+    return version
+
+
+def version_list(engine: Engine) -> list[dict[str, Any]]:
+    """The recorded versions without their prices, oldest first: for the Models API and the CLI."""
+    pv = t.price_versions
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(pv.c.version_id, pv.c.effective_from, pv.c.source, pv.c.created_at, pv.c.created_by).order_by(
+                pv.c.effective_from
+            )
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def current_book(engine: Engine, config: CamsConfig, extra_overrides: Sequence[Mapping[str, Any]] = ()) -> PriceBook:
+    """The book as the next price_book run builds it: every snapshot version, cams.yaml's overrides and
+    discounts, the Models API's prices, and `extra_overrides` (a price about to be written)."""
+    history = versions(engine, snapshots.load(config.pricing.get("snapshot")))
+    return PriceBook.build(
+        history[0].snapshot,
+        [*config.overrides, *api_overrides(engine), *extra_overrides],
+        config.discounts,
+        later=history[1:],
+    )

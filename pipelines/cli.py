@@ -15,11 +15,31 @@ class CliError(Exception):
     """An error reported as one clear line and exit status 2."""
 
 
-def _cmd_price(args: argparse.Namespace) -> int:
+def _book_for_quotes() -> Any:
+    """The book the warehouse's next run prices with (its dated versions and API prices), or the
+    configured one when there is no warehouse yet."""
     from cams import config as cfg
-    from cams.pricing.quote import QuoteError, load_book, quote
+    from cams.pricing.quote import load_book
 
-    book = load_book(cfg.load())
+    config = cfg.load()
+    url = cfg.database_url()
+    if url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).exists():
+        return load_book(config)
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from cams import pricebook_store
+        from cams.warehouse.db import make_engine
+
+        return pricebook_store.current_book(make_engine(url), config)
+    except (SQLAlchemyError, OSError):  # not reachable or not migrated yet: the configured book
+        return load_book(config)
+
+
+def _cmd_price(args: argparse.Namespace) -> int:
+    from cams.pricing.quote import QuoteError, quote
+
+    book = _book_for_quotes()
     if args.batch:
         failures = 0
         for lineno, line in enumerate(sys.stdin, start=1):
@@ -74,10 +94,8 @@ def _learnt_from_warehouse() -> Any:
 def _cmd_estimate(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from cams import config as cfg
     from cams.estimation.estimator import Estimator
     from cams.pricing.cost import TokenUsage, request_cost
-    from cams.pricing.quote import load_book
 
     text = args.prompt if args.prompt is not None else sys.stdin.read()
     messages = None
@@ -87,7 +105,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
             assert isinstance(messages, list) and all(isinstance(m, dict) for m in messages)
         except (ValueError, AssertionError):
             raise CliError("--messages expects a JSON list of {role, content} on stdin or --prompt") from None
-    entry = load_book(cfg.load()).lookup(args.model, datetime.now(UTC))
+    entry = _book_for_quotes().lookup(args.model, datetime.now(UTC))
     if entry is None:
         raise CliError(f"unknown model {args.model!r}")
     estimator = Estimator(learnt=_learnt_from_warehouse())
@@ -127,14 +145,60 @@ def _cmd_export_focus(args: argparse.Namespace) -> int:
 
 
 def _cmd_pricing_refresh(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from cams import config as cfg
+    from cams import pricebook_store
     from cams.pricing import refresh
+    from cams.pricing.book import to_utc
 
     try:
-        meta = refresh.refresh(source=args.source, out=Path(args.out) if args.out else None)
+        snap = refresh.read_snapshot(args.source)
     except refresh.RefreshError as exc:
         raise CliError(str(exc)) from None
-    print(json.dumps(meta, indent=2))
+    if args.out:
+        refresh.write_snapshot(snap, Path(args.out))
+        print(json.dumps({"wrote": args.out, **snap["_meta"]}, indent=2))
+        return 0
+    now = datetime.now(UTC)
+    try:
+        effective = to_utc(args.effective_from) if args.effective_from else now
+    except ValueError:
+        raise CliError(f"--effective-from is not an RFC 3339 time: {args.effective_from!r}") from None
+    assert effective is not None
+    config = cfg.load()
+    engine = _warehouse()
+    pricebook_store.versions(engine, _committed_snapshot(config))  # the first load records the committed one
+    added = pricebook_store.add_version(engine, snap, effective, f"cams pricing refresh --source {args.source}")
+    if added is None:
+        print(json.dumps({"status": "unchanged", "note": "the version in force then has these prices"}, indent=2))
+        return 0
+    book = pricebook_store.current_book(engine, config)
+    pricebook_store.store(engine, book)
+    out = {"status": "added", "version": added.version_id, "effective_from": effective.isoformat(), **snap["_meta"]}
+    if effective < now:
+        out["warning"] = (
+            "dated into the past: re-running days from effective_from on reprices them, "
+            "and cost_recomputations records each changed day"
+        )
+    print(json.dumps(out, indent=2))
     return 0
+
+
+def _committed_snapshot(config: Any) -> dict[str, Any]:
+    from cams.pricing import snapshot
+
+    return snapshot.load(config.pricing.get("snapshot"))
+
+
+def _warehouse() -> Any:
+    """The configured warehouse, migrated to the newest schema."""
+    from cams import config as cfg
+    from cams.warehouse.db import make_engine, migrate
+
+    engine = make_engine(cfg.database_url())
+    migrate(engine)
+    return engine
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -267,9 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pricing", help="price book maintenance")
     psub = p.add_subparsers(dest="pricing_command", required=True)
-    r = psub.add_parser("refresh", help="rebuild the price snapshot from a file, a URL or installed litellm")
+    r = psub.add_parser(
+        "refresh", help="add a dated price version to the warehouse from a file, a URL or installed litellm"
+    )
     r.add_argument("--source", default="litellm", help="'litellm', a path to a LiteLLM JSON, or an http(s) URL")
-    r.add_argument("--out", help="where to write the snapshot (default: the packaged one)")
+    r.add_argument(
+        "--effective-from",
+        help="RFC 3339 time the new prices take effect (default now; a past time reprices days re-run after it)",
+    )
+    r.add_argument("--out", help="write the snapshot to this file instead (to update a committed snapshot)")
     r.set_defaults(func=_cmd_pricing_refresh)
     return parser
 

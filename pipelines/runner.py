@@ -1,5 +1,6 @@
 """`cams run`: materialize the price book, then every partitioned asset for a range of days in one
-single-run backfill, headless, in a Dagster instance; then summarize from the warehouse."""
+single-run backfill (usage, costs, reconciliation, the FOCUS export), headless, in a Dagster instance;
+then budgets and selection as of the run's as-of; then summarize from the warehouse."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,12 @@ from typing import Any
 import dagster as dg
 from sqlalchemy import Engine, Integer, and_, func, select
 
-from assets.budgets import AS_OF_TAG
+from assets.as_of import AS_OF_TAG, end_of_days
 from cams import config as cams_config
 from cams.reconcile import CATEGORIES
 from cams.sources.timeutil import parse_rfc3339
 from cams.warehouse import schema as t
-from pipelines.definitions import BUDGET_JOB, DAILY_JOB, PRICE_BOOK_JOB, SELECTION_JOB, build_definitions
+from pipelines.definitions import BUDGET_JOB, DAILY_JOB, EXPORT_JOB, PRICE_BOOK_JOB, SELECTION_JOB, build_definitions
 from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -55,7 +56,10 @@ def run_range(
     progress: Callable[[str], None] = lambda _m: None,
     as_of: datetime | None = None,
 ) -> dict[str, Any]:
-    """Materialize [start, end] (inclusive days); returns the SPEC §8 `--json` summary."""
+    """Materialize [start, end] (inclusive days); returns the SPEC §8 `--json` summary.
+
+    Budgets and selection are evaluated as of `as_of`, default the end of the range (now when the
+    range reaches today), so a backfill of May gives May's answers whenever it runs."""
     if end < start:
         raise RunError(f"--end {end} is before --start {start}")
     progress("loading the price book")
@@ -63,37 +67,47 @@ def run_range(
     result = price_job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
     if not result.success:
         raise RunError(f"price_book failed: {_failure(result)}")
+    as_of = as_of or end_of_days(end)
+    range_tags = {RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat(), "cams/trigger": "cams run"}
     progress(f"ingesting, costing and rolling up {start} .. {end}")
     result = defs.resolve_job_def(DAILY_JOB).execute_in_process(
-        instance=instance,
-        run_config=QUIET,
-        tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat(), "cams/trigger": "cams run"},
-        raise_on_error=False,
+        instance=instance, run_config=QUIET, tags=range_tags, raise_on_error=False
     )
     if not result.success:
         raise RunError(f"{DAILY_JOB} failed: {_failure(result)}")
     usage_run = result.run_id
-    as_of = as_of or datetime.now(UTC)
+    progress(f"writing the FOCUS export for {start} .. {end}")
+    export = defs.resolve_job_def(EXPORT_JOB).execute_in_process(
+        instance=instance, run_config=QUIET, tags=range_tags, raise_on_error=False
+    )
+    if not export.success:
+        raise RunError(f"{EXPORT_JOB} failed: {_failure(export)}")
+    as_of_tags = {AS_OF_TAG: as_of.isoformat(), "cams/trigger": "cams run"}
     progress(f"evaluating budgets as of {as_of.isoformat()} and delivering alerts")
     result = defs.resolve_job_def(BUDGET_JOB).execute_in_process(
-        instance=instance,
-        run_config=QUIET,
-        tags={AS_OF_TAG: as_of.isoformat(), "cams/trigger": "cams run"},
-        raise_on_error=False,
+        instance=instance, run_config=QUIET, tags=as_of_tags, raise_on_error=False
     )
     if not result.success:
         raise RunError(f"{BUDGET_JOB} failed: {_failure(result)}")
-    progress("publishing model quality and a new selection table version")
+    progress(f"publishing model quality and a new selection table version as of {as_of.isoformat()}")
     sel = defs.resolve_job_def(SELECTION_JOB).execute_in_process(
-        instance=instance, run_config=QUIET, raise_on_error=False
+        instance=instance, run_config=QUIET, tags=as_of_tags, raise_on_error=False
     )
+    warnings: list[str] = []
     if not sel.success:
-        raise RunError(f"{SELECTION_JOB} failed: {_failure(sel)}")
+        refused = [
+            e for e in sel.get_asset_check_evaluations() if e.check_name == "no_task_tier_goes_dark" and not e.passed
+        ]
+        if not refused:
+            raise RunError(f"{SELECTION_JOB} failed: {_failure(sel)}")
+        rows = refused[0].metadata["refused_for"].value
+        warnings.append(f"selection table refused, the served version stays: would go dark for {rows}")
+        progress(f"warning: {warnings[-1]}")
     fired = 0
     for mat in result.asset_materializations_for_node("budget_alerts"):
         fired += int(mat.metadata["alerts_fired"].value)
     engine = defs.resources["warehouse"].engine()
-    return summarize(engine, start, end, usage_run, alerts_fired=fired)
+    return {**summarize(engine, start, end, usage_run, alerts_fired=fired), "warnings": warnings}
 
 
 def _failure(result: Any) -> str:

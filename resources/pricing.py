@@ -4,10 +4,11 @@ import json
 from typing import Any
 
 import dagster as dg
+from sqlalchemy import Engine
 
 from cams import config as cams_config
+from cams import pricebook_store
 from cams.pricing.book import PriceBook
-from cams.pricing.quote import load_book
 
 
 class PricingSourceResource(dg.ConfigurableResource):
@@ -19,7 +20,7 @@ class PricingSourceResource(dg.ConfigurableResource):
     def from_config(cls, cfg: cams_config.CamsConfig) -> "PricingSourceResource":
         return cls(pricing_json=json.dumps(cfg.pricing, default=str, sort_keys=True))
 
-    def build(self, api_overrides: list[dict[str, Any]] | None = None) -> PriceBook:
-        """The book from the snapshot and cams.yaml, then the Models API's overrides on top."""
+    def build(self, engine: Engine) -> PriceBook:
+        """The book from the warehouse's snapshot versions and cams.yaml, then the Models API's prices."""
         pricing: dict[str, Any] = json.loads(self.pricing_json)
-        return load_book(cams_config.parse({"pricing": pricing}), api_overrides or [])
+        return pricebook_store.current_book(engine, cams_config.parse({"pricing": pricing}))

@@ -64,7 +64,11 @@ def test_table_and_selection_by_hand(book) -> None:  # type: ignore[no-untyped-d
     ]
     assert rows[("chat", "standard")]["candidates"][0]["model"] == "gemini/gemini-2.5-flash"
     assert rows[("chat", "premium")]["candidates"][0]["model"] == "gpt-4.1"
-    assert {"model": "mistral/mistral-small-latest", "reason": "success_rate"} in rows[("chat", "economy")]["rejected"]
+    assert {"model": "mistral/mistral-small-latest", "reason": "success_rate"} in [
+        {k: r[k] for k in ("model", "reason")} for r in rows[("chat", "economy")]["rejected"]
+    ]
+    rejected = next(r for r in rows[("chat", "economy")]["rejected"] if r["model"] == "mistral/mistral-small-latest")
+    assert rejected["floor"] == "success_rate_floor:0.95" and rejected["success_rate"] < 0.95
     # costs ascend, and the first fallback is another provider
     costs = [c["expected_cost_usd"] for c in rows[("chat", "standard")]["candidates"]]
     assert costs == sorted(costs)

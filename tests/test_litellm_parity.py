@@ -117,3 +117,28 @@ def test_cost_matches_litellm_on_hundreds_of_models() -> None:
     assert all(count >= 5 for count in features.values()), features
     unexplained = {m: v[:2] for m, v in mismatches.items() if m not in LITELLM_QUIRKS}
     assert not unexplained, unexplained
+
+
+def test_every_litellm_alias_prices_as_litellm_does() -> None:
+    """LiteLLM's `alias_of` names (e.g. claude-opus-latest) price as their targets in both."""
+    import json
+    from pathlib import Path
+
+    raw = json.loads(Path(litellm.__file__).with_name("model_prices_and_context_window_backup.json").read_text())
+    aliases = {k: v["alias_of"] for k, v in raw.items() if isinstance(v, dict) and "alias_of" in v}
+    assert len(aliases) >= 90  # litellm 1.110.2 has 98
+    book = PriceBook.build(load_default())
+    usage = TokenUsage(12_000, 700, cached_input_tokens=2_000)
+    compared = 0
+    for alias, target in sorted(aliases.items()):
+        entry = book.lookup(alias, MIN_TIME)
+        assert entry is not None, f"{alias} (alias of {target}) is unknown to CAMS"
+        assert entry.capabilities.get("alias_of") == target
+        assert entry.prices == book.lookup(target, MIN_TIME).prices
+        if entry.mode == "embedding" or not entry.supported:
+            continue
+        ours = request_cost(entry.rates("standard", usage.input_tokens), usage)
+        theirs = _litellm_cost(alias, entry.provider, "standard", usage)
+        assert abs(float(ours) - theirs) <= 1e-9 + 1e-9 * abs(theirs), (alias, target, ours, theirs)
+        compared += 1
+    assert compared >= 90

@@ -279,3 +279,94 @@ def test_late_records_change_their_own_day_and_reruns_replace(db_url, tmp_path) 
         )
     assert sorted(int(n) for n in per_day.values()) == [1, 2]
     assert recon == {"a": "matched", "late": "missing_in_auterity"}
+
+
+def _day_costs(engine: sa.Engine) -> dict[str, tuple[str, str]]:
+    """Per day: the summed cost and the set of price ids, as text (exact)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("select day, sum(cost_usd), count(distinct price_id) from cost_tracking group by day order by day")
+        ).all()
+    return {str(d)[:10]: (f"{Decimal(str(c)):f}", str(n)) for d, c, n in rows}
+
+
+def _refreshed_snapshot(path: Path, input_price: float) -> Path:
+    from cams.pricing.snapshot import load_default
+
+    snap = load_default()
+    snap["models"]["gpt-4o-mini"]["input_cost_per_token"] = input_price
+    snap["_meta"] = {**snap["_meta"], "version": "test-refresh", "source": str(path)}
+    path.write_text(json.dumps(snap))
+    return path
+
+
+def test_a_refresh_never_rewrites_history_a_past_dated_one_is_recorded(db_url, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """SPEC §3 versions: `cams pricing refresh` adds a dated version in the warehouse; re-running earlier
+    days keeps their dollars to the digit; a version dated into the past moves them exactly, recorded."""
+    import yaml
+
+    from cams.pricing.snapshot import load_default
+    from pipelines import cli
+
+    days = [date(2026, 5, 1), date(2026, 5, 2), date(2026, 5, 3)]
+    sim = generate(SimConfig(days=days, seed=5, requests_per_day=200))
+    write_drops(sim, tmp_path / "drop")
+    raw_cfg = {
+        "sources": {s: {"mode": "files", "drop_dir": str(tmp_path / "drop" / s)} for s in ("relaycore", "auterity")},
+        "partitions": {"start_date": "2026-05-01"},
+    }
+    (tmp_path / "cams.yaml").write_text(yaml.safe_dump(raw_cfg))
+    monkeypatch.setenv("CAMS_CONFIG", str(tmp_path / "cams.yaml"))
+    monkeypatch.setenv("CAMS_DATABASE_URL", db_url)
+    packaged = (Path(cli.__file__).parent.parent / "cams" / "data" / "litellm_prices.json").read_bytes()
+    with dg.instance_for_test() as inst:
+        defs = build_definitions(parse(raw_cfg), db_url)
+        engine = defs.resources["warehouse"].engine()
+        run_range(days[0], days[-1], inst, defs)
+        before = _day_costs(engine)
+        # a refresh with a doubled gpt-4o-mini input price, effective now (the default)
+        src = _refreshed_snapshot(tmp_path / "new.json", 3e-7)
+        assert cli.main(["pricing", "refresh", "--source", str(src)]) == 0
+        assert (Path(cli.__file__).parent.parent / "cams" / "data" / "litellm_prices.json").read_bytes() == packaged
+        # the same prices again add nothing
+        assert cli.main(["pricing", "refresh", "--source", str(src)]) == 0
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("select count(*) from price_versions")).scalar_one() == 2
+        # the nightly trailing re-check (and any re-run) of earlier days: identical dollars and price ids
+        run_range(days[0], days[-1], inst, defs)
+        assert _day_costs(engine) == before
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("select count(*) from cost_recomputations")).scalar_one() == 0
+            tokens = conn.execute(
+                sa.text(
+                    "select coalesce(sum(input_tokens - cached_input_tokens - cache_creation_input_tokens), 0) "
+                    "from cost_tracking where model = 'gpt-4o-mini' and service_tier in ('standard', 'flex') "
+                    "and day >= '2026-05-02'"
+                )
+            ).scalar_one()
+        # a version explicitly dated into the past (May 2) changes history, exactly, and is recorded
+        src2 = _refreshed_snapshot(tmp_path / "past.json", 2.5e-7)
+        assert cli.main(["pricing", "refresh", "--source", str(src2), "--effective-from", "2026-05-02T00:00:00Z"]) == 0
+        run_range(days[0], days[-1], inst, defs)
+        after = _day_costs(engine)
+    assert after["2026-05-01"] == before["2026-05-01"]
+    delta = sum(Decimal(after[d][0]) - Decimal(before[d][0]) for d in after)
+    assert abs(delta - Decimal(int(tokens)) * Decimal("1e-7")) < Decimal("1e-8"), (delta, tokens)
+    with engine.connect() as conn:
+        recomputed = [
+            str(d)[:10] for d in conn.execute(sa.text("select day from cost_recomputations order by day")).scalars()
+        ]
+        used = (
+            conn.execute(
+                sa.text(
+                    "select distinct p.snapshot_version from cost_tracking c join model_cost_profiles p "
+                    "on p.price_id = c.price_id where c.model = 'gpt-4o-mini' and c.day = '2026-05-03'"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert recomputed == ["2026-05-02", "2026-05-03"]
+    # the cost rows name the version that priced them: the past-dated one on May 3
+    assert len(used) == 1 and used[0].startswith("test-refresh@2026-05-02T00:00:00Z#")
+    assert load_default()["models"]["gpt-4o-mini"]["input_cost_per_token"] == 1.5e-7

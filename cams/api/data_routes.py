@@ -19,7 +19,6 @@ from cams.api.keys import ApiKey
 from cams.budgets.model import BudgetError, parse_budget
 from cams.budgets.store import _row as budget_row
 from cams.pricing.book import PricingConfigError
-from cams.pricing.quote import load_book
 from cams.warehouse import schema as t
 
 WEBHOOK_KINDS = ("cost-data", "budget-alert", "model-cost-update")
@@ -183,7 +182,7 @@ def register(
     def _rebuild(extra: list[dict[str, Any]] | None = None) -> Any:
         """The price book from the snapshot, cams.yaml and the API's overrides (+ `extra`), stored."""
         try:
-            book = load_book(cams_config.load(), [*pricebook_store.api_overrides(engine), *(extra or [])])
+            book = pricebook_store.current_book(engine, cams_config.load(), extra or [])
         except (PricingConfigError, cams_config.ConfigError, ValueError) as exc:
             raise E(422, "invalid_price", str(exc)[:500]) from None
         return book
@@ -196,17 +195,25 @@ def register(
         if key.org_id is not None:
             raise E(403, "forbidden", "prices are global: an org-bound key cannot change them")
 
-    def _write_price(model: str, body: ModelPrice, key: ApiKey) -> dict[str, Any]:
-        _global_writer(key)
+    def _override(model: str, body: ModelPrice) -> dict[str, Any]:
+        """A dated price as cams.yaml would hold it: the one shape the API and the webhook write."""
         fields = body.model_dump(exclude_none=True, exclude={"model", "valid_from"})
         if not any(k.endswith(("_cost_per_token", "_token_cost")) for k in fields):
             raise E(422, "invalid_price", "send at least one price, e.g. input_cost_per_token")
         override = {k: f"{v:f}" if isinstance(v, Decimal) else v for k, v in fields.items()}
         override["model"] = model
         override["valid_from"] = (body.valid_from or datetime.now(UTC)).isoformat()
-        book = _rebuild([override])
-        pricebook_store.add_override(engine, override, key.id)
+        return override
+
+    def _write_prices(overrides: list[dict[str, Any]], writer: str | None) -> None:
+        book = _rebuild(overrides)
+        for override in overrides:
+            pricebook_store.add_override(engine, override, writer)
         _publish(book)
+
+    def _write_price(model: str, body: ModelPrice, key: ApiKey) -> dict[str, Any]:
+        _global_writer(key)
+        _write_prices([_override(model, body)], key.id)
         with engine.connect() as conn:
             rows = conn.execute(select(mcp).where(mcp.c.model == model).order_by(mcp.c.valid_from)).mappings().all()
         return {
@@ -424,6 +431,7 @@ def register(
             raise E(422, "invalid_json", "the body is not JSON") from None
         if not isinstance(body, dict) or not isinstance(body.get("event_id"), str) or not body["event_id"]:
             raise E(422, "invalid_event", "the body must be an object with a string event_id")
+        prices = _price_update(body) if kind == "model-cost-update" else []
         we = t.webhook_events
         with engine.begin() as conn:
             if conn.execute(select(we.c.event_id).where(we.c.event_id == body["event_id"])).first():
@@ -437,4 +445,30 @@ def register(
                     processed_at=None,
                 )
             )
+        if prices:
+            # a price update is a dated price, written as the Models API writes one (webhook:<event id>)
+            _write_prices(prices, f"webhook:{body['event_id']}"[:32])
+            with engine.begin() as conn:
+                conn.execute(
+                    we.update().where(we.c.event_id == body["event_id"][:200]).values(processed_at=datetime.now(UTC))
+                )
+            return {"status": "applied", "event_id": body["event_id"], "models": [p["model"] for p in prices]}
         return {"status": "stored", "event_id": body["event_id"]}
+
+    def _price_update(body: dict[str, Any]) -> list[dict[str, Any]]:
+        """A model-cost-update body's prices, validated before anything is stored: `{"event_id", "model",
+        "valid_from"?, "input_cost_per_token", ...}` or `{"event_id", "prices": [{"model", ...}, ...]}`."""
+        items = body.get("prices") if "prices" in body else [{k: v for k, v in body.items() if k != "event_id"}]
+        if not isinstance(items, list) or not items or len(items) > 1000:
+            raise E(422, "invalid_event", "prices must be a list of 1 to 1000 model prices")
+        out = []
+        for item in items:
+            try:
+                price = ModelPrice.model_validate(item)
+            except ValueError as exc:
+                raise E(422, "invalid_price", str(exc).splitlines()[0][:300]) from None
+            if not price.model:
+                raise E(422, "invalid_price", "each price needs a model")
+            out.append(_override(price.model, price))
+        _rebuild(out)  # an override the book cannot apply is a 422 now, not a stored event that fails later
+        return out

@@ -45,8 +45,8 @@ def record_estimates(engine: Engine, rows: Sequence[Mapping[str, Any]]) -> int:
     return len(rows)
 
 
-def estimate_pairs(engine: Engine, since: datetime) -> pd.DataFrame:
-    """Each estimate since `since` next to the input tokens RelayCore reported for the same request."""
+def estimate_pairs(engine: Engine, since: datetime, until: datetime | None = None) -> pd.DataFrame:
+    """Each estimate in [since, until] next to the input tokens RelayCore reported for the same request."""
     import pandas as pd
 
     te, ct = t.token_estimates, t.cost_tracking
@@ -55,6 +55,8 @@ def estimate_pairs(engine: Engine, since: datetime) -> pd.DataFrame:
         .join(ct, ct.c.request_id == te.c.request_id)
         .where(te.c.estimated_at >= since, ct.c.day >= (since - timedelta(days=1)).date())
     )
+    if until is not None:
+        q = q.where(te.c.estimated_at <= until, ct.c.day <= (until + timedelta(days=1)).date())
     with engine.connect() as conn:
         result = conn.execute(q)
         return pd.DataFrame(result.all(), columns=list(result.keys()))
@@ -67,7 +69,7 @@ def calibrate(
 
     Returns the ratios and how many estimates were matched to actual usage."""
     as_of = as_of or datetime.now(UTC)
-    pairs = estimate_pairs(engine, as_of - timedelta(days=CALIBRATION_WINDOW_DAYS))
+    pairs = estimate_pairs(engine, as_of - timedelta(days=CALIBRATION_WINDOW_DAYS), as_of)
     ratios = learn(pairs) if min_samples is None else learn(pairs, min_samples)
     rows = [{**r, "computed_at": as_of} for r in ratios.to_dict("records")]
     with engine.begin() as conn:

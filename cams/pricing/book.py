@@ -1,9 +1,9 @@
 """The effective-dated price book: snapshot prices, YAML overrides, custom models and discounts.
 
 Every entry covers [valid_from, valid_to) for one model; a request is costed with the entry in
-force at its timestamp. Overrides and discounts with a `valid_from` split a model's timeline at
-that instant, so a price change applies from its date on and never rewrites earlier periods
-unless a past range is explicitly recomputed.
+force at its timestamp. Dated snapshot versions (refreshes), overrides and discounts with a
+`valid_from` split a model's timeline at that instant, so a price change applies from its date on
+and never rewrites earlier periods; only a price dated into the past changes history.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -19,8 +19,8 @@ from typing import Any
 
 from cams.pricing.rates import Rates, resolve_rates, thresholds
 from cams.pricing.snapshot import CAPABILITY_KEYS, _is_price_key
+from cams.pricing.versions import MIN_TIME, PriceVersion
 
-MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 HUNDRED = Decimal(100)
 
 
@@ -40,6 +40,7 @@ class PriceEntry:
     prices: Mapping[str, Decimal]
     capabilities: Mapping[str, Any] = field(default_factory=dict)
     source: str = "snapshot"
+    version: str | None = None  # the price version (snapshot or refresh) its base prices came from
 
     @property
     def price_id(self) -> str:
@@ -145,36 +146,62 @@ class PriceBook:
         snapshot: Mapping[str, Any],
         overrides: Iterable[Mapping[str, Any]] = (),
         discounts: Iterable[Mapping[str, Any]] = (),
+        later: Sequence[PriceVersion] = (),
     ) -> PriceBook:
-        """Snapshot prices, then overrides and discounts split each model's timeline."""
-        base: dict[str, tuple[str, str, dict[str, Decimal], dict[str, Any]]] = {}
-        for name, raw in snapshot["models"].items():
-            caps = {k: v for k, v in raw.items() if k in CAPABILITY_KEYS or k.startswith("unsupported_")}
-            base[name] = (raw.get("litellm_provider", ""), raw.get("mode", "chat"), _decimal_prices(raw), caps)
+        """The snapshot (the first version) and `later` dated versions, then overrides and discounts.
+
+        A model's timeline splits where a version changes its prices, where an override starts,
+        and where a discount starts or ends; nowhere else, so an unchanged price keeps its price_id.
+        A model a later version drops keeps its last price (LiteLLM prunes old names; their
+        requests still cost what they cost).
+        """
+        history = [PriceVersion(MIN_TIME, snapshot), *sorted(later, key=lambda v: v.effective_from)]
+        if any(v.effective_from <= MIN_TIME for v in history[1:]):
+            raise PricingConfigError("a later price version must take effect after 1970-01-01")
+        # per model: [(start, provider, mode, prices, caps, version_id)], a new item only where prices change
+        timeline: dict[str, list[_Base]] = {}
+        for v in history:
+            vid = v.version_id
+            for name, raw in v.aliased_models().items():
+                prices = _decimal_prices(raw)
+                steps = timeline.setdefault(name, [])
+                if steps and steps[-1].prices == prices:
+                    continue
+                caps = {k: val for k, val in raw.items() if k in CAPABILITY_KEYS or k.startswith("unsupported_")}
+                if "alias_of" in raw:
+                    caps["alias_of"] = raw["alias_of"]
+                steps.append(
+                    _Base(v.effective_from, raw.get("litellm_provider", ""), raw.get("mode", "chat"), prices, caps, vid)
+                )
 
         per_model: dict[str, list[tuple[datetime, dict[str, Decimal], Mapping[str, Any]]]] = {}
+        customs: dict[str, Mapping[str, Any]] = {}
         for ov in overrides:
             model = ov.get("model")
             if not model:
                 raise PricingConfigError(f"pricing override without a model: {dict(ov)}")
-            if model not in base:
+            if model not in timeline and model not in customs:
                 if "input_cost_per_token" not in ov and "output_cost_per_token" not in ov:
                     raise PricingConfigError(
                         f"custom model {model!r} needs input_cost_per_token and output_cost_per_token"
                     )
-                caps = {k: v for k, v in ov.items() if k in CAPABILITY_KEYS}
-                base[model] = (ov.get("provider", "custom"), ov.get("mode", "chat"), {}, caps)
+                customs[model] = ov
             start = to_utc(ov.get("valid_from")) or MIN_TIME
             per_model.setdefault(model, []).append((start, _decimal_prices(ov), ov))
 
         discount_rules = [_discount_rule(d) for d in discounts]
         entries: list[PriceEntry] = []
-        for model, (provider, mode, prices, caps) in base.items():
+        for model in [*timeline, *customs]:
+            steps = timeline.get(model, [])
+            custom = customs.get(model)
             changes = sorted(per_model.get(model, []), key=lambda c: c[0])
+            first = steps[0] if steps else _Base(MIN_TIME, "", "chat", {}, {}, None)
+            provider = first.provider if steps else str(custom.get("provider", "custom"))  # type: ignore[union-attr]
             rules = [r for r in discount_rules if r.applies(model, provider)]
             points = sorted(
                 {
                     MIN_TIME,
+                    *(s.start for s in steps),
                     *(c[0] for c in changes),
                     *(r.start for r in rules),
                     *(r.end for r in rules if r.end is not None),
@@ -182,12 +209,15 @@ class PriceBook:
             )
             for i, start in enumerate(points):
                 end = points[i + 1] if i + 1 < len(points) else None
-                merged = dict(prices)
-                source = "snapshot" if prices else "custom"
+                base = next((s for s in reversed(steps) if s.start <= start), None)
+                merged = dict(base.prices) if base else {}
+                source = "snapshot" if base else "custom"
                 for when, ov_prices, _ in changes:
                     if when <= start:
                         merged.update(ov_prices)
                         source = "override"
+                if base is None and not merged:
+                    continue  # before the model exists (or a custom model's first valid_from): unpriced, never 0
                 factor = Decimal(1)
                 for r in rules:
                     if r.start <= start and (r.end is None or start < r.end):
@@ -195,10 +225,30 @@ class PriceBook:
                         source += f"+discount{r.percent}%"
                 if factor != 1:
                     merged = {k: v * factor for k, v in merged.items()}
-                if not merged and model not in snapshot["models"]:
-                    continue  # a custom model before its first valid_from has no price: unpriced, never 0
-                entries.append(PriceEntry(model, provider, mode, start, end, merged, caps, source))
-        return cls(entries, meta=snapshot.get("_meta"))
+                if base is not None:
+                    mode, caps = base.mode, base.caps
+                else:
+                    mode = str(custom.get("mode", "chat")) if custom else first.mode
+                    caps = {k: v for k, v in (custom or {}).items() if k in CAPABILITY_KEYS}
+                entries.append(
+                    PriceEntry(model, provider, mode, start, end, merged, caps, source, base.version if base else None)
+                )
+        meta = dict(snapshot.get("_meta") or {})
+        meta["versions"] = [v.version_id for v in history]
+        meta["version"] = history[-1].version_id if later else meta.get("version")
+        return cls(entries, meta=meta)
+
+
+@dataclass(frozen=True)
+class _Base:
+    """A model's snapshot prices from one version on."""
+
+    start: datetime
+    provider: str
+    mode: str
+    prices: dict[str, Decimal]
+    caps: dict[str, Any]
+    version: str | None
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def quote(book: PriceBook, request: Mapping[str, Any]) -> dict[str, Any]:
         raise QuoteError(f"not an RFC 3339 timestamp: {at_raw!r}") from None
     entry = book.lookup(model, at, request.get("provider"))
     if entry is None:
-        known = model in book
+        known = book.resolve_model(model, request.get("provider")) is not None
         reason = f"no price for {model!r} at {at.isoformat()}" if known else f"unknown model {model!r}"
         raise QuoteError(reason)
     rates = entry.rates(tier, usage.input_tokens)
@@ -77,6 +77,7 @@ def quote(book: PriceBook, request: Mapping[str, Any]) -> dict[str, Any]:
         "at": at.isoformat(),
         "price_id": entry.price_id,
         "price_source": entry.source,
+        "price_version": entry.version,
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
         "cached_input_tokens": usage.cached_input_tokens,

@@ -1,13 +1,16 @@
-"""Refresh the price snapshot from installed litellm, a local LiteLLM JSON file, or a URL."""
+"""Read a new price snapshot from installed litellm, a local LiteLLM JSON file, or a URL.
+
+The result becomes a dated version in the warehouse (`cams pricing refresh`), or a file with
+`--out` (how a maintainer updates the committed snapshot); nothing is written into the package.
+"""
 
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cams.pricing.snapshot import SNAPSHOT_FILE, slim
+from cams.pricing.snapshot import slim
 
 
 class RefreshError(RuntimeError):
@@ -37,8 +40,8 @@ def _from_url(url: str) -> tuple[dict[str, Any], str, str]:
         raise RefreshError(f"could not fetch a price map from {url}: {exc}") from exc
 
 
-def refresh(source: str = "litellm", out: Path | None = None) -> dict[str, Any]:
-    """Write a new snapshot and return its `_meta`."""
+def read_snapshot(source: str = "litellm") -> dict[str, Any]:
+    """The slimmed snapshot of a LiteLLM price map from `source`; RefreshError when it is not one."""
     if source == "litellm":
         raw, origin, ver = _from_litellm()
     elif source.startswith(("http://", "https://")):
@@ -48,9 +51,12 @@ def refresh(source: str = "litellm", out: Path | None = None) -> dict[str, Any]:
             raw, origin, ver = json.loads(Path(source).read_text()), str(source), "file"
         except (OSError, ValueError) as exc:
             raise RefreshError(f"could not read {source}: {exc}") from exc
+    if isinstance(raw, dict) and "_meta" in raw and isinstance(raw.get("models"), dict):
+        return raw  # already a CAMS snapshot (a file written by --out)
     if not isinstance(raw, dict) or not any(isinstance(v, dict) and "mode" in v for v in raw.values()):
         raise RefreshError(f"{source} is not a LiteLLM model price map")
-    snap = slim(raw, source=origin, version=ver)
-    target = out or Path(str(resources.files("cams.data").joinpath(SNAPSHOT_FILE)))
-    target.write_text(json.dumps(snap, indent=1, sort_keys=True) + "\n")
-    return snap["_meta"]
+    return slim(raw, source=origin, version=ver)
+
+
+def write_snapshot(snap: dict[str, Any], out: Path) -> None:
+    out.write_text(json.dumps(snap, indent=1, sort_keys=True) + "\n")

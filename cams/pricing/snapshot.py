@@ -1,7 +1,10 @@
 """The committed LiteLLM price snapshot: what it keeps, where it came from, how it is refreshed.
 
 Kept: models whose mode is chat, responses or embedding, with their token prices and the
-capability fields selection needs. The file records its source and date under `_meta`.
+capability fields selection needs, and LiteLLM's `alias_of` names whose target is kept (under
+`aliases`: LiteLLM prices an alias as its target, so does CAMS). The file records its source and
+date under `_meta`. The committed file is the price book's first version; later versions live in
+the warehouse (`cams.pricebook_store`), never in the installed package.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ def slim(raw: dict[str, Any], source: str, version: str, as_of: str | None = Non
             if key in entry:
                 kept["unsupported_" + key] = True
         models[name] = kept
+    aliases = {
+        name: entry["alias_of"]
+        for name, entry in sorted(raw.items())
+        if isinstance(entry, dict) and isinstance(entry.get("alias_of"), str) and entry["alias_of"] in models
+    }
     return {
         "_meta": {
             "source": source,
@@ -56,8 +64,10 @@ def slim(raw: dict[str, Any], source: str, version: str, as_of: str | None = Non
             "date": as_of or datetime.now(UTC).date().isoformat(),
             "modes": list(KEPT_MODES),
             "models": len(models),
+            "aliases": len(aliases),
         },
         "models": models,
+        "aliases": aliases,
     }
 
 

@@ -47,6 +47,8 @@ def savings(
     choice = {r["task_type"]: r["candidates"][0] for r in table["rows"] if r["tier"] == tier and r["candidates"]}
     query = select(*(ct.c[c] for c in cols)).where(
         ct.c.day >= (as_of - timedelta(days=days)).date(),
+        ct.c.day <= as_of.date(),
+        ct.c.timestamp <= as_of,
         ct.c.unpriced.is_(False),
         ct.c.task_type.in_(sorted(choice)),
     )

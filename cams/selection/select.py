@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from cams.selection.table import TIER_ORDER, effective_tier
+from cams.selection.table import TIER_ORDER, effective_tier, unanswered
 
 MAX_ALTERNATIVES = 10
 SHOWN = ("model", "provider", "expected_cost_usd", "expected_quality", "success_rate", "p95_latency_ms")
@@ -146,14 +146,26 @@ class SelectionTable:
                 else:
                     binding = reason
         if chosen is None:
+            why = unanswered(row)
+            if alternatives:  # candidates existed; the request's own constraints turned them all away
+                why["binding_constraint"] = binding
             raise SelectionError(
                 422,
                 "no_candidate",
-                f"no model for {req.task_type}/{tier} meets the request's constraints",
-                {"binding_constraint": binding, "tier": tier, "alternatives": alternatives},
+                f"no model for {req.task_type}/{tier} meets "
+                + ("the request's constraints" if alternatives else f"the floors ({why['binding_constraint']})"),
+                {
+                    "binding_constraint": why["binding_constraint"],
+                    "tier": tier,
+                    "alternatives": alternatives,
+                    "rejected": why["rejected"][:MAX_ALTERNATIVES],
+                    "table_version": self.version,
+                },
             )
-        if binding == "cost" and row["rejected"]:
-            binding = f"tier_min_quality:{row['min_quality']}"
+        if binding == "cost":
+            cheaper = [r for r in row["rejected"] if r.get("expected_cost_usd", 0.0) < chosen["expected_cost_usd"]]
+            if cheaper:  # a cheaper model exists: the floor that turned it away binds
+                binding = cheaper[0].get("floor") or f"tier_min_quality:{row['min_quality']}"
         return Decision(
             selection_id=os.urandom(16).hex(),
             model=chosen["model"],

@@ -98,8 +98,10 @@ def load_stats(engine: Engine) -> pd.DataFrame:
         return pd.DataFrame(result.all(), columns=list(result.keys()))
 
 
-def publish(engine: Engine, table: dict[str, Any], now: datetime | None = None) -> str:
-    """Insert a new version (and its row explanations) in one transaction; readers see all or nothing."""
+def publish(engine: Engine, table: dict[str, Any], now: datetime | None = None, as_of: datetime | None = None) -> str:
+    """Insert a new version (and its row explanations) in one transaction; readers see all or nothing.
+
+    `now` is when it is published (the newest is served); `as_of` the time it was evaluated for."""
     now = now or datetime.now(UTC)
     body = json.dumps(table, sort_keys=True)
     version = f"{now:%Y%m%dT%H%M%S}-{hashlib.sha256(body.encode()).hexdigest()[:8]}"
@@ -142,7 +144,8 @@ def publish(engine: Engine, table: dict[str, Any], now: datetime | None = None) 
     # The version is the second and the content's hash: two runs publishing the same table in the
     # same second publish one version, not a key collision.
     with engine.begin() as conn:
-        insert_new_rows(conn, t.model_selection_tables, [{"version": version, "created_at": now, "table_json": body}])
+        published = {"version": version, "created_at": now, "table_json": body, "as_of": as_of or now}
+        insert_new_rows(conn, t.model_selection_tables, [published])
         insert_new_rows(conn, t.model_selection_explanations, explanations)
     return version
 

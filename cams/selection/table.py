@@ -105,11 +105,7 @@ def build_table(
             qualified = [
                 c for c in scored if c["expected_quality"] >= minimum and c["success_rate"] >= settings.success_floor
             ]
-            rejected = [
-                {"model": c["model"], "reason": "quality" if c["expected_quality"] < minimum else "success_rate"}
-                for c in scored
-                if c not in qualified
-            ]
+            rejected = [_rejected(c, minimum, settings.success_floor) for c in scored if c not in qualified]
             for i, c in enumerate(qualified):
                 c_ = dict(c)
                 c_["fallback_chain"] = fallback_chain(qualified, i)
@@ -125,6 +121,48 @@ def build_table(
                 }
             )
     return {"tiers": settings.tiers, "success_floor": settings.success_floor, "models": models, "rows": rows}
+
+
+def _rejected(c: dict[str, Any], minimum: float, success_floor: float) -> dict[str, Any]:
+    """A model a tier's floors turned away, with the figures that failed, for the explainer and checks."""
+    if c["expected_quality"] < minimum:
+        reason, floor = "quality", f"tier_min_quality:{minimum}"
+    else:
+        reason, floor = "success_rate", f"success_rate_floor:{success_floor}"
+    return {**c, "reason": reason, "floor": floor}
+
+
+def unanswered(row: dict[str, Any]) -> dict[str, Any]:
+    """Why a row has no candidate: the floor that turned away the cheapest model, and every model's figures.
+
+    `evidence` is True when some rejected model was observed for the task (samples > 0): the data
+    says no model qualifies. Without evidence the row is empty for lack of data or prices.
+    """
+    rejected = row.get("rejected") or []
+    return {
+        "binding_constraint": rejected[0]["floor"] if rejected else "no_priced_candidate",
+        "rejected": [
+            {k: r.get(k) for k in ("model", "reason", "floor", "expected_quality", "success_rate", "samples")}
+            for r in rejected
+        ],
+        "evidence": any(r.get("samples", 0) > 0 for r in rejected),
+    }
+
+
+def dark_rows(current: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[str, Any]]:
+    """Task × tier rows the current version answers and the new one would not, each with why."""
+    if current is None:
+        return []
+    answered = {(r["task_type"], r["tier"]) for r in current["rows"] if r["candidates"]}
+    new_rows = {(r["task_type"], r["tier"]): r for r in new["rows"]}
+    out = []
+    for key in sorted(answered):
+        row = new_rows.get(key)
+        if row is None:
+            out.append({"task_type": key[0], "tier": key[1], "binding_constraint": "no_data", "evidence": False})
+        elif not row["candidates"]:
+            out.append({"task_type": key[0], "tier": key[1], **unanswered(row)})
+    return out
 
 
 def fallback_chain(candidates: list[dict[str, Any]], index: int, length: int = 3) -> list[str]:

@@ -369,6 +369,7 @@ model_selection_tables = Table(
     Column("version", String(64), primary_key=True),
     Column("created_at", Ts, nullable=False),
     Column("table_json", Text, nullable=False),
+    Column("as_of", Ts, comment="the evaluation time the table was built for (quality window, prices)"),
     comment="Every published selection table; the newest version is the one served.",
 )
 
@@ -495,3 +496,18 @@ model_price_overrides = Table(
     comment="Prices written through the Models API; merged after cams.yaml's overrides into every price book.",
 )
 Index("ix_model_price_overrides_model", model_price_overrides.c.model)
+
+price_versions = Table(
+    "price_versions",
+    metadata,
+    Column("version_id", Id, primary_key=True, comment="label@effective time#content digest"),
+    Column("effective_from", Ts, nullable=False, comment="the instant its prices take effect"),
+    Column("digest", String(64), nullable=False, comment="sha256 of the models and aliases it prices"),
+    Column("source", Text, nullable=False, comment="where the snapshot came from (file, URL, litellm package)"),
+    Column("snapshot_json", Text, nullable=False, comment="the slimmed LiteLLM price map"),
+    Column("created_at", Ts, nullable=False),
+    Column("created_by", String(200), comment="cams pricing refresh, a webhook event, the first load, ..."),
+    comment="Dated versions of the LiteLLM price snapshot (SPEC §3): the first one is the committed snapshot "
+    "as first loaded, from 1970; each refresh adds one from its effective time.",
+)
+Index("ix_price_versions_effective_from", price_versions.c.effective_from)
