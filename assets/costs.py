@@ -2,12 +2,15 @@
 
 import dagster as dg
 import great_expectations as gx
+from sqlalchemy import Integer, func
 
 from assets.gx_checks import check_result
+from assets.per_partition import report
 from assets.table_meta import table_metadata
 from cams import pricebook_store
 from cams.costing import cost_partition, priced_rows, rollup_partition
 from cams.warehouse import schema as t
+from cams.warehouse.per_day import per_day
 from resources.pricing import PricingSourceResource
 from resources.warehouse import WarehouseResource
 
@@ -67,14 +70,26 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
             book = pricebook_store.load(engine)
         first, last = window.start.date(), window.end.date()
         summary = cost_partition(engine, first, last, book, context.run_id)
-        drift = summary.charged_usd - summary.cost_usd
+        ct = t.cost_tracking
+        days = per_day(
+            engine,
+            ct,
+            first,
+            last,
+            {
+                "dagster/row_count": func.count(),
+                "cost_usd": func.coalesce(func.sum(ct.c.cost_usd), 0),
+                "relaycore_charged_usd": func.coalesce(func.sum(ct.c.charged_usd), 0),
+                "unpriced_requests": func.coalesce(func.sum(func.cast(ct.c.unpriced, Integer)), 0),
+            },
+        )
+        for figures in days.values():
+            figures["charge_minus_price_book_usd"] = round(
+                float(figures["relaycore_charged_usd"]) - float(figures["cost_usd"]), 10
+            )
         return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": summary.rows,
-                "cost_usd": float(summary.cost_usd),
-                "relaycore_charged_usd": float(summary.charged_usd),
-                "charge_minus_price_book_usd": float(drift),
-                "unpriced_requests": summary.unpriced_requests,
+            metadata=report(context, days)
+            | {
                 "unpriced_models": dg.MetadataValue.json(summary.unpriced_models),
                 "top_models_usd": dg.MetadataValue.md(
                     "| model | cost USD |\n|---|---|\n" + "\n".join(f"| {m} | {v:.4f} |" for m, v in summary.top_models)
@@ -114,7 +129,17 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
     )
     def cost_daily_rollups(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         window = context.partition_time_window
-        rows = rollup_partition(warehouse.engine(), window.start.date(), window.end.date())
-        return dg.MaterializeResult(metadata={"dagster/row_count": rows})
+        engine = warehouse.engine()
+        first, last = window.start.date(), window.end.date()
+        rollup_partition(engine, first, last)
+        r = t.cost_daily_rollups
+        days = per_day(
+            engine,
+            r,
+            first,
+            last,
+            {"dagster/row_count": func.count(), "requests": func.coalesce(func.sum(r.c.requests), 0)},
+        )
+        return dg.MaterializeResult(metadata=report(context, days))
 
     return [cost_tracking, cost_daily_rollups]

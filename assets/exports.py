@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.per_partition import report
 from cams import focus, pricebook_store
 from resources.warehouse import WarehouseResource
 
@@ -62,22 +63,26 @@ def build_export_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         rows = focus.export(engine, first, last, book)
         problems = focus.violations(rows)
         files = []
+        days: dict[str, dict[str, float | int]] = {}
         day = first
         while day <= last:
             part = rows[rows["ChargePeriodStart"].map(lambda s, d=day: s.date() == d)]
+            days[day.isoformat()] = {
+                "dagster/row_count": len(part),
+                "billed_usd": round(float(sum(part["BilledCost"], 0)), 10),
+                "effective_usd": round(float(sum(part["EffectiveCost"], 0)), 10),
+            }
             for fmt in ("csv", "parquet"):
                 path = out / f"focus-{day}.{fmt}"
                 focus.write(part, str(path), fmt)
                 files.append(str(path))
             day += timedelta(days=1)
         return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": len(rows),
-                "billed_usd": float(sum(rows["BilledCost"], 0)),
-                "effective_usd": float(sum(rows["EffectiveCost"], 0)),
-                "files": dg.MetadataValue.json(files[-6:]),
-                "path": dg.MetadataValue.path(str(out)),
-            },
+            metadata=report(
+                context,
+                days,
+                {"files": dg.MetadataValue.json(files[-6:]), "path": dg.MetadataValue.path(str(out))},
+            ),
             check_results=[
                 dg.AssetCheckResult(
                     check_name="focus_rules",

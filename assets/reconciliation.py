@@ -1,11 +1,14 @@
 """Reconciliation asset: RelayCore against Auterity and the price book, per request, per day (SPEC §4)."""
 
 import dagster as dg
+from sqlalchemy import case, func
 
+from assets.per_partition import report
 from assets.table_meta import table_metadata
 from cams import pricebook_store
 from cams.reconcile import CATEGORIES, Tolerances, reconcile_partition
 from cams.warehouse import schema as t
+from cams.warehouse.per_day import per_day
 from resources.warehouse import WarehouseResource
 
 
@@ -44,16 +47,31 @@ def build_reconciliation_assets(partitions: dg.PartitionsDefinition, settings: d
         table = "| category | requests | at risk USD |\n|---|---|---|\n" + "\n".join(
             f"| {c} | {s.counts[c]} | {s.at_risk_usd[c]:.4f} |" for c in CATEGORIES
         )
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": s.rows,
-                **{f"count_{c}": s.counts[c] for c in CATEGORIES},
-                "dollars_at_risk": round(s.at_risk_total, 6),
-                "price_book_spend_usd": round(s.spend_usd, 6),
-                "at_risk_share": round(share, 6),
-                "by_category": dg.MetadataValue.md(table),
-                "top_orgs_at_risk": dg.MetadataValue.json(s.by_org),
+        rs = t.cost_reconciliation_summary
+        days = per_day(
+            engine,
+            rs,
+            window.start.date(),
+            window.end.date(),
+            {
+                "dagster/row_count": func.coalesce(func.sum(rs.c.requests), 0),
+                **{
+                    f"count_{c}": func.coalesce(func.sum(case((rs.c.category == c, rs.c.requests), else_=0)), 0)
+                    for c in CATEGORIES
+                },
+                "dollars_at_risk": func.coalesce(func.sum(rs.c.at_risk_usd), 0),
+                "price_book_spend_usd": func.coalesce(func.sum(rs.c.cost_usd), 0),
             },
+        )
+        for figures in days.values():
+            spend = float(figures["price_book_spend_usd"])
+            figures["at_risk_share"] = round(float(figures["dollars_at_risk"]) / spend, 6) if spend else 0.0
+        return dg.MaterializeResult(
+            metadata=report(
+                context,
+                days,
+                {"by_category": dg.MetadataValue.md(table), "top_orgs_at_risk": dg.MetadataValue.json(s.by_org)},
+            ),
             check_results=[
                 dg.AssetCheckResult(
                     check_name="dollars_at_risk_share",

@@ -118,3 +118,45 @@ def test_a_table_that_would_go_dark_is_refused(db_url, tmp_path) -> None:  # typ
     assert data.check_name == "no_task_tier_goes_dark" and not data.passed
     refused = data.metadata["refused_for"].value
     assert refused and all(": no_data" in r or ": no_priced_candidate" in r for r in refused)
+
+
+PARTITIONED = ("relaycore_usage", "auterity_spans", "cost_tracking", "cost_daily_rollups", "cost_reconciliation")
+
+
+def _observed(inst: dg.DagsterInstance, asset: str) -> dict[str, dict[str, object]]:
+    """The newest observation of each partition: its numeric figures."""
+    out: dict[str, dict[str, object]] = {}
+    for rec in inst.fetch_observations(dg.AssetKey(asset), limit=1000).records:  # newest first
+        obs = rec.asset_observation
+        if obs.partition not in out:
+            out[obs.partition] = {k: v.value for k, v in obs.metadata.items() if isinstance(v.value, int | float)}
+    return out
+
+
+def test_range_run_records_each_days_own_figures(db_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A range run's per-partition figures equal those of one run per day; no range total on any day."""
+    from pipelines.definitions import DAILY_JOB
+
+    sim = generate(SimConfig(days=MAY, seed=23, requests_per_day=150))
+    write_drops(sim, tmp_path / "drop")
+    defs = build_definitions(_cfg(tmp_path / "drop"), db_url)
+    with dg.instance_for_test() as ranged:
+        run_range(MAY[0], MAY[-1], ranged, defs)
+        by_range = {a: _observed(ranged, a) for a in PARTITIONED}
+        mats = ranged.fetch_materializations(dg.AssetKey("cost_reconciliation"), limit=10).records
+    # the range's materializations carry the range and a per-day table, not totals plotted as each day's value
+    assert all("count_matched" not in m.asset_materialization.metadata for m in mats)
+    assert {m.asset_materialization.metadata["range"].value for m in mats} == {f"{MAY[0]} .. {MAY[-1]}"}
+    with dg.instance_for_test() as single:
+        job = defs.resolve_job_def(DAILY_JOB)
+        for day in MAY:
+            assert job.execute_in_process(instance=single, partition_key=day.isoformat()).success
+        by_day = {a: _observed(single, a) for a in PARTITIONED}
+        one = single.fetch_materializations(dg.AssetKey("cost_reconciliation"), limit=10).records
+    assert by_range == by_day
+    matched = [by_range["cost_reconciliation"][d.isoformat()]["count_matched"] for d in MAY]
+    assert len(set(matched)) > 1 and all(n > 0 for n in matched)  # each day its own, not one flat line
+    # a one-day run's materialization holds that day's figures, equal to its observation
+    for m in one:
+        md = m.asset_materialization.metadata
+        assert md["count_matched"].value == by_day["cost_reconciliation"][m.partition_key]["count_matched"]

@@ -1,0 +1,42 @@
+"""Each partition's own truth on range runs (SPEC §4, DAGSTER-NOTES "Range runs").
+
+One range run's materialization carries the same metadata to every partition it covers, which
+would stamp range totals on each day and make the UI's plots over partitions flat and false. So
+every partitioned asset reports its per-day figures as one `AssetObservation` per day (the UI's
+Plots tab and each partition's events show them), and its materialization holds the day's figures
+only on a one-day run; on a range run it holds the range and a per-day table instead of totals.
+"""
+
+from typing import Any
+
+import dagster as dg
+
+
+def report(
+    context: dg.AssetExecutionContext,
+    per_day: dict[str, dict[str, float | int]],
+    common: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Log the day observations; return the materialization's metadata (see the module docstring)."""
+    keys = list(context.partition_keys)
+    names: list[str] = sorted({n for figures in per_day.values() for n in figures})
+    for key in keys:
+        figures = {n: per_day.get(key, {}).get(n, 0) for n in names}
+        context.log_event(
+            dg.AssetObservation(asset_key=context.asset_key, partition=key, metadata={**figures, "day": key})
+        )
+    if len(keys) == 1:
+        return {**{n: per_day.get(keys[0], {}).get(n, 0) for n in names}, **(common or {})}
+    lines = ["| day | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key in keys:
+        lines.append(f"| {key} | " + " | ".join(_fmt(per_day.get(key, {}).get(n, 0)) for n in names) + " |")
+    return {
+        "range": f"{keys[0]} .. {keys[-1]}",
+        "days": len(keys),
+        "per_day": dg.MetadataValue.md("\n".join(lines)),
+        **(common or {}),
+    }
+
+
+def _fmt(value: float | int) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.4f}"
