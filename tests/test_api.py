@@ -391,6 +391,47 @@ def test_signed_webhooks_are_idempotent(client, engine, monkeypatch) -> None:  #
         assert conn.execute(sa.text("select count(*) from webhook_events")).scalar_one() == 1
 
 
+def test_model_cost_update_webhook_is_a_dated_price(client, engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """SPEC §2.3: a price-update event becomes a dated price through the Models API's path, exactly once."""
+    import json as _json
+
+    from cams import signing
+
+    monkeypatch.setenv("CAMS_WEBHOOK_SECRET", "whsec")
+
+    def post(body: dict):  # type: ignore[no-untyped-def]
+        raw = _json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", "X-CAMS-Signature": signing.sign("whsec", raw)}
+        return client.post("/api/v1/webhooks/model-cost-update", content=raw, headers=headers)
+
+    event = {
+        "event_id": "price-1",
+        "prices": [{"model": "gpt-4o-mini", "valid_from": "2026-12-01T00:00:00Z", "input_cost_per_token": "2e-7"}],
+    }
+    first = post(event)
+    assert first.status_code == 200 and first.json() == {
+        "status": "applied",
+        "event_id": "price-1",
+        "models": ["gpt-4o-mini"],
+    }
+    assert post(event).json()["status"] == "duplicate"
+    book = pricebook_store.load(engine)
+    before, after = (book.lookup("gpt-4o-mini", datetime(2026, m, d, tzinfo=UTC)) for m, d in ((11, 30), (12, 1)))
+    assert before is not None and after is not None
+    assert str(before.prices["input_cost_per_token"]) in ("1.5E-7", "1.5e-7", "0.00000015")
+    assert after.prices["input_cost_per_token"] == Decimal("2e-7") and after.source == "override"
+    with engine.connect() as conn:
+        writers = conn.execute(sa.text("select created_by from model_price_overrides")).scalars().all()
+        processed = conn.execute(sa.text("select processed_at from webhook_events")).scalar_one()
+    assert writers == ["webhook:price-1"] and processed is not None
+    # a price the book cannot apply is refused before anything is stored
+    bad = post({"event_id": "price-2", "model": "gpt-4o-mini", "input_cost_per_token": "-1"})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_price"
+    assert post({"event_id": "price-3", "prices": []}).status_code == 422
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from webhook_events")).scalar_one() == 1
+
+
 def test_explainer_lists_and_models(client) -> None:  # type: ignore[no-untyped-def]
     h = _h(client.keys["acme"])
     for i in range(3):
