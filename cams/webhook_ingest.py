@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -30,10 +30,13 @@ def webhook_events_to_drops(engine: Engine, drop_dir: str) -> list[tuple[str, se
     root = Path(drop_dir)
     root.mkdir(parents=True, exist_ok=True)
     for event_id, body in events:
-        payload = json.loads(body)
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            payload = {"records": [body]}  # stored as received: the file reader quarantines it, counted
         records = payload.get("records") if isinstance(payload.get("records"), list) else [payload]
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", event_id)[:100]
-        path = root / f"webhook-{safe}.jsonl"
+        # named by a hash of the whole id: distinct ids never share a file (`evt:1`, `evt_1`, long prefixes)
+        path = root / f"webhook-{hashlib.sha256(event_id.encode()).hexdigest()[:40]}.jsonl"
         tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
         tmp.replace(path)  # atomic: a reader never sees half a file

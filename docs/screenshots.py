@@ -104,7 +104,12 @@ def dashboard(home: Path) -> None:
             ("dashboard-explain", f"/dashboard/explain/{sel['selection_id']}"),
             ("dashboard-simulator", "/dashboard/simulator?org_id=initech&task_type=code&quality_tier=premium"),
         ):
-            d.get(f"{base}/dashboard/login?key={key}" if name == "dashboard" else base + path)
+            if name == "dashboard":  # sign in through the form: it POSTs the key and sets a session cookie
+                d.get(f"{base}/dashboard/login")
+                d.find_element(By.NAME, "key").send_keys(key)
+                d.find_element(By.CSS_SELECTOR, "form button").click()
+            else:
+                d.get(base + path)
             time.sleep(1)
             d.save_screenshot(str(OUT / f"{name}.png"))
             print(f"wrote {OUT / name}.png")

@@ -216,11 +216,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     engine = make_engine(cfg.database_url())
     migrate(engine)
+    if args.max_body_bytes < 1024:
+        raise CliError("--max-body-bytes must be at least 1024")
     if args.workers <= 1:
-        uvicorn.run(create_app(engine, refresh_s=args.refresh_s), host=args.host, port=args.port, log_level="info")
+        app = create_app(engine, refresh_s=args.refresh_s, max_body_bytes=args.max_body_bytes)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
         return 0
     engine.dispose()  # each worker process opens its own
     os.environ["CAMS_REFRESH_S"] = str(args.refresh_s)
+    os.environ["CAMS_MAX_BODY_BYTES"] = str(args.max_body_bytes)
     factory = "cams.api.app:app_from_env"
     uvicorn.run(factory, factory=True, workers=args.workers, host=args.host, port=args.port, log_level="info")
     return 0
@@ -290,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--refresh-s", type=float, default=5.0, help="how often to look for a new table version")
     p.add_argument("--workers", type=int, default=1, help="worker processes, each with the table in memory")
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=10 * 1024 * 1024,
+        help="larger request bodies get 413 before they are read (default 10 MiB)",
+    )
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("keys", help="API keys of the lookup service")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -44,6 +45,43 @@ def instance_for(home: str | Path | None = None) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
+PID_TAG, HOST_TAG = "cams/pid", "cams/host"
+
+
+def _process_tags() -> dict[str, str]:
+    """Who runs this `cams run`: so the next one can tell a run whose process died from a live one."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the runs an earlier `cams run` on this host left STARTED when it was killed.
+
+    `execute_in_process` runs have no run worker for Dagster's run monitoring to watch, so a killed
+    `cams run` left them STARTED for ever: the UI showed them running and sensors waited on them.
+    """
+    host = socket.gethostname()
+    failed = []
+    for run in instance.get_runs(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING])
+    ):
+        pid = run.tags.get(PID_TAG)
+        if run.tags.get(HOST_TAG) != host or not (pid or "").isdigit() or _alive(int(pid)):
+            continue
+        instance.report_run_failed(run, f"the cams run process ({pid} on {host}) ended before this run finished")
+        failed.append(run.run_id)
+    return failed
+
+
 def _money(value: Any) -> str:
     return f"{Decimal(str(value or 0)).quantize(Decimal('0.0000000001')):f}"
 
@@ -62,13 +100,22 @@ def run_range(
     range reaches today), so a backfill of May gives May's answers whenever it runs."""
     if end < start:
         raise RunError(f"--end {end} is before --start {start}")
+    for run_id in fail_abandoned_runs(instance):
+        progress(f"marked run {run_id} failed: the cams run that started it was killed")
     progress("loading the price book")
     price_job = defs.resolve_job_def(PRICE_BOOK_JOB)
-    result = price_job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
+    result = price_job.execute_in_process(
+        instance=instance, run_config=QUIET, tags={"cams/trigger": "cams run", **_process_tags()}, raise_on_error=False
+    )
     if not result.success:
         raise RunError(f"price_book failed: {_failure(result)}")
     as_of = as_of or end_of_days(end)
-    range_tags = {RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat(), "cams/trigger": "cams run"}
+    range_tags = {
+        RANGE_START_TAG: start.isoformat(),
+        RANGE_END_TAG: end.isoformat(),
+        "cams/trigger": "cams run",
+        **_process_tags(),
+    }
     progress(f"ingesting, costing and rolling up {start} .. {end}")
     result = defs.resolve_job_def(DAILY_JOB).execute_in_process(
         instance=instance, run_config=QUIET, tags=range_tags, raise_on_error=False
@@ -82,7 +129,7 @@ def run_range(
     )
     if not export.success:
         raise RunError(f"{EXPORT_JOB} failed: {_failure(export)}")
-    as_of_tags = {AS_OF_TAG: as_of.isoformat(), "cams/trigger": "cams run"}
+    as_of_tags = {AS_OF_TAG: as_of.isoformat(), "cams/trigger": "cams run", **_process_tags()}
     progress(f"evaluating budgets as of {as_of.isoformat()} and delivering alerts")
     result = defs.resolve_job_def(BUDGET_JOB).execute_in_process(
         instance=instance, run_config=QUIET, tags=as_of_tags, raise_on_error=False

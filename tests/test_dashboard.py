@@ -159,8 +159,19 @@ def test_pages_render_with_data_and_charts(dash) -> None:  # type: ignore[no-unt
     assert "HTTP 402" in sim and sim.count("<tr>") >= 5  # blocked now (globex is exceeded) and under 'exceeded'
     assert "gpt-4.1" in sim and "standard" in sim  # premium's choice, and standard under a downgrade
     assert c.get("/dashboard").status_code == 401 and "<form" in c.get("/dashboard").text
-    login = c.get(f"/dashboard/login?key={c.acme}", follow_redirects=False)
-    assert login.status_code == 303 and "httponly" in login.headers["set-cookie"].lower()
+    # sign-in is a POSTed form: the key never sits in a URL (nor in an access log line)
+    assert c.get(f"/dashboard/login?key={c.acme}").status_code == 401
+    assert c.post("/dashboard/login", data={"key": "cams_wrong"}, follow_redirects=False).status_code == 401
+    login = c.post("/dashboard/login", data={"key": c.acme}, follow_redirects=False)
+    cookie = login.headers["set-cookie"]
+    assert login.status_code == 303 and "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
+    session = login.cookies["cams_session"]
+    assert c.acme not in cookie and session.count(".") == 2  # the cookie is not the key
+    c.cookies.set("cams_session", session)
+    assert c.get("/dashboard").status_code == 200
+    c.cookies.set("cams_session", session[:-2] + ("00" if not session.endswith("00") else "11"))
+    assert c.get("/dashboard").status_code == 401  # a forged signature
+    c.cookies.clear()
 
 
 def _chromium() -> str | None:
@@ -196,7 +207,10 @@ def test_headless_chromium_shows_each_page_with_charts(tmp_path) -> None:  # typ
         opts.add_argument(a)
     driver = webdriver.Chrome(service=Service(_chromium()), options=opts)
     try:
-        driver.get(f"{base}/dashboard/login?key={key}")  # sets the cookie, lands on /dashboard
+        driver.get(f"{base}/dashboard/login")  # the sign-in form: POST sets the session cookie
+        driver.find_element(By.NAME, "key").send_keys(key)
+        driver.find_element(By.CSS_SELECTOR, "form button").click()
+        time.sleep(0.5)
         assert driver.title.startswith("Budgets and spend")
         charts = driver.find_elements(By.CSS_SELECTOR, "svg.chart")
         assert len(charts) == 4 and all(c.size["width"] > 300 and c.size["height"] > 50 for c in charts)

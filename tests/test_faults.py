@@ -98,6 +98,31 @@ def _wait_for_rows(url: str, table: str, proc: subprocess.Popen[str], timeout: f
         engine.dispose()
 
 
+def _wait_for_a_started_run(home: Path, proc: subprocess.Popen[str], timeout: float = 120) -> None:
+    """Until the run's daily job is STARTED in its Dagster home, plus a moment: the kill lands mid-job.
+
+    Read-only SQL on the home's run storage: opening a second DagsterInstance while the run creates its
+    storage races its schema migration."""
+    import sqlite3
+
+    db = home / "history" / "runs.db"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the run finished before it could be interrupted"
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+                started = conn.execute(
+                    "select count(*) from runs where pipeline_name = 'daily_usage_job' and status = 'STARTED'"
+                ).fetchone()[0]
+        except sqlite3.Error:  # not created yet
+            started = 0
+        if started:
+            time.sleep(1.0)
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no daily_usage_job run started after {timeout} s")
+
+
 @pytest.fixture(scope="module")
 def pg_reference(
     tmp_path_factory: pytest.TempPathFactory,
@@ -119,13 +144,21 @@ KEYS = ("records", "cost_usd", "relaycore_charged_usd", "unpriced_requests", "re
 def test_a_run_killed_mid_run_then_rerun_gives_identical_totals(backend, pg_reference, tmp_path) -> None:  # type: ignore[no-untyped-def]
     url, env, ref_summary, ref_totals = pg_reference
     proc = _start(env, tmp_path / "dh-killed")
-    _wait_for_rows(url, "auterity_spans", proc)
+    _wait_for_a_started_run(tmp_path / "dh-killed", proc)  # the warehouse already has rows: wait on the run
     os.killpg(proc.pid, signal.SIGKILL)  # no clean-up, no atexit: like an OOM kill or a lost node
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    again = _finish(_start(env, tmp_path / "dh-rerun"))
+    # the next `cams run` on the same Dagster home marks the killed run failed, then does the work
+    again = _finish(_start(env, tmp_path / "dh-killed"))
     assert {k: again[k] for k in KEYS} == {k: ref_summary[k] for k in KEYS}
     assert totals(url) == ref_totals
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(tmp_path / "dh-killed")) as inst:
+        runs = inst.get_runs()
+        assert not [r for r in runs if r.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING)]
+        killed = [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
+        assert len(killed) == 1 and killed[0].tags["cams/pid"] == str(proc.pid)
 
 
 @PG_ONLY

@@ -20,6 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cams import pricebook_store
 from cams.api import dashboard, data_routes
+from cams.api.guard import DEFAULT_MAX_BODY_BYTES, InputGuard
+from cams.api.history import write_or_set_aside
 from cams.api.keys import ApiKey, digest, load_keys
 from cams.estimation import store as estimation_store
 from cams.estimation.estimator import Estimate, Estimator
@@ -86,16 +88,22 @@ class Service:
             log.warning("refresh failed, serving the last table: %s", exc)
 
     def flush(self) -> int:
-        """Write what the endpoints queued: selection history, estimates by request id, new token counts."""
+        """Write what the endpoints queued: selection history, estimates by request id, new token counts.
+
+        Nothing queued is dropped: when the database is unreachable a batch goes back on its queue for
+        the next flush; a row the database refuses is set aside in `quarantine` with the reason and
+        every other row of its batch is written (one bad request never costs another tenant's history).
+        """
         batch = _drain(self.history)
-        if batch:
-            store.write_history(self.engine, batch)
+        written = write_or_set_aside(self.engine, "model_selection_history", batch, store.write_history, self.history)
         estimates = _drain(self.token_log)
-        estimation_store.record_estimates(self.engine, estimates)
+        written += write_or_set_aside(
+            self.engine, "token_estimates", estimates, estimation_store.record_estimates, self.token_log
+        )
         pending = self.estimator.cache.pending
         counts = [pending.popleft() for _ in range(min(len(pending), 5000))]
         estimation_store.save_cache(self.engine, counts)
-        return len(batch) + len(estimates) + len(counts)
+        return written + len(counts)
 
     def _loop(self, every: float, fn: Any) -> None:
         while not self._stop.wait(every):
@@ -169,7 +177,9 @@ class EstimateBody(BaseModel):
     )
 
 
-def create_app(engine: Engine, refresh_s: float = 5.0, flush_s: float = 1.0) -> FastAPI:
+def create_app(
+    engine: Engine, refresh_s: float = 5.0, flush_s: float = 1.0, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> FastAPI:
     svc = Service(engine, refresh_s, flush_s)
 
     @asynccontextmanager
@@ -185,6 +195,7 @@ def create_app(engine: Engine, refresh_s: float = 5.0, flush_s: float = 1.0) -> 
         description="Cost-Aware Model Switching: model selection, estimates and explanations.",
     )
     app.state.service = svc
+    app.add_middleware(InputGuard, max_body_bytes=max_body_bytes)
 
     @app.exception_handler(ApiError)
     async def _api_error(_r: Request, exc: ApiError) -> JSONResponse:
@@ -378,4 +389,8 @@ def app_from_env() -> FastAPI:
     from cams import config
     from cams.warehouse.db import make_engine
 
-    return create_app(make_engine(config.database_url()), refresh_s=float(os.environ.get("CAMS_REFRESH_S", "5")))
+    return create_app(
+        make_engine(config.database_url()),
+        refresh_s=float(os.environ.get("CAMS_REFRESH_S", "5")),
+        max_body_bytes=int(os.environ.get("CAMS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+    )

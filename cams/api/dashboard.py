@@ -1,17 +1,24 @@
 """The budget dashboard (`/dashboard`): budgets, spend trends, dollars at risk, the explainer's picture
 of a selection, and a selection simulator. Server-rendered HTML with SVG charts: no CDN, no JS.
 
-Same keys as the API: send `Authorization: Bearer …`, or open `/dashboard/login?key=…` once and the
-key is kept in an HttpOnly cookie. An org key sees its own org only.
+Same keys as the API: send `Authorization: Bearer …`, or sign in once on `/dashboard/login` (a POSTed
+form, so the key never sits in a URL or an access log). The session cookie is not the key: it names
+the key's id and an expiry, signed with the key's stored hash, so it works on every worker and
+replica and dies with the key (HttpOnly, SameSite=Strict, Secure over TLS). An org key sees its own
+org only.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -24,7 +31,32 @@ from cams.selection.select import SelectionError, SelectionTable
 from cams.selection.table import TIER_ORDER
 from cams.warehouse import schema as t
 
-COOKIE = "cams_key"
+COOKIE = "cams_session"
+SESSION_S = 12 * 3600
+
+
+def session_cookie(key_id: str, key_digest: str, now: float | None = None) -> str:
+    """`{key id}.{expiry}.{HMAC-SHA256(key's stored hash, "{key id}.{expiry}")}`: not the key."""
+    expires = int((time.time() if now is None else now) + SESSION_S)
+    payload = f"{key_id}.{expires}"
+    return f"{payload}.{hmac.new(key_digest.encode(), payload.encode(), hashlib.sha256).hexdigest()}"
+
+
+def session_key(cookie: str, keys: dict[str, ApiKey], now: float | None = None) -> ApiKey | None:
+    """The live key a session cookie was issued for, or None (forged, expired, or the key revoked)."""
+    try:
+        key_id, expires, mac = cookie.rsplit(".", 2)
+        if int(expires) < (time.time() if now is None else now):
+            return None
+    except ValueError:
+        return None
+    for key_digest, key in keys.items():
+        if key.id == key_id:
+            good = hmac.new(key_digest.encode(), f"{key_id}.{expires}".encode(), hashlib.sha256).hexdigest()
+            return key if hmac.compare_digest(good.encode(), mac.encode("utf-8", "surrogateescape")) else None
+    return None
+
+
 STATE_COLORS = {"ok": "#16a34a", "warning": "#ca8a04", "critical": "#ea580c", "exceeded": "#dc2626"}
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:0;color:#111;background:#f8fafc}
@@ -55,14 +87,17 @@ def _float(v: Any) -> float:
 def register(app: FastAPI, engine: Engine, keys: Callable[[], dict[str, ApiKey]], table: Callable[[], Any]) -> None:
     def who(request: Request) -> ApiKey | None:
         raw = request.headers.get("authorization", "")
-        token = raw[7:].strip() if raw.startswith("Bearer ") else request.cookies.get(COOKIE, "")
-        key = keys().get(digest(token)) if token else None
+        if raw.startswith("Bearer "):
+            key = keys().get(digest(raw[7:].strip()))
+        else:
+            cookie = request.cookies.get(COOKIE, "")
+            key = session_key(cookie, keys()) if cookie else None
         return key if key is not None and key.allows("read") else None
 
     def denied() -> HTMLResponse:
         form = (
             "<section><p>Sign in with a CAMS API key (scope read; an org key shows its org).</p>"
-            "<form action='/dashboard/login' method='get'><input name='key' type='password' size='50' "
+            "<form action='/dashboard/login' method='post'><input name='key' type='password' size='50' "
             "placeholder='cams_…'> <button>Open</button></form></section>"
         )
         page = _page("Sign in", form, None)
@@ -70,11 +105,26 @@ def register(app: FastAPI, engine: Engine, keys: Callable[[], dict[str, ApiKey]]
         return page
 
     @app.get("/dashboard/login", include_in_schema=False)
-    def login(key: str = Query(default="", max_length=500)) -> Any:
-        if keys().get(digest(key)) is None:
+    def login_form() -> Any:
+        return denied()
+
+    @app.post("/dashboard/login", include_in_schema=False)
+    async def login(request: Request) -> Any:
+        form = parse_qs((await request.body())[:2000].decode("utf-8", "replace"))
+        entered = (form.get("key") or [""])[0].strip()
+        key_digest = digest(entered) if entered else ""
+        key = keys().get(key_digest)
+        if key is None or not key.allows("read"):
             return denied()
         resp = RedirectResponse("/dashboard", status_code=303)
-        resp.set_cookie(COOKIE, key, httponly=True, samesite="strict")
+        resp.set_cookie(
+            COOKIE,
+            session_cookie(key.id, key_digest),
+            max_age=SESSION_S,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
         return resp
 
     def org_of(key: ApiKey, asked: str | None) -> str | None:

@@ -16,9 +16,10 @@ from sqlalchemy import Engine, and_, delete, func, insert, select
 from cams import config as cams_config
 from cams import pricebook_store, signing
 from cams.api.keys import ApiKey
-from cams.budgets.model import BudgetError, parse_budget
+from cams.budgets.model import BudgetError, allowed_channels, parse_budget
 from cams.budgets.store import _row as budget_row
 from cams.pricing.book import PricingConfigError
+from cams.sources.contracts import unstorable
 from cams.warehouse import schema as t
 
 WEBHOOK_KINDS = ("cost-data", "budget-alert", "model-cost-update")
@@ -100,15 +101,25 @@ def register(
         with engine.connect() as conn:
             return [_out(dict(r)) for r in conn.execute(q).mappings()]
 
-    @app.post("/api/v1/budgets", status_code=201, tags=["budgets"])
-    def create_budget(body: dict[str, Any], key: ApiKey = Depends(auth("write"))) -> dict[str, Any]:
+    def _parse(body: dict[str, Any]) -> Any:
+        """A budget body, validated, whose channels reach only hosts (and name only secrets) cams.yaml allows."""
         try:
             b = parse_budget(body)
+            allowed_channels(b, cams_config.load())
         except BudgetError as exc:
             raise E(422, "invalid_budget", str(exc)) from None
+        return b
+
+    @app.post("/api/v1/budgets", status_code=201, tags=["budgets"])
+    def create_budget(body: dict[str, Any], key: ApiKey = Depends(auth("write"))) -> dict[str, Any]:
+        b = _parse(body)
         same_org(key, b.org_id)
         with engine.begin() as conn:
-            if conn.execute(select(bc.c.id).where(bc.c.id == b.id)).first():
+            found = conn.execute(select(bc.c.org_id).where(bc.c.id == b.id)).first()
+            if found and key.org_id is not None and found.org_id != key.org_id:
+                # another org's budget: say nothing of it (SPEC §7: 404, not 409)
+                raise E(404, "not_found", f"budget id {b.id!r} cannot be created; choose another id")
+            if found:
                 raise E(409, "conflict", f"budget {b.id!r} exists; PUT to change it")
             conn.execute(insert(bc).values(**budget_row(b, "api", datetime.now(UTC))))
         return _out(budget_row(b, "api", datetime.now(UTC)))
@@ -122,10 +133,9 @@ def register(
         old = _budget(budget_id, key)
         if old["source"] == "yaml":
             raise E(409, "conflict", "this budget is managed in cams.yaml; change it there")
-        try:
-            b = parse_budget({**body, "id": budget_id})
-        except BudgetError as exc:
-            raise E(422, "invalid_budget", str(exc)) from None
+        if not isinstance(body, dict):
+            raise E(422, "invalid_budget", "a budget is a JSON object")
+        b = _parse({**body, "id": budget_id})
         same_org(key, b.org_id)
         row = budget_row(b, "api", datetime.now(UTC))
         row["created_at"] = old["created_at"]
@@ -427,10 +437,12 @@ def register(
             raise E(401, "bad_signature", str(exc)) from None
         try:
             body = json.loads(raw)
-        except ValueError:
-            raise E(422, "invalid_json", "the body is not JSON") from None
+        except (ValueError, RecursionError):
+            raise E(422, "invalid_json", "the body is not JSON (or nested deeper than the decoder allows)") from None
         if not isinstance(body, dict) or not isinstance(body.get("event_id"), str) or not body["event_id"]:
             raise E(422, "invalid_event", "the body must be an object with a string event_id")
+        if len(body["event_id"]) > 200 or unstorable([body["event_id"]], ["event_id"]):
+            raise E(422, "invalid_event", "event_id must be 1 to 200 characters of text without NUL")
         prices = _price_update(body) if kind == "model-cost-update" else []
         we = t.webhook_events
         with engine.begin() as conn:
@@ -438,7 +450,7 @@ def register(
                 return {"status": "duplicate", "event_id": body["event_id"]}
             conn.execute(
                 insert(we).values(
-                    event_id=body["event_id"][:200],
+                    event_id=body["event_id"],
                     kind=kind,
                     body=raw.decode("utf-8", "replace"),
                     received_at=datetime.now(UTC),
@@ -450,7 +462,7 @@ def register(
             _write_prices(prices, f"webhook:{body['event_id']}"[:32])
             with engine.begin() as conn:
                 conn.execute(
-                    we.update().where(we.c.event_id == body["event_id"][:200]).values(processed_at=datetime.now(UTC))
+                    we.update().where(we.c.event_id == body["event_id"]).values(processed_at=datetime.now(UTC))
                 )
             return {"status": "applied", "event_id": body["event_id"], "models": [p["model"] for p in prices]}
         return {"status": "stored", "event_id": body["event_id"]}

@@ -21,11 +21,14 @@ from cams.sources.contracts import (
     AUTERITY,
     KEY_FIELD,
     PARSERS,
+    RISKY_BYTES,
     ROW_FIELDS,
     TIME_FIELD,
     RecordError,
     decode_line,
     loads,
+    storable_text,
+    unstorable,
 )
 from cams.sources.otlp import flatten, is_otlp
 from cams.sources.timeutil import parse_rfc3339
@@ -122,9 +125,20 @@ class Collector:
         return day is not None and self.result.start.date() <= day < self.result.end.date()
 
     def quarantine(self, ref: str, raw: str, reason: str, day: date | None = None) -> None:
+        """Count a line as read and set it aside with its reason; its text is stored safely (NUL escaped)."""
         kept = raw if len(raw) <= MAX_RAW_KEPT else raw[:MAX_RAW_KEPT] + f"…[{len(raw)} chars in all]"
         self.result.read += 1
-        self.result.quarantined.append(Quarantined(self.source, ref, kept, reason, day))
+        self.result.quarantined.append(
+            Quarantined(self.source, storable_text(ref), storable_text(kept), storable_text(reason), day)
+        )
+
+    def _parse_storable(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """The contract's row, refused (RecordError) when a value is text the warehouse cannot store."""
+        row = self._parse(obj)
+        why = unstorable(row.values(), row.keys())
+        if why is not None:
+            raise RecordError(why)
+        return row
 
     def _accept(self, row: tuple[Any, ...]) -> None:
         self.result.read += 1
@@ -139,7 +153,8 @@ class Collector:
 
     def add_line(self, lineno: int, name: str, raw: bytes, fallback_day: date | None) -> None:
         """One line of a drop file as bytes: the compiled contract first, the Python one when it is unsure."""
-        row = self._compiled(raw)
+        # the compiled contract would land a NUL or a lone surrogate: such lines take the Python path
+        row = None if (b"\x00" in raw or (b"\\u" in raw and RISKY_BYTES.search(raw))) else self._compiled(raw)
         if row is not None:
             if self.result.start <= row[self._time_at] < self.result.end:
                 self._accept(row)
@@ -203,7 +218,7 @@ class Collector:
             self.quarantine(ref, raw, "a record must be a JSON object", self.result.start.date())
             return
         try:
-            row = self._parse(obj)
+            row = self._parse_storable(obj)
         except RecordError as exc:
             self.quarantine(ref, raw, str(exc), self.result.start.date())
             return
@@ -225,7 +240,7 @@ class Collector:
         if not self._in_window(ts):
             return
         try:
-            row = self._parse(obj)
+            row = self._parse_storable(obj)
         except RecordError as exc:
             self.quarantine(ref, raw or json.dumps(obj, default=str), str(exc), ts.date())
             return

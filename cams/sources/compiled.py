@@ -118,7 +118,7 @@ def relaycore_row(raw: bytes) -> tuple[Any, ...] | None:
     try:
         r = _USAGE.decode(raw)
         ts = parse_rfc3339(r.timestamp, "timestamp")
-    except (msgspec.MsgspecError, ValueError):
+    except (msgspec.MsgspecError, ValueError, RecursionError):
         return None
     inp, out = r.input_tokens, r.output_tokens
     cached = r.cached_input_tokens or 0
@@ -165,7 +165,7 @@ def auterity_row(raw: bytes) -> tuple[Any, ...] | None:
         s = _SPAN.decode(raw)
         start: datetime = parse_rfc3339(s.start_time, "start_time")
         end: datetime = parse_rfc3339(s.end_time, "end_time")
-    except (msgspec.MsgspecError, ValueError):
+    except (msgspec.MsgspecError, ValueError, RecursionError):
         return None
     a = s.attributes or _NO_ATTRIBUTES
     inp, cached = a.input_tokens, a.cached_input_tokens

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -90,11 +91,40 @@ def decode_line(raw: bytes) -> tuple[str, str | None]:
         return raw.decode("utf-8", "backslashreplace").rstrip("\r\n"), f"not UTF-8 at byte {exc.start}"
 
 
+# What no warehouse text column stores: NUL (PostgreSQL refuses it) and lone UTF-16 surrogates (not
+# encodable as UTF-8). JSON can carry both as escapes; a line holding them is quarantined, not landed.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+# The bytes of a line that may decode to such text: a raw NUL, or a \u0000 / surrogate escape.
+RISKY_BYTES = re.compile(rb"\x00|\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def unstorable(values: Iterable[Any], fields: Iterable[str]) -> str | None:
+    """Why a row cannot be stored (the field and what it holds), or None when it can."""
+    for name, value in zip(fields, values, strict=False):
+        if isinstance(value, str) and (m := _UNSTORABLE.search(value)):
+            what = "a NUL character" if m.group() == "\x00" else "a lone UTF-16 surrogate"
+            return f"{name} holds {what}, which the warehouse cannot store"
+    return None
+
+
+def storable_text(text: str) -> str:
+    """Text any warehouse stores, keeping what it said: NUL as `\\u0000`, lone surrogates escaped."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\u0000")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def loads(text: str) -> dict[str, Any]:
     """JSON object from a line; decimals kept exact."""
     try:
         obj = json.loads(text, parse_float=Decimal)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except RecursionError:
+        raise RecordError("not valid JSON: nested deeper than the decoder allows") from None
+    except json.JSONDecodeError as exc:
         raise RecordError(f"not valid JSON: {str(exc)[:80]}") from None
     if not isinstance(obj, dict):
         raise RecordError("a record must be a JSON object")

@@ -22,6 +22,16 @@ from cams.sources.timeutil import parse_rfc3339
 
 MAX_LINE_BYTES = 1024 * 1024
 BLOCK_BYTES = 1024 * 1024
+# A gzip stream may expand to this many times its size, and always to this floor; past that it is
+# read no further (a gzip bomb would otherwise fill memory with quarantined lines or take hours).
+GZIP_MAX_RATIO = 200
+GZIP_FLOOR_BYTES = 512 * 1024 * 1024
+
+
+class GzipBombError(OSError):
+    """A gzip stream that expands past what a drop file may."""
+
+
 PATTERNS = ("*.jsonl", "*.jsonl.gz")
 
 
@@ -30,6 +40,7 @@ class DropFile:
     path: Path
     mtime_ns: int
     size: int
+    outside: bool = False  # a symlink to a file outside the drop dir: refused, counted as one bad line
 
     @property
     def mtime_day(self) -> date:
@@ -41,16 +52,27 @@ class DropFile:
 
 
 def list_drop_files(drop_dir: str | Path) -> list[DropFile]:
-    """Drop files, oldest first (so a later copy of a record is read later and wins)."""
+    """Drop files, oldest first (so a later copy of a record is read later and wins).
+
+    A path that resolves outside the drop dir (a symlink, or a file under a symlinked folder) is
+    listed as `outside`: never opened, quarantined as one line so the refusal is counted.
+    """
     root = Path(drop_dir)
     if not root.is_dir():
         return []
+    real_root = root.resolve()
     found: list[DropFile] = []
     for pattern in PATTERNS:
         for p in root.rglob(pattern):
-            if p.is_file():
+            if not (p.is_file() or p.is_symlink()):
+                continue
+            real = p.resolve()
+            if real.is_relative_to(real_root) and p.is_file():
                 st = p.stat()
                 found.append(DropFile(p, st.st_mtime_ns, st.st_size))
+            else:
+                st = p.lstat()
+                found.append(DropFile(p, st.st_mtime_ns, st.st_size, outside=True))
     return sorted(found, key=lambda f: (f.mtime_ns, str(f.path)))
 
 
@@ -98,15 +120,19 @@ def _block_lines(fh: BinaryIO) -> Iterator[tuple[bytes, int | None]]:
                 break
 
 
-def _gzip_lines(fh: BinaryIO) -> Iterator[tuple[bytes, int | None]]:
+def _gzip_lines(fh: BinaryIO, limit: int) -> Iterator[tuple[bytes, int | None]]:
     """Lines of a gzip stream, one readline at a time: a truncated stream loses only its last line."""
     while True:
+        if fh.tell() > limit:  # the uncompressed position
+            raise GzipBombError(f"it expands past {limit} bytes (a gzip bomb?); the rest is not read")
         chunk = fh.readline(MAX_LINE_BYTES + 1)
         if not chunk:
             return
         if len(chunk) > MAX_LINE_BYTES and not chunk.endswith(b"\n"):
             size = len(chunk)
             while True:  # drain the rest of the enormous line without holding it
+                if fh.tell() > limit:
+                    raise GzipBombError(f"it expands past {limit} bytes (a gzip bomb?); the rest is not read")
                 more = fh.readline(MAX_LINE_BYTES)
                 size += len(more)
                 if not more or more.endswith(b"\n"):
@@ -126,7 +152,8 @@ def raw_lines(path: Path) -> Iterator[tuple[int, bytes, str | None]]:
     gz = path.name.endswith(".gz")
     try:
         with _open(path) as fh:
-            for chunk, oversize in _gzip_lines(fh) if gz else _block_lines(fh):
+            limit = max(GZIP_FLOOR_BYTES, GZIP_MAX_RATIO * path.stat().st_size)
+            for chunk, oversize in _gzip_lines(fh, limit) if gz else _block_lines(fh):
                 lineno += 1
                 if oversize is not None:
                     yield lineno, chunk, f"line longer than {MAX_LINE_BYTES} bytes ({oversize} bytes)"
@@ -150,6 +177,12 @@ def collect_files(collector: Collector, files: list[DropFile]) -> None:
     """Feed every line of `files` into the collector (it keeps the lines of its window)."""
     for f in files:
         fallback, name = f.mtime_day, f.path.name
+        if f.outside:
+            if collector.day_in_window(fallback):
+                collector.quarantine(
+                    f"{name}:0", str(f.path), "symlink to a file outside the drop dir: refused, not read", fallback
+                )
+            continue
         for lineno, chunk, error in raw_lines(f.path):
             if error is not None:
                 text = chunk.decode("utf-8", "backslashreplace")
@@ -162,6 +195,8 @@ def collect_files(collector: Collector, files: list[DropFile]) -> None:
 
 def days_touched(f: DropFile, source: str) -> set[date]:
     """The UTC days a drop file holds records for (the sensor's unit of work)."""
+    if f.outside:
+        return {f.mtime_day}  # its refusal is counted on the day the link appeared
     days: set[date] = set()
     field = TIME_FIELD[source]
     probe = Collector(source, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
