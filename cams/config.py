@@ -88,6 +88,12 @@ def parse(data: dict[str, Any] | None, path: str | None = None) -> CamsConfig:
     if not isinstance(data, dict):
         raise ConfigError("cams.yaml must be a mapping at the top level")
     _reject_inline_secrets(data, "cams.yaml")
+    from cams.config_keys import check_keys
+
+    unknown = check_keys(data)
+    if unknown:
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise ConfigError(f"{unknown[0]}{more}")
     sources: dict[str, SourceConfig] = {}
     raw_sources = data.get("sources") or {}
     for name in ("relaycore", "auterity"):

@@ -4,7 +4,9 @@
     .venv/bin/python docs/screenshots.py [--home .cams/demo]
 
 Starts dagster-webserver on loopback over the demo's Dagster home and warehouse, opens the global
-asset lineage in headless Chromium with every group expanded, and writes docs/img/lineage.png.
+asset lineage in headless Chromium with every group expanded, and writes docs/img/lineage.png; then
+cost_reconciliation's Plots tab (each day's own figures after the demo's range run) to
+docs/img/partition-plots.png; then the dashboard pages.
 """
 
 from __future__ import annotations
@@ -70,6 +72,21 @@ def lineage(url: str, out: Path) -> None:
         d.quit()
 
 
+def partition_plots(url: str, out: Path, asset: str = "cost_reconciliation") -> None:
+    """The asset's Plots tab after the demo's range run: each day's own figures (its observations)."""
+    d = browser(1600, 1500)
+    wait = WebDriverWait(d, 60)
+    try:
+        d.get(url + "/asset-groups")
+        d.execute_script("window.localStorage.setItem('communityNux', '1')")  # no sign-up dialog
+        d.get(f"{url}/assets/{asset}?view=plots")
+        wait.until(ec.presence_of_element_located((By.XPATH, "//*[contains(normalize-space(), 'count_matched')]")))
+        time.sleep(3)
+        d.save_screenshot(str(out))
+    finally:
+        d.quit()
+
+
 def dashboard(home: Path) -> None:
     """The budget dashboard, the explainer's picture and the simulator, served over the demo's warehouse."""
     import threading
@@ -122,7 +139,7 @@ def dashboard(home: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--home", default=".cams/demo")
-    ap.add_argument("--only", choices=["lineage", "dashboard"], help="take one set of screenshots")
+    ap.add_argument("--only", choices=["lineage", "plots", "dashboard"], help="take one set of screenshots")
     a = ap.parse_args()
     home = Path(a.home).resolve()
     env = {
@@ -131,11 +148,15 @@ def main() -> None:
         "CAMS_DATABASE_URL": f"sqlite:///{home / 'warehouse.db'}",
     }
     OUT.mkdir(exist_ok=True)
-    if a.only != "dashboard":
+    if a.only in (None, "lineage", "plots"):
         with webserver(env) as url:
-            lineage(url, OUT / "lineage.png")
-        print(f"wrote {OUT / 'lineage.png'}")
-    if a.only != "lineage":
+            if a.only != "plots":
+                lineage(url, OUT / "lineage.png")
+                print(f"wrote {OUT / 'lineage.png'}")
+            if a.only != "lineage":
+                partition_plots(url, OUT / "partition-plots.png")
+                print(f"wrote {OUT / 'partition-plots.png'}")
+    if a.only in (None, "dashboard"):
         dashboard(home)
 
 

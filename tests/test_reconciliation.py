@@ -290,6 +290,15 @@ def _day_costs(engine: sa.Engine) -> dict[str, tuple[str, str]]:
     return {str(d)[:10]: (f"{Decimal(str(c)):f}", str(n)) for d, c, n in rows}
 
 
+def recheck(inst: dg.DagsterInstance, defs: dg.Definitions, days: list[date]) -> None:
+    """What `daily_usage_schedule` launches: the days as one range run of the daily job."""
+    from pipelines.definitions import DAILY_JOB
+    from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
+
+    tags = {RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat()}
+    assert defs.resolve_job_def(DAILY_JOB).execute_in_process(instance=inst, tags=tags).success
+
+
 def _refreshed_snapshot(path: Path, input_price: float) -> Path:
     from cams.pricing.snapshot import load_default
 
@@ -308,8 +317,8 @@ def test_a_refresh_never_rewrites_history_a_past_dated_one_is_recorded(db_url, t
     from cams.pricing.snapshot import load_default
     from pipelines import cli
 
-    days = [date(2026, 5, 1), date(2026, 5, 2), date(2026, 5, 3)]
-    sim = generate(SimConfig(days=days, seed=5, requests_per_day=200))
+    days = [date(2026, 5, 1), date(2026, 5, 2)]
+    sim = generate(SimConfig(days=days, seed=5, requests_per_day=150))
     write_drops(sim, tmp_path / "drop")
     raw_cfg = {
         "sources": {s: {"mode": "files", "drop_dir": str(tmp_path / "drop" / s)} for s in ("relaycore", "auterity")},
@@ -332,8 +341,8 @@ def test_a_refresh_never_rewrites_history_a_past_dated_one_is_recorded(db_url, t
         assert cli.main(["pricing", "refresh", "--source", str(src)]) == 0
         with engine.connect() as conn:
             assert conn.execute(sa.text("select count(*) from price_versions")).scalar_one() == 2
-        # the nightly trailing re-check (and any re-run) of earlier days: identical dollars and price ids
-        run_range(days[0], days[-1], inst, defs)
+        # the nightly trailing re-check of earlier days (the schedule's range run): identical dollars and ids
+        recheck(inst, defs, days)
         assert _day_costs(engine) == before
         with engine.connect() as conn:
             assert conn.execute(sa.text("select count(*) from cost_recomputations")).scalar_one() == 0
@@ -347,7 +356,7 @@ def test_a_refresh_never_rewrites_history_a_past_dated_one_is_recorded(db_url, t
         # a version explicitly dated into the past (May 2) changes history, exactly, and is recorded
         src2 = _refreshed_snapshot(tmp_path / "past.json", 2.5e-7)
         assert cli.main(["pricing", "refresh", "--source", str(src2), "--effective-from", "2026-05-02T00:00:00Z"]) == 0
-        run_range(days[0], days[-1], inst, defs)
+        recheck(inst, defs, days)
         after = _day_costs(engine)
     assert after["2026-05-01"] == before["2026-05-01"]
     delta = sum(Decimal(after[d][0]) - Decimal(before[d][0]) for d in after)
@@ -360,13 +369,13 @@ def test_a_refresh_never_rewrites_history_a_past_dated_one_is_recorded(db_url, t
             conn.execute(
                 sa.text(
                     "select distinct p.snapshot_version from cost_tracking c join model_cost_profiles p "
-                    "on p.price_id = c.price_id where c.model = 'gpt-4o-mini' and c.day = '2026-05-03'"
+                    "on p.price_id = c.price_id where c.model = 'gpt-4o-mini' and c.day = '2026-05-02'"
                 )
             )
             .scalars()
             .all()
         )
-    assert recomputed == ["2026-05-02", "2026-05-03"]
-    # the cost rows name the version that priced them: the past-dated one on May 3
+    assert recomputed == ["2026-05-02"]
+    # the cost rows name the version that priced them: the past-dated one on May 2
     assert len(used) == 1 and used[0].startswith("test-refresh@2026-05-02T00:00:00Z#")
     assert load_default()["models"]["gpt-4o-mini"]["input_cost_per_token"] == 1.5e-7

@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
@@ -31,7 +32,7 @@ class PriceVersion:
     effective_from: datetime
     snapshot: Mapping[str, Any]
 
-    @property
+    @cached_property
     def digest(self) -> str:
         return content_digest(self.snapshot)
 

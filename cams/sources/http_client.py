@@ -128,8 +128,8 @@ def _get_page(
             if resp.status_code == 200:
                 try:
                     body = json.loads(resp.content, parse_float=Decimal)
-                except ValueError as exc:
-                    raise SourceApiError(f"{spec.kind}: page is not JSON: {exc}") from None
+                except (ValueError, RecursionError) as exc:
+                    raise SourceApiError(f"{spec.kind}: page is not JSON: {str(exc)[:200]}") from None
                 if not isinstance(body, dict):
                     raise SourceApiError(f"{spec.kind}: page is not a JSON object")
                 return body

@@ -1,0 +1,88 @@
+"""cams.yaml: a typo is an error with its path and a guess, never a silent default (SPEC §8)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cams import config as cams_config
+
+CAMS = str(Path(sys.executable).with_name("cams"))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"budget": []}, "cams.yaml.budget: unknown key (did you mean 'budgets'?)"),
+        (
+            {"sources": {"relaycore": {"drop_dri": "x"}}},
+            "sources.relaycore.drop_dri: unknown key (did you mean 'drop_dir'?)",
+        ),
+        ({"alerts": {"smtp": {"hots": "x"}}}, "alerts.smtp.hots: unknown key (did you mean 'host'?)"),
+        (
+            {"pricing": {"overrides": [{"model": "m", "input_cost_per_tokn": 1}]}},
+            "pricing.overrides[0].input_cost_per_tokn: unknown key (did you mean 'input_cost_per_token'?)",
+        ),
+        (
+            {
+                "budgets": [
+                    {
+                        "id": "b",
+                        "scope": "org",
+                        "scope_id": "a",
+                        "period": "daily",
+                        "amount_usd": 1,
+                        "thresholds": [{"percnt": 5}],
+                    }
+                ]
+            },
+            "budgets[0].thresholds[0].percnt: unknown key (did you mean 'percent'?)",
+        ),
+        ({"selection": {"succes_floor": 0.9}}, "selection.succes_floor: unknown key (did you mean 'success_floor'?)"),
+        ({"reconciliation": {"nope": 1}}, "reconciliation.nope: unknown key"),
+        ({"partitions": {"start": "2026-01-01"}}, "partitions.start: unknown key (did you mean 'start_date'?)"),
+    ],
+)
+def test_unknown_keys_name_their_path_and_a_guess(data: dict, message: str) -> None:
+    with pytest.raises(cams_config.ConfigError) as err:
+        cams_config.parse(data)
+    assert message in str(err.value)
+
+
+def test_user_named_keys_and_price_keys_pass() -> None:
+    cfg = cams_config.parse(
+        {
+            "selection": {"priors": {"acme-finetune": 0.8}, "tiers": {"premium": 0.9}},
+            "pricing": {
+                "overrides": [
+                    {
+                        "model": "m",
+                        "provider": "custom",
+                        "input_cost_per_token": 1e-6,
+                        "output_cost_per_token_batches": 1e-6,
+                        "input_cost_per_token_above_200k_tokens": 2e-6,
+                        "max_input_tokens": 1000,
+                    }
+                ]
+            },
+            "alerts": {"allowed_hosts": ["ops.internal"], "secret_envs": ["X"]},
+        }
+    )
+    assert cfg.selection["priors"] == {"acme-finetune": 0.8}
+
+
+def test_a_typo_stops_cams_run_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "cams.yaml").write_text("budget:\n  - id: x\n")
+    proc = subprocess.run(
+        [CAMS, "price", "gpt-4o-mini", "--input-tokens", "1", "--output-tokens", "1"],
+        env={"PATH": "/usr/bin:/bin", "CAMS_CONFIG": str(tmp_path / "cams.yaml"), "HOME": str(tmp_path)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["cams: error: cams.yaml.budget: unknown key (did you mean 'budgets'?)"]
