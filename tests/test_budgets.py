@@ -263,7 +263,7 @@ def test_state_rules_by_hand() -> None:
         ({"channels": [{"type": "webhook", "url": "ftp://x"}]}, "http"),
         ({"channels": [{"type": "email"}]}, "to"),
         ({"channels": [{"type": "webhook", "url": "http://x", "secret": "inline"}]}, "secret_env"),
-        ({"colour": "red"}, "unknown fields"),
+        ({"colour": "red"}, "unknown"),
     ],
 )
 def test_bad_budgets_are_named(change: dict, msg: str) -> None:
