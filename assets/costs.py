@@ -140,6 +140,6 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
             last,
             {"dagster/row_count": func.count(), "requests": func.coalesce(func.sum(r.c.requests), 0)},
         )
-        return dg.MaterializeResult(metadata=report(context, days))
+        return dg.MaterializeResult(metadata=report(context, days, observe=False))
 
     return [cost_tracking, cost_daily_rollups]

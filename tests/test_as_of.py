@@ -23,7 +23,7 @@ from pipelines.runner import run_range
 
 MAY = [date(2026, 5, 1), date(2026, 5, 2), date(2026, 5, 3)]
 END_OF_MAY_3 = datetime(2026, 5, 3, 23, 59, 59, 999999, tzinfo=UTC)
-PARTITIONED = ("relaycore_usage", "auterity_spans", "cost_tracking", "cost_daily_rollups", "cost_reconciliation")
+PARTITIONED = ("relaycore_usage", "auterity_spans", "cost_tracking", "cost_reconciliation")
 
 
 def _cfg(root: Path) -> cams_config.CamsConfig:
