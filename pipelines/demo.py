@@ -112,8 +112,8 @@ def main(args: Any) -> int:
         defs = build_definitions(api_cfg, db_url)
         instance = instance_for(home / "dagster_home")
         _say(
-            "[3/4] materializing price_book, then relaycore_usage, auterity_spans, cost_tracking and "
-            f"cost_daily_rollups and cost_reconciliation for {first} .. {last} in one run ..."
+            "[3/4] materializing price_book, then relaycore_usage, auterity_spans, cost_tracking, "
+            f"cost_daily_rollups, cost_reconciliation and focus_export for {first} .. {last} ..."
         )
         summary = run_range(first, last, instance, defs, progress=lambda m: _say(f"      {m}"))
     except RunError as exc:
@@ -194,7 +194,10 @@ def _print_summary(engine: Engine, summary: dict[str, Any], first: Any, last: An
     _say("\n  reconciliation (RelayCore vs Auterity vs the price book)    requests   at risk USD")
     for category, n, at_risk in recon:
         _say(f"    {category:56s} {int(n):>8,}  {float(at_risk or 0):>11,.2f}")
-    _say(f"\n  budgets as of now ({summary['alerts_fired']} alerts fired, delivered to the log channel)")
+    _say(
+        f"\n  budgets as of the end of {summary['end']} "
+        f"({summary['alerts_fired']} alerts fired, delivered to the log channel)"
+    )
     for b in summary["budgets"]:
         _say(
             f"    {b['budget_id']:24s} {b['state']:9s} spent ${float(b['spent_usd']):>8,.2f}  "
