@@ -86,3 +86,30 @@ def test_a_typo_stops_cams_run_with_one_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["cams: error: cams.yaml.budget: unknown key (did you mean 'budgets'?)"]
+
+
+def test_run_as_of_takes_the_tag_the_range_end_or_the_tick() -> None:
+    """The evaluation time of a run: its cams/as_of tag, else its partition range's end, else its tick."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    import dagster as dg
+
+    from assets.as_of import run_as_of
+
+    def ctx(tags: dict[str, str], window: tuple[datetime, datetime] | None = None):  # type: ignore[no-untyped-def]
+        return SimpleNamespace(
+            run=SimpleNamespace(tags=tags),
+            has_partition_key_range=window is not None,
+            partition_time_window=dg.TimeWindow(*window) if window else None,
+        )
+
+    may = (datetime(2026, 5, 1, tzinfo=UTC), datetime(2026, 5, 8, tzinfo=UTC))
+    tick = {".dagster/scheduled_execution_time": "2026-06-01T01:30:00+00:00"}
+    assert run_as_of(ctx({"cams/as_of": "2026-05-03T12:00:00Z"}, may)) == datetime(2026, 5, 3, 12, tzinfo=UTC)
+    assert run_as_of(ctx({}, may)) == datetime(2026, 5, 7, 23, 59, 59, 999999, tzinfo=UTC)
+    assert run_as_of(ctx(tick)) == datetime(2026, 6, 1, 1, 30, tzinfo=UTC)
+    before = datetime.now(UTC)
+    assert before <= run_as_of(ctx({})) <= datetime.now(UTC)
+    future = (datetime(2999, 1, 1, tzinfo=UTC), datetime(2999, 1, 2, tzinfo=UTC))
+    assert run_as_of(ctx({}, future)) <= datetime.now(UTC)  # a range reaching past today: now
