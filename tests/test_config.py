@@ -113,3 +113,8 @@ def test_run_as_of_takes_the_tag_the_range_end_or_the_tick() -> None:
     assert before <= run_as_of(ctx({})) <= datetime.now(UTC)
     future = (datetime(2999, 1, 1, tzinfo=UTC), datetime(2999, 1, 2, tzinfo=UTC))
     assert run_as_of(ctx({}, future)) <= datetime.now(UTC)  # a range reaching past today: now
+
+
+def test_cams_version() -> None:
+    proc = subprocess.run([CAMS, "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip().startswith("cams 0.")
