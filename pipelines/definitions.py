@@ -27,6 +27,7 @@ PRICE_BOOK_JOB = "price_book_job"
 BUDGET_JOB = "budget_job"
 SELECTION_JOB = "selection_job"
 EXPORT_JOB = "focus_export_job"
+BACKFILL_JOB = "backfill_job"
 
 
 def daily_partitions(start_date: str) -> dg.DailyPartitionsDefinition:
@@ -66,12 +67,19 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
         partitions_def=partitions,
         description="Write the day's FinOps FOCUS 1.2 files from the rollups (after daily_usage_job).",
     )
+    backfill_job = dg.define_asset_job(
+        BACKFILL_JOB,
+        selection=[a.key for a in (*ingestion, *costs, *recon, *exports)],
+        partitions_def=partitions,
+        description="Every partitioned asset for a range of days in one run (what `cams run` launches): "
+        "the daily usage assets and the FOCUS export.",
+    )
     price_job = dg.define_asset_job(
         PRICE_BOOK_JOB, selection=[price_book.key], description="Reload the price book from the snapshot and cams.yaml."
     )
     return dg.Definitions(
         assets=[price_book, *ingestion, *costs, *recon, *exports, *budgets, *selection],
-        jobs=[daily_job, price_job, budget_job, selection_job, export_job],
+        jobs=[daily_job, price_job, budget_job, selection_job, export_job, backfill_job],
         schedules=[
             build_daily_schedule(daily_job, partitions, int(cfg.reconciliation["trailing_days"])),
             dg.ScheduleDefinition(

@@ -22,7 +22,7 @@ from cams import config as cams_config
 from cams.reconcile import CATEGORIES
 from cams.sources.timeutil import parse_rfc3339
 from cams.warehouse import schema as t
-from pipelines.definitions import BUDGET_JOB, DAILY_JOB, EXPORT_JOB, PRICE_BOOK_JOB, SELECTION_JOB, build_definitions
+from pipelines.definitions import BACKFILL_JOB, BUDGET_JOB, PRICE_BOOK_JOB, SELECTION_JOB, build_definitions
 from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -116,19 +116,13 @@ def run_range(
         "cams/trigger": "cams run",
         **_process_tags(),
     }
-    progress(f"ingesting, costing and rolling up {start} .. {end}")
-    result = defs.resolve_job_def(DAILY_JOB).execute_in_process(
+    progress(f"ingesting, costing, rolling up, reconciling and exporting {start} .. {end}")
+    result = defs.resolve_job_def(BACKFILL_JOB).execute_in_process(
         instance=instance, run_config=QUIET, tags=range_tags, raise_on_error=False
     )
     if not result.success:
-        raise RunError(f"{DAILY_JOB} failed: {_failure(result)}")
+        raise RunError(f"{BACKFILL_JOB} failed: {_failure(result)}")
     usage_run = result.run_id
-    progress(f"writing the FOCUS export for {start} .. {end}")
-    export = defs.resolve_job_def(EXPORT_JOB).execute_in_process(
-        instance=instance, run_config=QUIET, tags=range_tags, raise_on_error=False
-    )
-    if not export.success:
-        raise RunError(f"{EXPORT_JOB} failed: {_failure(export)}")
     as_of_tags = {AS_OF_TAG: as_of.isoformat(), "cams/trigger": "cams run", **_process_tags()}
     progress(f"evaluating budgets as of {as_of.isoformat()} and delivering alerts")
     result = defs.resolve_job_def(BUDGET_JOB).execute_in_process(

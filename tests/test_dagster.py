@@ -21,7 +21,7 @@ from cams.reconcile import CATEGORIES
 from cams.simulator.drops import write_drops
 from cams.simulator.scenario import serve
 from cams.warehouse import schema as sa_schema
-from pipelines.definitions import DAILY_JOB, build_definitions
+from pipelines.definitions import BACKFILL_JOB, DAILY_JOB, build_definitions
 from pipelines.runner import run_range
 from tests.conftest import fresh_pg_database, psycopg2_url
 
@@ -142,7 +142,7 @@ def test_materialize_range_files_twice_same_totals(db_url, instance, tmp_path, s
     # RelayCore's charge equals the book except the injected drift and the unpriced model's guess
     assert Decimal(summary["relaycore_charged_usd"]) > Decimal(summary["cost_usd"])
     # A single-run backfill: one run covered both partitions
-    runs = instance.get_runs(filters=dg.RunsFilter(job_name=DAILY_JOB))
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=BACKFILL_JOB))
     assert len(runs) == 1 and runs[0].tags["dagster/asset_partition_range_end"] == sim_days[-1].isoformat()
     mats = instance.fetch_materializations(dg.AssetKey("cost_tracking"), limit=10).records
     assert {m.partition_key for m in mats} == {d.isoformat() for d in sim_days}

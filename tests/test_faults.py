@@ -99,7 +99,7 @@ def _wait_for_rows(url: str, table: str, proc: subprocess.Popen[str], timeout: f
 
 
 def _wait_for_a_started_run(home: Path, proc: subprocess.Popen[str], timeout: float = 120) -> None:
-    """Until the run's daily job is STARTED in its Dagster home, plus a moment: the kill lands mid-job.
+    """Until the run's backfill job is STARTED in its Dagster home, plus a moment: the kill lands mid-job.
 
     Read-only SQL on the home's run storage: opening a second DagsterInstance while the run creates its
     storage races its schema migration."""
@@ -112,7 +112,7 @@ def _wait_for_a_started_run(home: Path, proc: subprocess.Popen[str], timeout: fl
         try:
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
                 started = conn.execute(
-                    "select count(*) from runs where pipeline_name = 'daily_usage_job' and status = 'STARTED'"
+                    "select count(*) from runs where pipeline_name = 'backfill_job' and status = 'STARTED'"
                 ).fetchone()[0]
         except sqlite3.Error:  # not created yet
             started = 0
@@ -120,7 +120,7 @@ def _wait_for_a_started_run(home: Path, proc: subprocess.Popen[str], timeout: fl
             time.sleep(1.0)
             return
         time.sleep(0.1)
-    raise AssertionError(f"no daily_usage_job run started after {timeout} s")
+    raise AssertionError(f"no backfill_job run started after {timeout} s")
 
 
 @pytest.fixture(scope="module")
