@@ -88,14 +88,18 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
                 float(figures["relaycore_charged_usd"]) - float(figures["cost_usd"]), 10
             )
         return dg.MaterializeResult(
-            metadata=report(context, days)
-            | {
-                "unpriced_models": dg.MetadataValue.json(summary.unpriced_models),
-                "top_models_usd": dg.MetadataValue.md(
-                    "| model | cost USD |\n|---|---|\n" + "\n".join(f"| {m} | {v:.4f} |" for m, v in summary.top_models)
-                ),
-                "price_book_version": str(book.meta.get("version")),
-            },
+            metadata=report(
+                context,
+                days,
+                {"price_book_version": str(book.meta.get("version"))},
+                totals={
+                    "unpriced_models": dg.MetadataValue.json(summary.unpriced_models),
+                    "top_models_usd": dg.MetadataValue.md(
+                        "| model | cost USD |\n|---|---|\n"
+                        + "\n".join(f"| {m} | {v:.4f} |" for m, v in summary.top_models)
+                    ),
+                },
+            ),
             check_results=[
                 check_result(
                     "cost_non_negative",

@@ -84,17 +84,16 @@ def _ingest(
         figures["dagster/row_count"] = figures["accepted"]
     # read and duplicates are counted per run (a line is read before its day is known): exact on a
     # one-day run, labelled as the range's on a range run
-    run_counts = counts if len(context.partition_keys) == 1 else {"range_counts": dg.MetadataValue.json(counts)}
+    run_counts = counts if len(context.partition_keys) == 1 else {"counts": dg.MetadataValue.json(counts)}
     return dg.MaterializeResult(
         metadata=report(
             context,
             days,
-            {
+            {"mode": source.mode, **{f"source_{k}": dg.MetadataValue.text(str(v)) for k, v in detail.items()}},
+            totals={
                 **run_counts,
                 "rows_replaced": summary.replaced,
                 "quarantine_reasons": dg.MetadataValue.json(summary.quarantine_reasons),
-                "mode": source.mode,
-                **{f"source_{k}": dg.MetadataValue.text(str(v)) for k, v in detail.items()},
             },
         ),
         check_results=check_results,

@@ -17,11 +17,15 @@ def report(
     per_day: dict[str, dict[str, float | int]],
     common: dict[str, Any] | None = None,
     observe: bool = True,
+    totals: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Log the day observations; return the materialization's metadata (see the module docstring).
 
-    `observe=False` keeps only the per-day table: for assets whose days another asset already plots
-    (rollups, the FOCUS files), since each observation is an event-log write (~20 ms on SQLite).
+    `common` holds what is true of every day (mode, paths); `totals` what sums the run's days (tables by
+    category, models): the day's own on a one-day run, prefixed `range_` on a range run so nobody
+    reads a range's figure as a day's. `observe=False` keeps only the per-day table: for assets whose
+    days another asset already plots (rollups, the FOCUS files), since each observation is an
+    event-log write (~20 ms on SQLite).
     """
     keys = list(context.partition_keys)
     names: list[str] = sorted({n for figures in per_day.values() for n in figures})
@@ -31,7 +35,7 @@ def report(
             dg.AssetObservation(asset_key=context.asset_key, partition=key, metadata={**figures, "day": key})
         )
     if len(keys) == 1:
-        return {**{n: per_day.get(keys[0], {}).get(n, 0) for n in names}, **(common or {})}
+        return {**{n: per_day.get(keys[0], {}).get(n, 0) for n in names}, **(common or {}), **(totals or {})}
     lines = ["| day | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for key in keys:
         lines.append(f"| {key} | " + " | ".join(_fmt(per_day.get(key, {}).get(n, 0)) for n in names) + " |")
@@ -40,6 +44,7 @@ def report(
         "days": len(keys),
         "per_day": dg.MetadataValue.md("\n".join(lines)),
         **(common or {}),
+        **{f"range_{k}": v for k, v in (totals or {}).items()},
     }
 
 

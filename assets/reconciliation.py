@@ -70,7 +70,7 @@ def build_reconciliation_assets(partitions: dg.PartitionsDefinition, settings: d
             metadata=report(
                 context,
                 days,
-                {"by_category": dg.MetadataValue.md(table), "top_orgs_at_risk": dg.MetadataValue.json(s.by_org)},
+                totals={"by_category": dg.MetadataValue.md(table), "top_orgs_at_risk": dg.MetadataValue.json(s.by_org)},
             ),
             check_results=[
                 dg.AssetCheckResult(
