@@ -5,8 +5,8 @@
 
 Starts dagster-webserver on loopback over the demo's Dagster home and warehouse, opens the global
 asset lineage in headless Chromium with every group expanded, and writes docs/img/lineage.png; then
-cost_reconciliation's Plots tab (each day's own figures after the demo's range run) to
-docs/img/partition-plots.png; then the dashboard pages.
+one day of cost_reconciliation after the demo's range run (docs/img/partition-range.png and
+partition-day.png); then the dashboard pages.
 """
 
 from __future__ import annotations
@@ -72,17 +72,22 @@ def lineage(url: str, out: Path) -> None:
         d.quit()
 
 
-def partition_plots(url: str, out: Path, asset: str = "cost_reconciliation") -> None:
-    """The asset's Plots tab after the demo's range run: each day's own figures (its observations)."""
-    d = browser(1600, 1500)
-    wait = WebDriverWait(d, 60)
+def partition_views(url: str, day: str, asset: str = "cost_reconciliation") -> None:
+    """One day of the demo's range run: the partition page (the range's materialization, labelled
+    range_) and that day's observation opened from its history (the day's own figures)."""
+    d = browser(1600, 1257)
     try:
         d.get(url + "/asset-groups")
         d.execute_script("window.localStorage.setItem('communityNux', '1')")  # no sign-up dialog
-        d.get(f"{url}/assets/{asset}?view=plots")
-        wait.until(ec.presence_of_element_located((By.XPATH, "//*[contains(normalize-space(), 'count_matched')]")))
+        d.get(f"{url}/assets/{asset}?view=partitions&partition={day}")
+        time.sleep(8)
+        d.save_screenshot(str(OUT / "partition-range.png"))
+        d.set_window_size(1600, 957)
+        d.find_element(By.XPATH, "//button[contains(normalize-space(), 'View all historical events')]").click()
         time.sleep(3)
-        d.save_screenshot(str(out))
+        d.find_element(By.XPATH, "(//tr[.//*[normalize-space(text())='Observation']])[1]/td[1]").click()
+        time.sleep(2)
+        d.save_screenshot(str(OUT / "partition-day.png"))
     finally:
         d.quit()
 
@@ -140,6 +145,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--home", default=".cams/demo")
     ap.add_argument("--only", choices=["lineage", "plots", "dashboard"], help="take one set of screenshots")
+    ap.add_argument("--day", default="2026-11-20", help="the partition the plots screenshots open")
     a = ap.parse_args()
     home = Path(a.home).resolve()
     env = {
@@ -154,8 +160,8 @@ def main() -> None:
                 lineage(url, OUT / "lineage.png")
                 print(f"wrote {OUT / 'lineage.png'}")
             if a.only != "lineage":
-                partition_plots(url, OUT / "partition-plots.png")
-                print(f"wrote {OUT / 'partition-plots.png'}")
+                partition_views(url, a.day)
+                print(f"wrote {OUT / 'partition-range.png'} and {OUT / 'partition-day.png'}")
     if a.only in (None, "dashboard"):
         dashboard(home)
 
