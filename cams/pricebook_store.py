@@ -175,18 +175,6 @@ def add_version(
     return version
 
 
-def version_list(engine: Engine) -> list[dict[str, Any]]:
-    """The recorded versions without their prices, oldest first: for the Models API and the CLI."""
-    pv = t.price_versions
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(pv.c.version_id, pv.c.effective_from, pv.c.source, pv.c.created_at, pv.c.created_by).order_by(
-                pv.c.effective_from
-            )
-        ).mappings()
-        return [dict(r) for r in rows]
-
-
 def current_book(engine: Engine, config: CamsConfig, extra_overrides: Sequence[Mapping[str, Any]] = ()) -> PriceBook:
     """The book as the next price_book run builds it: every snapshot version, cams.yaml's overrides and
     discounts, the Models API's prices, and `extra_overrides` (a price about to be written)."""

@@ -118,9 +118,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 def _cmd_export_focus(args: argparse.Namespace) -> int:
     from datetime import date
 
-    from cams import config as cfg
     from cams import focus, pricebook_store
-    from cams.warehouse.db import make_engine, migrate
 
     try:
         first, last = date.fromisoformat(args.start), date.fromisoformat(args.end)
@@ -129,8 +127,7 @@ def _cmd_export_focus(args: argparse.Namespace) -> int:
     if last < first:
         raise CliError(f"--end {last} is before --start {first}")
     fmt = args.format or ("parquet" if args.out.endswith(".parquet") else "csv")
-    engine = make_engine(cfg.database_url())
-    migrate(engine)
+    engine = _warehouse()
     try:
         book = pricebook_store.load(engine)
     except pricebook_store.PriceBookMissing as exc:
@@ -231,12 +228,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_keys_create(args: argparse.Namespace) -> int:
-    from cams import config as cfg
     from cams.api.keys import create_key
-    from cams.warehouse.db import make_engine, migrate
 
-    engine = make_engine(cfg.database_url())
-    migrate(engine)
+    engine = _warehouse()
     try:
         key = create_key(engine, [s.strip() for s in args.scopes.split(",") if s.strip()], args.org, args.name)
     except ValueError as exc:
