@@ -94,20 +94,7 @@ def litellm_router(engine, seconds: float) -> None:  # type: ignore[no-untyped-d
 
     version, raw = latest(engine)  # type: ignore[misc]
     table = SelectionTable(version, raw, [])
-    groups = {
-        f"{task}-{tier}": [c["model"] for c in table.rows[(task, tier)]["candidates"]]
-        for task in table.tasks
-        for tier in ("economy", "standard", "premium")
-        if table.rows[(task, tier)]["candidates"]
-    }
-    router = Router(
-        model_list=[
-            {"model_name": g, "litellm_params": {"model": m, "api_key": "unused"}, "model_info": {"id": f"{g}/{m}"}}
-            for g, ms in groups.items()
-            for m in ms
-        ],
-        routing_strategy="cost-based-routing",
-    )
+    router, groups = cost_router(Router, table)
     messages = [{"role": "user", "content": "Summarize the ticket: CSV export fails after 10k rows. " * 8}]
     prompt = messages[0]["content"]
     estimator = Estimator()
@@ -144,6 +131,25 @@ def litellm_router(engine, seconds: float) -> None:  # type: ignore[no-untyped-d
     for g in names:
         if lite_picks[g] != cams_picks[g]:
             print(f"  {g}: CAMS {cams_picks[g]} vs Router {lite_picks[g]}")
+
+
+def cost_router(router_cls, table: SelectionTable):  # type: ignore[no-untyped-def]
+    """LiteLLM's Router with one model group per task x tier, its deployments the table's candidates."""
+    groups = {
+        f"{task}-{tier}": [c["model"] for c in table.rows[(task, tier)]["candidates"]]
+        for task in table.tasks
+        for tier in ("economy", "standard", "premium")
+        if table.rows[(task, tier)]["candidates"]
+    }
+    router = router_cls(
+        model_list=[
+            {"model_name": g, "litellm_params": {"model": m, "api_key": "unused"}, "model_info": {"id": f"{g}/{m}"}}
+            for g, ms in groups.items()
+            for m in ms
+        ],
+        routing_strategy="cost-based-routing",
+    )
+    return router, groups
 
 
 def http_load(url: str, key: str, rate: float, seconds: float, workers: int = 16) -> tuple[float, float, float]:

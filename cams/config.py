@@ -50,6 +50,59 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class RateLimits:
+    """`api.rate_limits`: requests a key may make per window; shared through Redis when `redis_url` is set."""
+
+    per_second: float = 0.0  # every key's limit (0: none), scaled to the window
+    keys: dict[str, float] = field(default_factory=dict)  # per key id (`cams keys list`)
+    window_s: float = 1.0
+    redis_url: str | None = None
+
+    def limit(self, key_id: str) -> int:
+        """Requests allowed to `key_id` in one window; 0 means no limit."""
+        rate = self.keys.get(key_id, self.per_second)
+        return max(1, round(rate * self.window_s)) if rate > 0 else 0
+
+    @property
+    def active(self) -> bool:
+        return self.per_second > 0 or any(v > 0 for v in self.keys.values())
+
+
+def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a mapping")
+    return value
+
+
+def _rate_limits(raw: Any) -> RateLimits:
+    where = "api.rate_limits"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping")
+
+    def rate(value: Any, name: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"{where}.{name} must be a number of requests a second >= 0, not {value!r}")
+        return float(value)
+
+    keys = raw.get("keys") or {}
+    if not isinstance(keys, dict):
+        raise ConfigError(f"{where}.keys must map key ids to requests a second")
+    window = raw.get("window_s", 1.0)
+    if isinstance(window, bool) or not isinstance(window, int | float) or not 0.1 <= window <= 3600:
+        raise ConfigError(f"{where}.window_s must be a number of seconds from 0.1 to 3600, not {window!r}")
+    url = raw.get("redis_url")
+    if url is not None and (not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://"))):
+        raise ConfigError(f"{where}.redis_url must be a redis:// URL, not {url!r}")
+    return RateLimits(
+        per_second=rate(raw.get("per_second", 0), "per_second"),
+        keys={str(k): rate(v, f"keys.{k}") for k, v in keys.items()},
+        window_s=float(window),
+        redis_url=url,
+    )
+
+
+@dataclass(frozen=True)
 class CamsConfig:
     """The parsed configuration with defaults filled in."""
 
@@ -61,6 +114,7 @@ class CamsConfig:
     reconciliation: dict[str, Any] = field(default_factory=dict)
     partitions_start: str = DEFAULT_PARTITIONS_START
     path: str | None = None
+    rate_limits: RateLimits = field(default_factory=RateLimits)
 
     @property
     def overrides(self) -> list[dict[str, Any]]:
@@ -133,6 +187,7 @@ def parse(data: dict[str, Any] | None, path: str | None = None) -> CamsConfig:
         reconciliation=_reconciliation(data.get("reconciliation") or {}),
         partitions_start=start,
         path=path,
+        rate_limits=_rate_limits(_section(data, "api").get("rate_limits") or {}),
     )
 
 

@@ -211,19 +211,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from cams.api.app import create_app
     from cams.warehouse.db import make_engine, migrate
 
+    cfg.load()  # a cams.yaml mistake stops here, before the server starts
     engine = make_engine(cfg.database_url())
     migrate(engine)
     if args.max_body_bytes < 1024:
         raise CliError("--max-body-bytes must be at least 1024")
+    # uvloop and httptools measured fastest here (docs/benchmarks.md); one access-log line per request
+    # cost a quarter of the throughput, so it is off unless asked for
+    server = {"loop": "uvloop", "http": "httptools", "access_log": args.access_log, "log_level": "info"}
     if args.workers <= 1:
-        app = create_app(engine, refresh_s=args.refresh_s, max_body_bytes=args.max_body_bytes)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+        app = create_app(engine, refresh_s=args.refresh_s, max_body_bytes=args.max_body_bytes, writer_process=True)
+        uvicorn.run(app, host=args.host, port=args.port, **server)
         return 0
     engine.dispose()  # each worker process opens its own
     os.environ["CAMS_REFRESH_S"] = str(args.refresh_s)
     os.environ["CAMS_MAX_BODY_BYTES"] = str(args.max_body_bytes)
     factory = "cams.api.app:app_from_env"
-    uvicorn.run(factory, factory=True, workers=args.workers, host=args.host, port=args.port, log_level="info")
+    uvicorn.run(factory, factory=True, workers=args.workers, host=args.host, port=args.port, **server)
     return 0
 
 
@@ -237,6 +241,53 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     print(key)
     print("store it now: only its hash is kept", file=sys.stderr)
+    return 0
+
+
+def _cmd_keys_list(args: argparse.Namespace) -> int:
+    from cams.api.keys import list_keys
+
+    rows = list_keys(_warehouse())
+    if args.json:
+        print(json.dumps(rows, default=str, indent=1))
+        return 0
+    print(f"{'id':14} {'scopes':18} {'org':14} {'created':20} {'revoked':20} name")
+    for r in rows:
+        created = f"{r['created_at']:%Y-%m-%d %H:%M:%S}" if r["created_at"] else ""
+        revoked = f"{r['revoked_at']:%Y-%m-%d %H:%M:%S}" if r["revoked_at"] else "-"
+        print(f"{r['id']:14} {r['scopes']:18} {r['org_id'] or '(any)':14} {created:20} {revoked:20} {r['name'] or ''}")
+    return 0
+
+
+def _cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from cams.api.keys import revoke_key
+
+    if not revoke_key(_warehouse(), args.key_id):
+        raise CliError(f"no live API key with id {args.key_id!r} (see `cams keys list`)")
+    print(f"revoked {args.key_id}; servers refuse it from their next refresh (--refresh-s)", file=sys.stderr)
+    return 0
+
+
+def _cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from cams.api.keys import rotate_key
+
+    try:
+        key = rotate_key(_warehouse(), args.key_id)
+    except LookupError as exc:
+        raise CliError(str(exc)) from None
+    print(key)
+    print(f"store it now: only its hash is kept; {args.key_id} is revoked", file=sys.stderr)
+    return 0
+
+
+def _cmd_export_table(args: argparse.Namespace) -> int:
+    from cams.selection.client import export
+
+    try:
+        doc = export(_warehouse(), Path(args.out))
+    except LookupError as exc:
+        raise CliError(str(exc)) from None
+    print(f"wrote {args.out}: table {doc['version']}, {len(doc['table']['rows'])} rows", file=sys.stderr)
     return 0
 
 
@@ -304,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=10 * 1024 * 1024,
         help="larger request bodies get 413 before they are read (default 10 MiB)",
     )
+    p.add_argument("--access-log", action="store_true", help="log one line per request (off: it costs throughput)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("keys", help="API keys of the lookup service")
@@ -313,6 +365,19 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--org", help="bind the key to one org")
     k.add_argument("--name", help="a label for the key")
     k.set_defaults(func=_cmd_keys_create)
+    k = ksub.add_parser("list", help="every key's id, scopes, org and dates (never the key)")
+    k.add_argument("--json", action="store_true", help="as JSON")
+    k.set_defaults(func=_cmd_keys_list)
+    k = ksub.add_parser("revoke", help="refuse a key from the servers' next refresh")
+    k.add_argument("key_id", help="the id `cams keys list` shows (the part after cams_ in the key)")
+    k.set_defaults(func=_cmd_keys_revoke)
+    k = ksub.add_parser("rotate", help="print a new key with the same scopes and org; revoke the old one")
+    k.add_argument("key_id")
+    k.set_defaults(func=_cmd_keys_rotate)
+
+    p = sub.add_parser("export-table", help="the published selection table as a versioned JSON file for gateways")
+    p.add_argument("--out", required=True, help="file to write (docs/selection-table.md describes it)")
+    p.set_defaults(func=_cmd_export_table)
 
     p = sub.add_parser("price", help="cost of one request (or --batch: JSON lines on stdin)")
     p.add_argument("model", nargs="?")

@@ -46,6 +46,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             raise pytest.UsageError(f"PostgreSQL at CAMS_TEST_DATABASE_URL is unreachable: {exc}") from exc
 
 
+@pytest.fixture(autouse=True)
+def _spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service's history spool in the test's own folder, not the checkout's `.cams/`."""
+    monkeypatch.setenv("CAMS_SPOOL_DIR", str(tmp_path / "spool"))
+
+
 def _pg_schema_url(schema: str) -> str:
     sep = "&" if "?" in PG_URL else "?"  # type: ignore[operator]
     return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
@@ -123,3 +129,59 @@ def fresh_pg_database(prefix: str) -> Iterator[str]:
 def psycopg2_url(url: str) -> str:
     """dagster-postgres's NOTIFY needs client-side binding: the psycopg2 driver (docs/operations.md)."""
     return url.replace("postgresql://", "postgresql+psycopg2://")
+
+
+def _budget(budget_id: str, org: str, state: str, action: str) -> dict:
+    from tests.test_api import NOW
+
+    return {
+        "budget_id": budget_id,
+        "scope": "org",
+        "scope_id": org,
+        "org_id": org,
+        "period_start": NOW,
+        "period_end": NOW,
+        "as_of": NOW,
+        "amount_usd": 10,
+        "spent_usd": 9,
+        "forecast_usd": 12,
+        "percent_used": 90.0,
+        "forecast_percent": 120.0,
+        "state": state,
+        "action": action,
+        "projected_exhaustion_at": None,
+        "evaluated_at": NOW,
+    }
+
+
+@pytest.fixture
+def published(engine):  # type: ignore[no-untyped-def]
+    """A warehouse with a published selection table, two budgets (globex blocked, initech downgraded)
+    and API keys by name: admin, acme (read, bound to acme), writer (write), none (not a key)."""
+    import sqlalchemy as sa
+
+    from cams import pricebook_store
+    from cams.api.keys import create_key
+    from cams.config import parse
+    from cams.pricing.quote import load_book
+    from cams.selection.store import publish
+    from cams.warehouse import schema as t
+    from tests.test_api import table
+
+    book = load_book(parse({}))
+    pricebook_store.store(engine, book)
+    publish(engine, table(book))
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(t.budget_status),
+            [
+                _budget("globex-cap", "globex", "exceeded", "block"),
+                _budget("initech-cap", "initech", "critical", "downgrade"),
+            ],
+        )
+    return {
+        "admin": create_key(engine, ["admin"]),
+        "acme": create_key(engine, ["read"], org_id="acme"),
+        "writer": create_key(engine, ["write"]),
+        "none": "cams_000000000000_not-a-key",
+    }

@@ -118,3 +118,45 @@ def test_run_as_of_takes_the_tag_the_range_end_or_the_tick() -> None:
 def test_cams_version() -> None:
     proc = subprocess.run([CAMS, "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip().startswith("cams 0.")
+
+
+def test_every_command_and_config_key_is_documented() -> None:
+    """docs/configuration.md lists every `cams` command; every cams.yaml key appears somewhere in docs/."""
+    import argparse
+
+    from cams.config_keys import ANY_KEYS, SCHEMA, Leaf
+    from pipelines.cli import build_parser
+
+    repo = Path(__file__).resolve().parents[1]
+    table = (repo / "docs" / "configuration.md").read_text()
+    docs = "\n".join(p.read_text() for p in (repo / "docs").glob("*.md"))
+
+    def commands(parser: argparse.ArgumentParser, prefix: str) -> list[str]:
+        out = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    nested = commands(sub, f"{prefix} {name}")
+                    out += nested or [f"{prefix} {name}"]
+        return out
+
+    lines = table.replace("\\|", "|").splitlines()
+    missing = [
+        c
+        for c in commands(build_parser(), "cams")
+        if not any(c.rsplit(" ", 1)[0] in line and c.rsplit(" ", 1)[1] in line for line in lines if "`cams" in line)
+    ]
+    assert not missing, f"commands missing from docs/configuration.md: {missing}"
+
+    def keys(schema: object) -> list[str]:
+        if schema is Leaf or schema == ANY_KEYS:
+            return []
+        if isinstance(schema, list):
+            return keys(schema[0])
+        if isinstance(schema, tuple):
+            schema = schema[0]
+        assert isinstance(schema, dict)
+        return [k for name, sub in schema.items() for k in (name, *keys(sub))]
+
+    undocumented = sorted({k for k in keys(SCHEMA) if k not in docs})
+    assert not undocumented, f"cams.yaml keys no page of docs/ mentions: {undocumented}"

@@ -225,16 +225,17 @@ def _decision(i: int, org: str, **over: object) -> dict:
     return row
 
 
-def test_one_bad_row_never_costs_another_tenants_history(engine) -> None:  # type: ignore[no-untyped-def]
+def test_one_bad_row_never_costs_another_tenants_history(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The service's flush: the rows the warehouse refuses are set aside with their reason, the rest land."""
     from cams.api.app import Service
 
-    svc = Service(engine)
+    svc = Service(engine, spool_dir=tmp_path / "spool")
     rows = [_decision(i, "acme" if i % 2 else "globex") for i in range(40)]
     rows[7] = _decision(7, None)  # type: ignore[arg-type]  # refused by every warehouse (org_id NOT NULL)
     rows[23] = _decision(23, "initech", team_id="t\x001")  # PostgreSQL refuses NUL; SQLite stores it
     for r in rows:
-        svc.history.put(r)
+        svc.spool.append(r)
+    svc.spool.append({"selection_id": "torn"})  # a line cut short by a crash: no org, refused, set aside
     svc.flush()
     with engine.connect() as conn:
         kept = set(conn.execute(sa.text("select selection_id from model_selection_history")).scalars())
@@ -242,24 +243,27 @@ def test_one_bad_row_never_costs_another_tenants_history(engine) -> None:  # typ
         aside = conn.execute(
             sa.text("select ref, reason, raw from quarantine where source = 'model_selection_history'")
         ).all()
-    refused = {"sel-0007"} | ({"sel-0023"} if engine.dialect.name == "postgresql" else set())
+    refused = {"sel-0007", "torn"} | ({"sel-0023"} if engine.dialect.name == "postgresql" else set())
     assert kept == {r["selection_id"] for r in rows} - refused
     assert explained == kept  # a selection and its explanation land together
     assert {a.ref for a in aside} == refused
     assert all(a.reason.startswith("refused by the warehouse") and "\x00" not in a.raw for a in aside)
-    assert svc.history.empty()
+    assert svc.backlog()["waiting_bytes"] == 0
+    assert svc.flush() == 0  # drained once: nothing is written twice
 
 
-def test_an_unreachable_warehouse_keeps_the_queue_for_the_next_flush() -> None:
+def test_an_unreachable_warehouse_keeps_the_spool_for_the_next_flush(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from cams.api.app import Service
     from cams.warehouse.db import make_engine
 
     dead = make_engine("postgresql://postgres@127.0.0.1:1/nothing?connect_timeout=1")
-    svc = Service(dead)
+    svc = Service(dead, spool_dir=tmp_path / "spool")
     for i in range(5):
-        svc.history.put(_decision(i, "acme"))
+        svc.spool.append(_decision(i, "acme"))
     assert svc.flush() == 0
-    assert svc.history.qsize() == 5  # nothing dropped: retried at the next flush
+    assert svc.backlog()["waiting_bytes"] > 0  # nothing dropped: the lines wait on disk
+    back = Service(engine, spool_dir=tmp_path / "spool")  # the warehouse is back (here: another one)
+    assert back.flush() == 5 and back.backlog()["waiting_bytes"] == 0
 
 
 @pytest.fixture

@@ -3,32 +3,42 @@ background refresher (new table versions, budget states, keys) and written by a 
 
 from __future__ import annotations
 
+import gc
 import logging
+import multiprocessing
 import os
 import queue
 import threading
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cams import pricebook_store
 from cams.api import dashboard, data_routes
+from cams.api.fast_select import FastSelect, error_content, rate_limited, request_of
 from cams.api.guard import DEFAULT_MAX_BODY_BYTES, InputGuard
 from cams.api.history import write_or_set_aside
 from cams.api.keys import ApiKey, digest, load_keys
+from cams.api.ratelimit import Limiter
+from cams.api.spool import Spool, run_writer, spool_dir_for
+from cams.api.spool import backlog as spool_backlog
+from cams.api.spool import drain as drain_spool
+from cams.config import RateLimits
 from cams.estimation import store as estimation_store
 from cams.estimation.estimator import Estimate, Estimator
 from cams.pricing.book import PriceBook
 from cams.pricing.cost import TokenUsage, request_cost
 from cams.selection import store
-from cams.selection.select import Request as SelectRequest
+from cams.selection.client import document as client_document
+from cams.selection.client import etag as client_etag
 from cams.selection.select import SelectionError, SelectionTable
 from cams.warehouse import schema as t
 
@@ -37,30 +47,50 @@ CONTEXT_MODEL = "gpt-4o"  # whose tokenizer sizes a prompt before a model is cho
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, detail: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        detail: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.code, self.message, self.detail = status, code, message, detail or {}
+        self.headers = headers
 
 
-def _error(status: int, code: str, message: str, detail: dict[str, Any] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": {"code": code, "message": message}}
-    if detail:
-        body["error"]["detail"] = detail
-    return JSONResponse(status_code=status, content=body)
+def _error(
+    status: int, code: str, message: str, detail: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(status_code=status, content=error_content(code, message, detail), headers=headers)
 
 
 class Service:
     """What the endpoints read: swapped whole by the refresher, never mutated in place."""
 
-    def __init__(self, engine: Engine, refresh_s: float = 5.0, flush_s: float = 1.0):
+    def __init__(
+        self,
+        engine: Engine,
+        refresh_s: float = 5.0,
+        flush_s: float = 1.0,
+        spool_dir: Path | None = None,
+        writer_process: bool = False,
+        rate_limits: RateLimits | None = None,
+    ):
         self.engine = engine
+        self.limiter = Limiter(rate_limits or RateLimits())
+        url = engine.url.render_as_string(hide_password=False)
+        self.spool = Spool(spool_dir or spool_dir_for(url))
+        self._writer: multiprocessing.process.BaseProcess | None = None
+        self._writer_args = (url, str(self.spool.directory), flush_s) if writer_process else None
         self.refresh_s, self.flush_s = refresh_s, flush_s
         self.table: SelectionTable | None = None
         self._raw: dict[str, Any] = {}
+        self.budget_rows: list[dict[str, Any]] = []
         self.book: PriceBook | None = None
         self.keys: dict[str, ApiKey] = {}
         self.estimator = Estimator()
-        self.history: queue.Queue[dict[str, Any]] = queue.Queue()
         self.token_log: queue.Queue[dict[str, Any]] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -69,14 +99,19 @@ class Service:
     def refresh(self) -> None:
         try:
             version = store.latest_version(self.engine)
+            budgets = store.budget_states(self.engine)
             if version and (self.table is None or self.table.version != version):
                 found = store.latest(self.engine)
                 if found:
                     self._raw = found[1]
-                    self.table = SelectionTable(found[0], found[1], store.budget_states(self.engine))
+                    self.table = SelectionTable(found[0], found[1], budgets)
+                    self.budget_rows = budgets
                     log.info("serving selection table %s", found[0])
+                    gc.collect()
+                    gc.freeze()  # the table lives until the next version: no collection walks it again
             elif self.table is not None:  # same table, fresh budget states
-                self.table = SelectionTable(self.table.version, self._raw, store.budget_states(self.engine))
+                self.table = SelectionTable(self.table.version, self._raw, budgets)
+                self.budget_rows = budgets
             if self.book is None:
                 with suppress(pricebook_store.PriceBookMissing):
                     self.book = pricebook_store.load(self.engine)
@@ -87,15 +122,67 @@ class Service:
             self.db_ok = False
             log.warning("refresh failed, serving the last table: %s", exc)
 
-    def flush(self) -> int:
-        """Write what the endpoints queued: selection history, estimates by request id, new token counts.
+    def decide(self, table: SelectionTable, body: Any) -> Any:
+        """A decision for a route body (FastAPI's or the lean path's): pure, in memory."""
+        tokens = body.input_tokens
+        if tokens is None and body.prompt is not None:
+            tokens = self.estimator.input_tokens(CONTEXT_MODEL, body.prompt)[0]
+        return table.select(request_of(body, tokens))
 
-        Nothing queued is dropped: when the database is unreachable a batch goes back on its queue for
-        the next flush; a row the database refuses is set aside in `quarantine` with the reason and
-        every other row of its batch is written (one bad request never costs another tenant's history).
+    def after_select(self, body: Any, d: Any) -> None:
+        """What a served selection leaves behind: its history line, and the prompt's estimate by request id."""
+        if body.request_id and body.prompt is not None:
+            self.token_log.put(_estimate_row(body.request_id, self.estimator.estimate(d.model, prompt=body.prompt)))
+        self.record(body, d)
+
+    def record(self, body: Any, d: Any) -> None:
+        """A selection's history row and explanation, appended to the spool (the request's only write)."""
+        self.spool.append(
+            {
+                "selection_id": d.selection_id,
+                "request_id": body.request_id,
+                "org_id": body.org_id,
+                "team_id": body.team_id,
+                "user_id": body.user_id,
+                "task_type": body.task_type,
+                "quality_tier": body.quality_tier,
+                "served_tier": d.tier,
+                "model": d.model,
+                "estimated_cost_usd": round(d.estimated_cost_usd, 10),
+                "budget_state": d.budget_state,
+                "binding_constraint": d.binding_constraint,
+                "table_version": d.table_version,
+                "selected_at": datetime.now(UTC),
+                "explanation": {
+                    "chosen": d.model,
+                    "tier_requested": body.quality_tier,
+                    "tier_served": d.tier,
+                    "binding_constraint": d.binding_constraint,
+                    "budget_state": d.budget_state,
+                    "budget_action": d.budget_action,
+                    "alternatives": d.alternatives,
+                    "table_version": d.table_version,
+                },
+            }
+        )
+
+    def backlog(self) -> dict[str, Any]:
+        return {**spool_backlog(self.spool.directory), "writer": "process" if self._writer_args else "thread"}
+
+    def flush(self, spool: bool = True) -> int:
+        """Write what waits: the spooled selection history, estimates by request id, new token counts.
+
+        Nothing is dropped: when the database is unreachable spooled lines wait on disk and queued
+        estimates go back on their queue; a row the database refuses is set aside in `quarantine` with
+        the reason and every other row of its batch is written (one bad request never costs another
+        tenant's history).
         """
-        batch = _drain(self.history)
-        written = write_or_set_aside(self.engine, "model_selection_history", batch, store.write_history, self.history)
+        written = 0
+        if spool:
+            try:
+                written += drain_spool(self.engine, self.spool.directory)
+            except Exception as exc:
+                log.warning("selection history waits in the spool: %s", exc)
         estimates = _drain(self.token_log)
         written += write_or_set_aside(
             self.engine, "token_estimates", estimates, estimation_store.record_estimates, self.token_log
@@ -119,7 +206,17 @@ class Service:
         except Exception as exc:
             log.warning("token estimation cache not loaded: %s", exc)
         self.refresh()
-        for every, fn in ((self.refresh_s, self.refresh), (self.flush_s, self.flush)):
+        if self._writer_args is not None:  # history is written by a process of its own, off this GIL
+            ctx = multiprocessing.get_context("spawn")
+            self._writer = ctx.Process(
+                target=run_writer, args=(*self._writer_args, os.getpid()), name="cams-history-writer", daemon=True
+            )
+            self._writer.start()
+        limits = self.limiter.start(self._stop)
+        if limits is not None:
+            self._threads.append(limits)
+        in_thread = self._writer is None
+        for every, fn in ((self.refresh_s, self.refresh), (self.flush_s, lambda: self.flush(spool=in_thread))):
             th = threading.Thread(target=self._loop, args=(every, fn), daemon=True)
             th.start()
             self._threads.append(th)
@@ -128,8 +225,12 @@ class Service:
         self._stop.set()
         for th in self._threads:
             th.join(timeout=10)
+        if self._writer is not None:
+            self._writer.terminate()  # between batches or mid-batch: the spool replays what it had not saved
+            self._writer.join(timeout=10)
         while self.flush():  # a clean shutdown loses no history
             pass
+        self.spool.close()
 
 
 def _drain(q: queue.Queue[dict[str, Any]], limit: int = 5000) -> list[dict[str, Any]]:
@@ -178,9 +279,21 @@ class EstimateBody(BaseModel):
 
 
 def create_app(
-    engine: Engine, refresh_s: float = 5.0, flush_s: float = 1.0, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    engine: Engine,
+    refresh_s: float = 5.0,
+    flush_s: float = 1.0,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    *,
+    fast_select: bool = True,
+    spool_dir: Path | None = None,
+    writer_process: bool = False,
+    rate_limits: RateLimits | None = None,
 ) -> FastAPI:
-    svc = Service(engine, refresh_s, flush_s)
+    """The service. `fast_select=False` serves select through FastAPI only (the reference the lean path is
+    compared with); `writer_process` writes history from a process of its own (what `cams serve` does)."""
+    svc = Service(
+        engine, refresh_s, flush_s, spool_dir=spool_dir, writer_process=writer_process, rate_limits=rate_limits
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
@@ -196,10 +309,12 @@ def create_app(
     )
     app.state.service = svc
     app.add_middleware(InputGuard, max_body_bytes=max_body_bytes)
+    # outermost: the lean select path sees the request first and hands on what it does not answer
+    app.add_middleware(FastSelect, service=svc, max_body_bytes=max_body_bytes, enabled=fast_select)
 
     @app.exception_handler(ApiError)
     async def _api_error(_r: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message, exc.detail)
+        return _error(exc.status, exc.code, exc.message, exc.detail, exc.headers)
 
     @app.exception_handler(SelectionError)
     async def _sel_error(_r: Request, exc: SelectionError) -> JSONResponse:
@@ -230,6 +345,10 @@ def create_app(
                 raise ApiError(401, "unauthorized", "unknown or revoked API key")
             if not key.allows(scope):
                 raise ApiError(403, "forbidden", f"this key lacks the {scope} scope")
+            wait = svc.limiter.retry_after(key.id)
+            if wait is not None:
+                status, content, headers = rate_limited(svc.limiter, key.id, wait)
+                raise ApiError(status, content["error"]["code"], content["error"]["message"], headers=headers)
             return key
 
         return check
@@ -249,6 +368,8 @@ def create_app(
             "status": "ready" if ready else "not_ready",
             "table_version": svc.table.version if svc.table else None,
             "database": "ok" if svc.db_ok else "unreachable",
+            "history": svc.backlog(),  # selections spooled but not yet in the warehouse, and how late
+            "rate_limits": svc.limiter.scope,
         }
         return JSONResponse(status_code=200 if ready else 503, content=body)
 
@@ -261,58 +382,25 @@ def create_app(
     def decide(body: SelectBody, key: ApiKey) -> Any:
         """The one decision path of select and explainer/generate: pure, in memory."""
         same_org(key, body.org_id)
-        table = current_table()
-        input_tokens = body.input_tokens
-        if input_tokens is None and body.prompt is not None:
-            input_tokens = svc.estimator.input_tokens(CONTEXT_MODEL, body.prompt)[0]
-        return table.select(
-            SelectRequest(
-                org_id=body.org_id,
-                task_type=body.task_type,
-                quality_tier=body.quality_tier,
-                team_id=body.team_id,
-                user_id=body.user_id,
-                max_latency_ms=body.max_latency_ms,
-                required_capabilities=tuple(body.required_capabilities),
-                input_tokens=input_tokens,
-                request_id=body.request_id,
-            )
-        )
+        return svc.decide(current_table(), body)
 
     @app.post("/api/v1/models/select")
     def select_model(body: SelectBody, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
         d = decide(body, key)
-        if body.request_id and body.prompt is not None:
-            svc.token_log.put(_estimate_row(body.request_id, svc.estimator.estimate(d.model, prompt=body.prompt)))
-        svc.history.put(
-            {
-                "selection_id": d.selection_id,
-                "request_id": body.request_id,
-                "org_id": body.org_id,
-                "team_id": body.team_id,
-                "user_id": body.user_id,
-                "task_type": body.task_type,
-                "quality_tier": body.quality_tier,
-                "served_tier": d.tier,
-                "model": d.model,
-                "estimated_cost_usd": round(d.estimated_cost_usd, 10),
-                "budget_state": d.budget_state,
-                "binding_constraint": d.binding_constraint,
-                "table_version": d.table_version,
-                "selected_at": datetime.now(UTC),
-                "explanation": {
-                    "chosen": d.model,
-                    "tier_requested": body.quality_tier,
-                    "tier_served": d.tier,
-                    "binding_constraint": d.binding_constraint,
-                    "budget_state": d.budget_state,
-                    "budget_action": d.budget_action,
-                    "alternatives": d.alternatives,
-                    "table_version": d.table_version,
-                },
-            }
-        )
+        svc.after_select(body, d)
         return d.response()
+
+    @app.get("/api/v1/models/table", responses={304: {"description": "the table the ETag names is current"}})
+    def model_table(key: ApiKey = Depends(auth("read")), if_none_match: str | None = Header(default=None)) -> Response:
+        """The published table and the budget states selection reads, for `cams.selection.Client` and
+        gateways in other languages (docs/selection-table.md); 304 while the ETag still holds."""
+        table = current_table()
+        budgets = [b for b in svc.budget_rows if key.org_id is None or b["org_id"] == key.org_id]
+        doc = client_document(table.version, svc._raw, budgets)
+        tag = client_etag(doc)
+        if if_none_match == tag:
+            return Response(status_code=304, headers={"ETag": tag})
+        return JSONResponse(doc, headers={"ETag": tag})
 
     @app.post("/api/v1/explainer/generate")
     def generate_explanation(body: SelectBody, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
@@ -391,6 +479,8 @@ def app_from_env() -> FastAPI:
 
     return create_app(
         make_engine(config.database_url()),
+        rate_limits=config.load().rate_limits,
         refresh_s=float(os.environ.get("CAMS_REFRESH_S", "5")),
         max_body_bytes=int(os.environ.get("CAMS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+        writer_process=True,
     )

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from cams.warehouse import schema as t
 from cams.warehouse.db import insert_rows
@@ -61,3 +61,34 @@ def load_keys(engine: Engine) -> dict[str, ApiKey]:
     with engine.connect() as conn:
         rows = conn.execute(select(k.c.id, k.c.key_hash, k.c.scopes, k.c.org_id).where(k.c.revoked_at.is_(None))).all()
     return {r.key_hash: ApiKey(r.id, frozenset(r.scopes.split(",")), r.org_id) for r in rows}
+
+
+def list_keys(engine: Engine) -> list[dict[str, object]]:
+    """Every key's id, label, scopes, org and dates; never a key or its hash."""
+    k = t.api_keys
+    cols = (k.c.id, k.c.name, k.c.scopes, k.c.org_id, k.c.created_at, k.c.revoked_at)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(*cols).order_by(k.c.created_at, k.c.id)).mappings()]
+
+
+def revoke_key(engine: Engine, key_id: str) -> bool:
+    """Mark a key revoked; every `cams serve` refuses it from its next refresh (`--refresh-s`, default 5 s).
+    False when no live key has this id."""
+    k = t.api_keys
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(k).where(k.c.id == key_id, k.c.revoked_at.is_(None)).values(revoked_at=datetime.now(UTC))
+        )
+    return done.rowcount == 1
+
+
+def rotate_key(engine: Engine, key_id: str) -> str:
+    """A new key with the old one's scopes, org and label; the old one is revoked in the same step."""
+    k = t.api_keys
+    with engine.connect() as conn:
+        old = conn.execute(select(k).where(k.c.id == key_id, k.c.revoked_at.is_(None))).mappings().first()
+    if old is None:
+        raise LookupError(f"no live API key with id {key_id!r} (see `cams keys list`)")
+    new = create_key(engine, old["scopes"].split(","), old["org_id"], old["name"])
+    revoke_key(engine, key_id)
+    return new

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +12,7 @@ from sqlalchemy import Engine, Float, and_, case, func, select, true
 
 from cams.selection.quality import QualitySettings, quality_stats, with_quality
 from cams.warehouse import schema as t
-from cams.warehouse.db import insert_new_rows, insert_rows, replace_rows, tune_for_a_day
+from cams.warehouse.db import insert_new_rows, replace_rows, tune_for_a_day
 
 STATS_WINDOW_DAYS = 30
 
@@ -176,46 +175,3 @@ def budget_states(engine: Engine) -> list[dict[str, Any]]:
                 select(bs.c.budget_id, bs.c.scope, bs.c.scope_id, bs.c.org_id, bs.c.state, bs.c.action)
             ).mappings()
         ]
-
-
-def write_history(engine: Engine, decisions: Iterable[dict[str, Any]]) -> int:
-    """Selections and their explanations, in one batch."""
-    history, explanations = [], []
-    for d in decisions:
-        history.append(
-            {
-                k: d[k]
-                for k in (
-                    "selection_id",
-                    "request_id",
-                    "org_id",
-                    "team_id",
-                    "user_id",
-                    "task_type",
-                    "quality_tier",
-                    "served_tier",
-                    "model",
-                    "estimated_cost_usd",
-                    "budget_state",
-                    "binding_constraint",
-                    "table_version",
-                    "selected_at",
-                )
-            }
-        )
-        explanations.append(
-            {
-                "id": d["selection_id"],
-                "table_version": d["table_version"],
-                "kind": "selection",
-                "org_id": d["org_id"],
-                "request_id": d["request_id"],
-                "created_at": d["selected_at"],
-                "explanation_json": json.dumps(d["explanation"], default=str),
-            }
-        )
-    if history:
-        with engine.begin() as conn:
-            insert_rows(conn, t.model_selection_history, history)
-            insert_rows(conn, t.model_selection_explanations, explanations)
-    return len(history)
