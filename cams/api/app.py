@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cams import pricebook_store
 from cams.api import dashboard, data_routes
-from cams.api.fast_select import FastSelect, error_content, rate_limited, request_of
+from cams.api.fast_select import FastSelect, error_content, history_row, rate_limited, request_of
 from cams.api.guard import DEFAULT_MAX_BODY_BYTES, InputGuard
 from cams.api.history import write_or_set_aside
 from cams.api.keys import ApiKey, digest, load_keys
@@ -137,34 +137,7 @@ class Service:
 
     def record(self, body: Any, d: Any) -> None:
         """A selection's history row and explanation, appended to the spool (the request's only write)."""
-        self.spool.append(
-            {
-                "selection_id": d.selection_id,
-                "request_id": body.request_id,
-                "org_id": body.org_id,
-                "team_id": body.team_id,
-                "user_id": body.user_id,
-                "task_type": body.task_type,
-                "quality_tier": body.quality_tier,
-                "served_tier": d.tier,
-                "model": d.model,
-                "estimated_cost_usd": round(d.estimated_cost_usd, 10),
-                "budget_state": d.budget_state,
-                "binding_constraint": d.binding_constraint,
-                "table_version": d.table_version,
-                "selected_at": datetime.now(UTC),
-                "explanation": {
-                    "chosen": d.model,
-                    "tier_requested": body.quality_tier,
-                    "tier_served": d.tier,
-                    "binding_constraint": d.binding_constraint,
-                    "budget_state": d.budget_state,
-                    "budget_action": d.budget_action,
-                    "alternatives": d.alternatives,
-                    "table_version": d.table_version,
-                },
-            }
-        )
+        self.spool.append({"selection_id": d.selection_id, "request_id": body.request_id, **history_row(body, d)})
 
     def backlog(self) -> dict[str, Any]:
         return {**spool_backlog(self.spool.directory), "writer": "process" if self._writer_args else "thread"}
@@ -225,6 +198,7 @@ class Service:
         self._stop.set()
         for th in self._threads:
             th.join(timeout=10)
+        self.spool.write_pending()
         if self._writer is not None:
             self._writer.terminate()  # between batches or mid-batch: the spool replays what it had not saved
             self._writer.join(timeout=10)
@@ -278,6 +252,20 @@ class EstimateBody(BaseModel):
     )
 
 
+class LookupApp(FastAPI):
+    """FastAPI with the lean select path in front of every layer, FastAPI's own included (its
+    telemetry and error middleware cost a tenth of the lean path's time): the path answers what it
+    can and hands everything else to `framework`, the FastAPI app proper."""
+
+    fast: FastSelect
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.fast(scope, receive, send)
+
+    async def framework(self, scope: Any, receive: Any, send: Any) -> None:
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     engine: Engine,
     refresh_s: float = 5.0,
@@ -288,7 +276,7 @@ def create_app(
     spool_dir: Path | None = None,
     writer_process: bool = False,
     rate_limits: RateLimits | None = None,
-) -> FastAPI:
+) -> LookupApp:
     """The service. `fast_select=False` serves select through FastAPI only (the reference the lean path is
     compared with); `writer_process` writes history from a process of its own (what `cams serve` does)."""
     svc = Service(
@@ -301,7 +289,7 @@ def create_app(
         yield
         svc.stop()
 
-    app = FastAPI(
+    app = LookupApp(
         title="CAMS lookup service",
         version="0.1.0",
         lifespan=lifespan,
@@ -309,8 +297,7 @@ def create_app(
     )
     app.state.service = svc
     app.add_middleware(InputGuard, max_body_bytes=max_body_bytes)
-    # outermost: the lean select path sees the request first and hands on what it does not answer
-    app.add_middleware(FastSelect, service=svc, max_body_bytes=max_body_bytes, enabled=fast_select)
+    app.fast = FastSelect(app.framework, service=svc, max_body_bytes=max_body_bytes, enabled=fast_select)
 
     @app.exception_handler(ApiError)
     async def _api_error(_r: Request, exc: ApiError) -> JSONResponse:

@@ -10,17 +10,24 @@ bytes (tests/test_fast_select.py compares them over a matrix of requests).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
+from datetime import UTC, datetime
+from random import getrandbits
 from typing import Any
 
 import msgspec
-from starlette.responses import JSONResponse
 
 from cams.api.guard import _BAD_JSON_TEXT, ASGIApp, Message, Receive, Scope, Send, _replay
+from cams.api.spool import now_text
 from cams.selection.select import Request, SelectionError
 from cams.selection.table import TIER_ORDER
 
 PATH = "/api/v1/models/select"
+PLAIN_MEMO_LIMIT = 100_000  # scopes whose answer is kept per table; cleared (not evicted) past it
+_ANSWER_MIDDLE = ("model", "provider", "estimated_cost_usd", "fallback_chain", "budget_state", "table_version")
+_encode = msgspec.json.Encoder().encode
 FAST_PROMPT_CHARS = 20_000  # longer prompts are tokenized on FastAPI's worker threads
 _decode = msgspec.json.Decoder().decode
 _OPTIONAL_IDS = ("team_id", "user_id", "request_id")
@@ -68,6 +75,15 @@ class Body:
         self.input_tokens: int | None = raw.get("input_tokens")
         self.prompt: str | None = raw.get("prompt")
 
+    def unconstrained(self) -> bool:
+        """Nothing about this request but its scope and tier shapes the answer."""
+        return (
+            self.prompt is None
+            and self.input_tokens is None
+            and self.max_latency_ms is None
+            and not self.required_capabilities
+        )
+
 
 def parse(body: bytes) -> Body | None:
     """The request, when it is one the FastAPI route would accept exactly as sent; else None."""
@@ -107,8 +123,8 @@ def parse(body: bytes) -> Body | None:
 
 
 def render(status: int, content: Any) -> tuple[int, bytes]:
-    """Starlette's JSONResponse bytes, so both paths answer alike to the byte."""
-    return status, JSONResponse(content).body
+    """The bytes of Starlette's JSONResponse (its `render`), so both paths answer alike to the byte."""
+    return status, json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
 
 class FastSelect:
@@ -181,16 +197,86 @@ class FastSelect:
         wait = svc.limiter.retry_after(key.id)
         if wait is not None:
             status, content, headers = rate_limited(svc.limiter, key.id, wait)
-            return status, JSONResponse(content).body, headers
+            return *render(status, content), headers
         table = svc.table
         if table is None:
             return None
+        if (
+            body.prompt is None
+            and body.input_tokens is None
+            and body.max_latency_ms is None
+            and not body.required_capabilities
+        ):
+            return (*plain(svc, table, body), None)
         try:
             d = svc.decide(table, body)
         except SelectionError as exc:
             return *render(exc.status, error_content(exc.code, str(exc), exc.detail)), None
         svc.after_select(body, d)
         return *render(200, d.response()), None
+
+
+def plain(svc: Any, table: Any, body: Body) -> tuple[int, bytes]:
+    """A request without per-request constraints: its scope's answer is decided once per table (and
+    budget refresh), encoded once; each request adds only its ids and time, to the answer and the spool."""
+    scope = (body.org_id, body.team_id, body.user_id, body.task_type, body.quality_tier)
+    memo = table.memo
+    known = memo.get(scope)
+    if known is None:
+        try:
+            d = svc.decide(table, body)
+        except SelectionError as exc:
+            known = render(exc.status, error_content(exc.code, str(exc), exc.detail))
+        else:
+            answer = d.response()
+            middle = {k: answer[k] for k in _ANSWER_MIDDLE}
+            known = (_encode(middle)[1:-1], _encode(history_row(body, d, at=None))[1:-1])
+        if len(memo) >= PLAIN_MEMO_LIMIT:
+            memo.clear()
+        memo[scope] = known
+    if type(known[0]) is int:  # a refusal: the same bytes every time
+        return known  # type: ignore[return-value]
+    middle_bytes, row_bytes = known
+    sid = b"%032x" % getrandbits(128)
+    line = b'{"selection_id":"%s","request_id":%s,"selected_at":"%s",%s}\n' % (
+        sid,
+        _encode(body.request_id),
+        now_text(),
+        row_bytes,
+    )
+    svc.spool.append_soon(line, asyncio.get_running_loop())
+    return 200, b'{"selection_id":"' + sid + b'",' + middle_bytes + b',"explanation_id":"' + sid + b'"}'
+
+
+def history_row(body: Any, d: Any, at: datetime | bool | None = True) -> dict[str, Any]:
+    """A selection's history columns (less its ids) and explanation, as spooled for the warehouse.
+    `at=None` leaves out the time (the plain path adds it per request)."""
+    row = {
+        "org_id": body.org_id,
+        "team_id": body.team_id,
+        "user_id": body.user_id,
+        "task_type": body.task_type,
+        "quality_tier": body.quality_tier,
+        "served_tier": d.tier,
+        "model": d.model,
+        "estimated_cost_usd": round(d.estimated_cost_usd, 10),
+        "budget_state": d.budget_state,
+        "binding_constraint": d.binding_constraint,
+        "table_version": d.table_version,
+        "explanation": {
+            "chosen": d.model,
+            "tier_requested": body.quality_tier,
+            "tier_served": d.tier,
+            "binding_constraint": d.binding_constraint,
+            "budget_state": d.budget_state,
+            "budget_action": d.budget_action,
+            "alternatives": d.alternatives,
+            "table_version": d.table_version,
+        },
+    }
+    if at is not None:
+        row["selected_at"] = datetime.now(UTC)
+    return row
 
 
 def error_content(code: str, message: str, detail: dict[str, Any] | None = None) -> dict[str, Any]:

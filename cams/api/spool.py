@@ -15,6 +15,7 @@ own history (the explainer) at once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
@@ -22,7 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,16 @@ HISTORY_COLUMNS = (
     "selected_at",
 )
 _encode = msgspec.json.Encoder().encode
+_clock: list[Any] = [0, b""]
+
+
+def now_text() -> bytes:
+    """The current UTC time as RFC 3339 bytes to the millisecond, formatted once per millisecond
+    (formatting a datetime per request cost 4 µs)."""
+    ms = time.time_ns() // 1_000_000
+    if ms != _clock[0]:
+        _clock[0], _clock[1] = ms, datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").encode()
+    return _clock[1]
 
 
 class Spool:
@@ -62,6 +73,7 @@ class Spool:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
         self._lock = threading.Lock()
+        self._pending: list[bytes] = []
         self._fd = -1
         self._size = 0
         self._pid = -1
@@ -77,7 +89,23 @@ class Spool:
 
     def append(self, row: dict[str, Any]) -> None:
         """One selection (history columns plus its `explanation`), as one line."""
-        line = _encode(row) + b"\n"
+        self.append_line(_encode(row) + b"\n")
+
+    def append_soon(self, line: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        """`append_line` from the event loop: the lines of one loop iteration go out in one `write`
+        (a system call per request cost a third of the lean path's time); a process killed in
+        between loses at most that iteration's lines."""
+        self._pending.append(line)
+        if len(self._pending) == 1:
+            loop.call_soon(self.write_pending)
+
+    def write_pending(self) -> None:
+        lines, self._pending = self._pending, []
+        if lines:
+            self.append_line(b"".join(lines))
+
+    def append_line(self, line: bytes) -> None:
+        """Selections already encoded, each a JSON object and a newline."""
         with self._lock:
             if self._pid != os.getpid() or self._size >= self.segment_bytes:  # forked, or the segment is full
                 self._open()
@@ -85,6 +113,7 @@ class Spool:
             self._size += len(line)
 
     def close(self) -> None:
+        self.write_pending()
         with self._lock:
             if self._fd >= 0:
                 os.close(self._fd)

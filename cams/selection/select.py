@@ -72,6 +72,9 @@ class SelectionTable:
         self.models: dict[str, dict[str, Any]] = table["models"]
         self.rows = {(r["task_type"], r["tier"]): r for r in table["rows"]}
         self.tasks = sorted({r["task_type"] for r in table["rows"]})
+        # answers the service encoded for requests without constraints; this object (one version, one
+        # refresh of budget states) is their lifetime, so they are never stale
+        self.memo: dict[tuple[Any, ...], Any] = {}
         # per row, what each candidate's checks need, resolved once per version instead of per request
         self._prepared = {
             key: [
