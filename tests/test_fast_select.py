@@ -193,3 +193,24 @@ def test_every_selection_served_at_full_speed_reaches_the_warehouse(db_url, engi
 
     spools = {p.parent for p in tmp_path.rglob("*.spool") if p.is_file()}
     assert all(backlog(d)["waiting_bytes"] == 0 for d in spools)
+
+
+def test_a_spool_replayed_after_a_crash_lands_once(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The offset is saved after the commit: a crash in between replays the batch, which must not
+    duplicate rows nor set them aside as refused."""
+    from cams.api.spool import Spool, drain
+    from tests.test_hostile import _decision
+
+    spool = Spool(tmp_path / "spool")
+    for i in range(50):
+        spool.append(_decision(i, "acme"))
+    assert drain(engine, spool.directory) == 50
+    for off in (tmp_path / "spool").glob("*.off"):
+        off.write_text("0")  # as if the process died before saving how far it had written
+    spool.append(_decision(50, "acme"))
+    assert drain(engine, spool.directory) == 51  # the replayed 50 and the new one, each once
+    with engine.connect() as conn:
+        kept = conn.execute(sa.text("select count(*) from model_selection_history")).scalar()
+        explained = conn.execute(sa.text("select count(*) from model_selection_explanations")).scalar()
+        aside = conn.execute(sa.text("select count(*) from quarantine")).scalar()
+    assert (kept, explained, aside) == (51, 51, 0)

@@ -83,7 +83,8 @@ class Service:
         url = engine.url.render_as_string(hide_password=False)
         self.spool = Spool(spool_dir or spool_dir_for(url))
         self._writer: multiprocessing.process.BaseProcess | None = None
-        self._writer_args = (url, str(self.spool.directory), flush_s) if writer_process else None
+        # small batches often: a second's worth of COPY at once stole the CPU from requests (the tail)
+        self._writer_args = (url, str(self.spool.directory), min(flush_s, 0.2)) if writer_process else None
         self.refresh_s, self.flush_s = refresh_s, flush_s
         self.table: SelectionTable | None = None
         self._raw: dict[str, Any] = {}
@@ -109,9 +110,10 @@ class Service:
                     log.info("serving selection table %s", found[0])
                     gc.collect()
                     gc.freeze()  # the table lives until the next version: no collection walks it again
-            elif self.table is not None:  # same table, fresh budget states
+            elif self.table is not None and budgets != self.budget_rows:  # same table, new budget states
                 self.table = SelectionTable(self.table.version, self._raw, budgets)
                 self.budget_rows = budgets
+                gc.freeze()
             if self.book is None:
                 with suppress(pricebook_store.PriceBookMissing):
                     self.book = pricebook_store.load(self.engine)

@@ -24,6 +24,13 @@ def _unreachable(exc: Exception) -> bool:
     """The database, not the row, failed: retry the whole batch later."""
     if isinstance(exc, DisconnectionError):
         return True
+    try:  # COPY runs on the driver's own cursor: its errors arrive unwrapped
+        import psycopg
+
+        if isinstance(exc, psycopg.OperationalError):
+            return True
+    except ImportError:
+        pass
     return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 

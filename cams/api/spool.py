@@ -277,28 +277,38 @@ def _write(engine: Engine, rows: list[_Row | bytes]) -> None:
         )
         for r in good
     ]
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
+    if engine.dialect.name == "postgresql":
+        from cams.warehouse.db import copy_text
+
+        try:  # the usual case, new rows: straight COPY
+            with engine.begin() as conn:
+                copy_text(conn, t.model_selection_history, HISTORY_COLUMNS, history)
+                copy_text(conn, t.model_selection_explanations, _EXPLANATION_COLUMNS, explanations)
+            return
+        except Exception as exc:  # COPY runs on the driver's cursor: psycopg's own error, or SQLAlchemy's
+            state = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None), "sqlstate", None)
+            if state != "23505":  # not a replay (unique_violation): the warehouse or a row is at fault
+                raise
+        with engine.begin() as conn:  # a batch replayed after a crash: the rows not there yet
             _copy_new(conn, t.model_selection_history, HISTORY_COLUMNS, history)
             _copy_new(conn, t.model_selection_explanations, _EXPLANATION_COLUMNS, explanations)
-        else:
-            from cams.warehouse.db import insert_new_rows
+        return
+    from cams.warehouse.db import insert_new_rows
 
-            insert_new_rows(
-                conn, t.model_selection_history, [dict(zip(HISTORY_COLUMNS, h, strict=True)) for h in history]
-            )
-            insert_new_rows(
-                conn,
-                t.model_selection_explanations,
-                [dict(zip(_EXPLANATION_COLUMNS, e, strict=True)) for e in explanations],
-            )
+    with engine.begin() as conn:
+        insert_new_rows(conn, t.model_selection_history, [dict(zip(HISTORY_COLUMNS, h, strict=True)) for h in history])
+        insert_new_rows(
+            conn,
+            t.model_selection_explanations,
+            [dict(zip(_EXPLANATION_COLUMNS, e, strict=True)) for e in explanations],
+        )
 
 
 _EXPLANATION_COLUMNS = ("id", "table_version", "kind", "org_id", "request_id", "explanation_json", "created_at")
 
 
 def _copy_new(conn: Any, table: Any, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-    """COPY into a temporary table, then insert the rows whose key is new: COPY's speed, replay-safe."""
+    """COPY into a temporary table, then insert the rows whose key is new: replay-safe, twice the work."""
     from cams.warehouse.db import copy_text
 
     tmp = f"_spool_{table.name}"
@@ -337,6 +347,8 @@ def run_writer(url: str, directory: str, every_s: float, parent_pid: int) -> Non
     from cams.warehouse.db import make_engine
 
     logging.basicConfig(level=logging.INFO)
+    with contextlib.suppress(OSError):  # the requests come first: the writer takes the CPU they leave
+        os.nice(10)
     engine = make_engine(url)
     path = Path(directory)
     while True:
