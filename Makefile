@@ -21,7 +21,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered -q --durations=12 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --cov --cov-report=term:skip-covered -q --durations=12 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
