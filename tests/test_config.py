@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -129,7 +130,6 @@ def test_every_command_and_config_key_is_documented() -> None:
 
     repo = Path(__file__).resolve().parents[1]
     table = (repo / "docs" / "configuration.md").read_text()
-    docs = "\n".join(p.read_text() for p in (repo / "docs").glob("*.md"))
 
     def commands(parser: argparse.ArgumentParser, prefix: str) -> list[str]:
         out = []
@@ -158,5 +158,6 @@ def test_every_command_and_config_key_is_documented() -> None:
         assert isinstance(schema, dict)
         return [k for name, sub in schema.items() for k in (name, *keys(sub))]
 
-    undocumented = sorted({k for k in keys(SCHEMA) if k not in docs})
-    assert not undocumented, f"cams.yaml keys no page of docs/ mentions: {undocumented}"
+    reference = table[table.index("## Every key") :]
+    undocumented = sorted({k for k in keys(SCHEMA) if not re.search(rf"[`.<|]{re.escape(k)}[`.>\\\[|]", reference)})
+    assert not undocumented, f"cams.yaml keys missing from docs/configuration.md#every-key: {undocumented}"
