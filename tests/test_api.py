@@ -302,6 +302,20 @@ def test_budget_api_and_org_isolation(client, engine) -> None:  # type: ignore[n
     assert client.delete("/api/v1/budgets/acme-api", headers=_h(k["acme"])).status_code == 204
     with engine.connect() as conn:
         assert sorted(conn.execute(sa.text("select id from budget_configs")).scalars()) == ["globex-api"]
+    got = client.get("/api/v1/budgets/globex-api", headers=_h(k["admin"])).json()
+    assert got["created_at"].endswith("+00:00")  # every timestamp with its zone
+
+
+def test_budget_status_reads_as_money_and_zoned_time(client, engine) -> None:  # type: ignore[no-untyped-def]
+    """No "0E-10" and no zoneless times: exact decimals written out, timestamps in UTC with their offset."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(t.budget_status).where(t.budget_status.c.budget_id == "globex-cap").values(spent_usd=0)
+        )
+    body = client.get("/api/v1/budgets/globex-cap/status", headers=_h(client.keys["admin"])).json()
+    assert body["spent_usd"] == "0.0000000000" and body["amount_usd"] == "10.0000000000"
+    for field in ("period_start", "period_end", "as_of", "evaluated_at"):
+        assert datetime.fromisoformat(body[field]).utcoffset() is not None, (field, body[field])
 
 
 def test_cost_analysis(client, engine) -> None:  # type: ignore[no-untyped-def]

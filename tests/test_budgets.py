@@ -272,3 +272,33 @@ def test_bad_budgets_are_named(change: dict, msg: str) -> None:
         parse_budget({**base, **change})
     with pytest.raises(cams_config.ConfigError, match=msg):
         cams_config.parse({"budgets": [{**base, **change}]})
+
+
+def test_money_reads_one_way_everywhere() -> None:
+    """Totals in cents, unit costs with enough digits, never an exponent; alert texts use the same."""
+    from decimal import Decimal
+
+    from cams.budgets.delivery import _text
+    from cams.money import unit_usd, usd
+
+    assert [usd(Decimal("88.6866109925")), usd(100), usd(-3.2), usd(Decimal("0E-10"))] == [
+        "$88.69",
+        "$100.00",
+        "-$3.20",
+        "$0.00",
+    ]
+    assert [unit_usd(0.000312345), unit_usd(1.5e-7), unit_usd(2.5)] == ["$0.000312", "$0.00000015", "$2.50"]
+    text = _text(
+        {
+            "budget_id": "acme-monthly",
+            "level": "warning",
+            "basis": "actual",
+            "threshold_percent": 80.0,
+            "percent_used": 88.69,
+            "spent_usd": "88.6866109925",
+            "amount_usd": "100.0000000000",
+            "forecast_usd": "128.0000000000",
+            "state": "warning",
+        }
+    )
+    assert "$88.69 of $100.00, forecast $128.00" in text and "E-" not in text

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cams import pricebook_store
 from cams.api import dashboard, data_routes
+from cams.api.data_routes import jsonable
 from cams.api.fast_select import FastSelect, error_content, history_row, rate_limited, request_of
 from cams.api.guard import DEFAULT_MAX_BODY_BYTES, InputGuard
 from cams.api.history import write_or_set_aside
@@ -448,7 +449,7 @@ def create_app(
             row = conn.execute(select(bs).where(bs.c.budget_id == budget_id)).mappings().first()
         if row is None or (key.org_id is not None and row["org_id"] != key.org_id):
             raise ApiError(404, "not_found", "no such budget status")
-        return {k: (str(v) if v is not None and not isinstance(v, str | float | int) else v) for k, v in row.items()}
+        return jsonable(dict(row))
 
     dashboard.register(app, engine, lambda: svc.keys, lambda: svc.table)
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
+from cams.money import unit_usd, usd
+
 PALETTE = ["#4f46e5", "#0891b2", "#16a34a", "#ca8a04", "#9333ea", "#db2777", "#475569", "#0d9488", "#ea580c"]
+
+
+def _label(v: float, unit: str) -> str:
+    """A value with its unit; dollars the way every page writes them (cams/money.py)."""
+    if unit.strip() == "$":
+        return escape(usd(v) if abs(v) >= 1 or v == 0 else unit_usd(v))
+    return f"{_num(v)}{escape(unit)}"
 
 
 def _num(v: float) -> str:
@@ -43,14 +52,14 @@ def hbars(
         parts.append(
             f'<rect class="bar" data-label="{escape(label)}" data-value="{value}" x="{left}" y="{y}" '
             f'width="{w:.1f}" height="{bar_h}" fill="{color}" rx="3">'
-            f"<title>{escape(label)}: {_num(value)}{escape(unit)}</title></rect>"
+            f"<title>{escape(label)}: {_label(value, unit)}</title></rect>"
         )
-        parts.append(f'<text x="{left + w + 6:.1f}" y="{y + 15}" font-size="12">{_num(value)}{escape(unit)}</text>')
+        parts.append(f'<text x="{left + w + 6:.1f}" y="{y + 15}" font-size="12">{_label(value, unit)}</text>')
         if marks and label in marks:
             x = left + marks[label] * scale
             parts.append(
                 f'<line class="mark" x1="{x:.1f}" x2="{x:.1f}" y1="{y - 3}" y2="{y + bar_h + 3}" stroke="#111" '
-                f'stroke-width="2" stroke-dasharray="4 2"><title>forecast {_num(marks[label])}{unit}</title></line>'
+                f'stroke-width="2" stroke-dasharray="4 2"><title>forecast {_label(marks[label], unit)}</title></line>'
             )
     parts.append("</svg>")
     return "".join(parts)
@@ -74,7 +83,7 @@ def lines(
         f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
         f'<text x="4" y="18" font-size="14" font-weight="600">{escape(title)}</text>',
         f'<line x1="{left}" y1="{top_pad + plot_h}" x2="{left + plot_w}" y2="{top_pad + plot_h}" stroke="#999"/>',
-        f'<text x="4" y="{top_pad + 10}" font-size="11">{_num(top)}{escape(unit)}</text>',
+        f'<text x="4" y="{top_pad + 10}" font-size="11">{_label(top, unit)}</text>',
     ]
     for i, x in enumerate(xs):
         if i in (0, len(xs) - 1) or i % max(1, len(xs) // 6) == 0:

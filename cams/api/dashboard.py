@@ -26,6 +26,7 @@ from sqlalchemy import Engine, func, select
 
 from cams.api.charts import hbars, lines
 from cams.api.keys import ApiKey, digest
+from cams.money import unit_usd, usd
 from cams.selection.select import Request as SelectRequest
 from cams.selection.select import SelectionError, SelectionTable
 from cams.selection.table import TIER_ORDER
@@ -204,8 +205,8 @@ def _budgets(budgets: list[dict[str, Any]]) -> str:
     rows = "".join(
         f"<tr><td>{escape(b['budget_id'])}</td><td>{escape(b['scope'])} {escape(b['scope_id'])}</td>"
         f"<td><span class='badge' style='background:{STATE_COLORS.get(b['state'], '#475569')}'>{escape(b['state'])}</span></td>"
-        f"<td>{escape(b['action'])}</td><td>${_float(b['spent_usd']):,.2f} of ${_float(b['amount_usd']):,.2f}</td>"
-        f"<td>{b['percent_used']:.1f} %</td><td>${_float(b['forecast_usd']):,.2f} ({b['forecast_percent']:.0f} %)</td>"
+        f"<td>{escape(b['action'])}</td><td>{usd(b['spent_usd'])} of {usd(b['amount_usd'])}</td>"
+        f"<td>{b['percent_used']:.1f} %</td><td>{usd(b['forecast_usd'])} ({b['forecast_percent']:.0f} %)</td>"
         f"<td>{str(b['period_start'])[:10]} → {str(b['period_end'])[:10]}</td></tr>"
         for b in budgets
     )
@@ -249,7 +250,7 @@ def _risk(risk: list[Any]) -> str:
         return "<section><h2>Reconciliation</h2><p class='muted'>Nothing reconciled in this window.</p></section>"
     rows = sorted(((str(c), _float(a)) for c, a, _ in risk), key=lambda ca: -ca[1])
     counts = "".join(
-        f"<tr><td>{escape(str(c))}</td><td>{int(n):,}</td><td>${_float(a):,.4f}</td></tr>" for c, a, n in risk
+        f"<tr><td>{escape(str(c))}</td><td>{int(n):,}</td><td>{usd(a)}</td></tr>" for c, a, n in risk
     )
     return (
         "<section id='risk'><h2>Reconciliation: dollars at risk</h2><div class='grid'>"
@@ -328,7 +329,7 @@ def _simulate(current: SelectionTable, org: str, task: str, tier: str, any_org: 
             d = table.select(SelectRequest(org, task, tier))
             rows.append(
                 f"<tr><td>{escape(label)}</td><td>{escape(d.tier)}</td><td><strong>{escape(d.model)}</strong></td>"
-                f"<td>${d.estimated_cost_usd:.6f}</td><td>{escape(', '.join(d.fallback_chain[:3]))}</td>"
+                f"<td>{unit_usd(d.estimated_cost_usd)}</td><td>{escape(', '.join(d.fallback_chain[:3]))}</td>"
                 f"<td>{escape(d.binding_constraint)}</td></tr>"
             )
             if action is None:

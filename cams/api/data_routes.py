@@ -44,12 +44,16 @@ class ModelPrice(BaseModel):
     supports_function_calling: bool | None = None
 
 
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+def jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    """A warehouse row as JSON a person reads: exact decimals without exponents ("0.0000000000",
+    never "0E-10"), timestamps with their zone (the warehouse keeps UTC; SQLite hands them back naive)."""
     out = {}
     for k, v in row.items():
         if isinstance(v, Decimal):
             out[k] = f"{v:f}"
-        elif isinstance(v, datetime | date):
+        elif isinstance(v, datetime):
+            out[k] = (v if v.tzinfo else v.replace(tzinfo=UTC)).isoformat()
+        elif isinstance(v, date):
             out[k] = v.isoformat()
         else:
             out[k] = v
@@ -89,8 +93,7 @@ def register(
         return {
             **json.loads(row["config_json"]),
             "source": row["source"],
-            "created_at": str(row["created_at"]),
-            "updated_at": str(row["updated_at"]),
+            **jsonable({"created_at": row["created_at"], "updated_at": row["updated_at"]}),
         }
 
     @app.get("/api/v1/budgets", tags=["budgets"])
@@ -157,7 +160,7 @@ def register(
     profile_cols = [c for c in mcp.c if c.name not in ("prices_json", "capabilities_json")]
 
     def _profile(row: Any) -> dict[str, Any]:
-        d = _jsonable(dict(row))
+        d = jsonable(dict(row))
         d["prices"] = json.loads(row["prices_json"])
         d["capabilities"] = json.loads(row["capabilities_json"])
         d.pop("prices_json", None)
@@ -179,7 +182,7 @@ def register(
             stmt = stmt.where(mcp.c.model.contains(q, autoescape=True))
         with engine.connect() as conn:
             rows = conn.execute(stmt.order_by(mcp.c.model, mcp.c.valid_from).limit(limit).offset(offset)).mappings()
-            return {"models": [_jsonable(dict(r)) for r in rows], "limit": limit, "offset": offset}
+            return {"models": [jsonable(dict(r)) for r in rows], "limit": limit, "offset": offset}
 
     @app.get("/api/v1/models/{model_id:path}", tags=["models"])
     def get_model(model_id: str, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
@@ -381,7 +384,7 @@ def register(
         if key.org_id:
             q = q.where(mh.c.org_id == key.org_id)
         with engine.connect() as conn:
-            return [_jsonable(dict(x)) for x in conn.execute(q).mappings()]
+            return [jsonable(dict(x)) for x in conn.execute(q).mappings()]
 
     @app.get("/api/v1/explainer/stats", tags=["explainer"])
     def stats(key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, select, update
 
 from cams import signing
 from cams.budgets.model import Budget, Channel, parse_budget
+from cams.money import usd
 from cams.warehouse import schema as t
 from cams.warehouse.db import insert_rows
 
@@ -52,8 +53,8 @@ class DeliverySettings:
 def _text(body: dict[str, Any]) -> str:
     return (
         f"CAMS budget {body['budget_id']}: {body['level']} ({body['basis']} {body['threshold_percent']:g}%) — "
-        f"{body['percent_used']:.1f}% used, ${body['spent_usd']} of ${body['amount_usd']}, "
-        f"forecast ${body['forecast_usd']}, state {body['state']}"
+        f"{body['percent_used']:.1f}% used, {usd(body['spent_usd'])} of {usd(body['amount_usd'])}, "
+        f"forecast {usd(body['forecast_usd'])}, state {body['state']}"
     )
 
 
