@@ -65,6 +65,14 @@ def _ingest(
     rows = landed_rows(source.name, window.start, window.end, sorted({e.column for e in checks}))
     share = counts["quarantined"] / counts["read"] if counts["read"] else 0.0
     context.log.info(f"{source.name} {window.start.date()}..{window.end.date()}: {counts}")
+    nothing: dict[str, str] = {}
+    if counts["read"] == 0:  # a wrong folder or URL looks exactly like a quiet day: say so
+        where = source.drop_dir if source.mode == "files" else source.base_url or source.mode
+        nothing["warning"] = (
+            f"{source.name} read nothing for {window.start.date()}..{window.end.date()} "
+            f"({source.mode}: {where}); check sources.{source.name} in cams.yaml"
+        )
+        context.log.warning(nothing["warning"])
     check_results = [
         check_result(f"{source.name}_valid", engine, rows, checks),
         dg.AssetCheckResult(
@@ -89,7 +97,11 @@ def _ingest(
         metadata=report(
             context,
             days,
-            {"mode": source.mode, **{f"source_{k}": dg.MetadataValue.text(str(v)) for k, v in detail.items()}},
+            {
+                "mode": source.mode,
+                **nothing,
+                **{f"source_{k}": dg.MetadataValue.text(str(v)) for k, v in detail.items()},
+            },
             totals={
                 **run_counts,
                 "rows_replaced": summary.replaced,

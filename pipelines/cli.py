@@ -189,11 +189,31 @@ def _committed_snapshot(config: Any) -> dict[str, Any]:
 
 
 def _warehouse() -> Any:
-    """The configured warehouse, migrated to the newest schema."""
-    from cams import config as cfg
-    from cams.warehouse.db import make_engine, migrate
+    """The configured warehouse, migrated to the newest schema; one line naming the fix when it cannot
+    be opened (a missing folder or database, a wrong host or password), never a traceback."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
 
-    engine = make_engine(cfg.database_url())
+    from cams import config as cfg
+    from cams.warehouse.db import make_engine, migrate, normalize_url
+
+    url = cfg.database_url()
+    try:
+        shown = make_url(normalize_url(url)).render_as_string(hide_password=True)
+    except Exception:
+        raise CliError(f"CAMS_DATABASE_URL is not a database URL: {url!r}") from None
+    if url.startswith("sqlite") and "///" in url and ":memory:" not in url:
+        folder = Path(url.split("///", 1)[1].split("?", 1)[0]).parent
+        if not folder.is_dir():
+            raise CliError(f"the warehouse's folder {folder} does not exist: create it or fix CAMS_DATABASE_URL")
+    engine = make_engine(url)
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc) or exc).strip().splitlines()
+        cause = next((line.split("FATAL:", 1)[1].strip() for line in reason if "FATAL:" in line), reason[0])
+        raise CliError(f"cannot open the warehouse {shown}: {cause} (check CAMS_DATABASE_URL)") from None
     migrate(engine)
     return engine
 
@@ -209,11 +229,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from cams import config as cfg
     from cams.api.app import create_app
-    from cams.warehouse.db import make_engine, migrate
 
     cfg.load()  # a cams.yaml mistake stops here, before the server starts
-    engine = make_engine(cfg.database_url())
-    migrate(engine)
+    engine = _warehouse()
     if args.max_body_bytes < 1024:
         raise CliError("--max-body-bytes must be at least 1024")
     # uvloop and httptools measured fastest here (docs/benchmarks.md); one access-log line per request

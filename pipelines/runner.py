@@ -35,6 +35,11 @@ class RunError(RuntimeError):
 def instance_for(home: str | Path | None = None) -> dg.DagsterInstance:
     """DAGSTER_HOME if set, else .cams/dagster_home (created), so `dagster dev` can browse the runs."""
     if home is None and os.environ.get("DAGSTER_HOME"):
+        given = Path(os.environ["DAGSTER_HOME"])
+        if not given.is_dir():
+            from pipelines.cli import CliError
+
+            raise CliError(f"DAGSTER_HOME {given} is not a folder: create it (mkdir -p) or unset DAGSTER_HOME")
         return dg.DagsterInstance.get()
     path = Path(home or ".cams/dagster_home").resolve()
     path.mkdir(parents=True, exist_ok=True)
@@ -148,7 +153,15 @@ def run_range(
     for mat in result.asset_materializations_for_node("budget_alerts"):
         fired += int(mat.metadata["alerts_fired"].value)
     engine = defs.resources["warehouse"].engine()
-    return {**summarize(engine, start, end, usage_run, alerts_fired=fired), "warnings": warnings}
+    summary = summarize(engine, start, end, usage_run, alerts_fired=fired)
+    for source, counts in summary["records"].items():
+        if counts["read"] == 0:  # a wrong folder or URL looks exactly like a quiet day
+            warnings.append(
+                f"{source} read nothing for {start}..{end}: check sources.{source} in cams.yaml "
+                "(its drop_dir, base_url or database)"
+            )
+            progress(f"warning: {warnings[-1]}")
+    return {**summary, "warnings": warnings}
 
 
 def _failure(result: Any) -> str:
@@ -218,6 +231,17 @@ def cli_run(args: Any) -> int:
     except ValueError as exc:
         raise CliError(f"dates must be YYYY-MM-DD: {exc}") from None
     cfg = cams_config.load()
+    if end < start:
+        raise CliError(f"--end {end} is before --start {start}")
+    first = date.fromisoformat(cfg.partitions_start)
+    if start < first:
+        raise CliError(
+            f"--start {start} is before the first daily partition {first}: "
+            "start later, or move partitions.start_date in cams.yaml"
+        )
+    from pipelines.cli import _warehouse
+
+    _warehouse().dispose()  # a warehouse that cannot be opened is one line here, not a failed run
     defs = build_definitions(cfg)
     instance = instance_for()
 
@@ -235,10 +259,27 @@ def cli_run(args: Any) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        r = summary["records"]
-        print(f"{start} .. {end}: relaycore {r['relaycore']}, auterity {r['auterity']}")
-        print(
-            f"cost ${summary['cost_usd']} (RelayCore charged ${summary['relaycore_charged_usd']}), "
-            f"unpriced requests {summary['unpriced_requests']}"
-        )
+        print(human_summary(summary))
     return 0
+
+
+def human_summary(summary: dict[str, Any]) -> str:
+    """The run summary for a terminal: one line per source, money as people read it."""
+    from cams.money import usd
+
+    lines = [f"{summary['start']} .. {summary['end']}"]
+    for source, c in summary["records"].items():
+        lines.append(
+            f"  {source + ':':10} read {c['read']:,}, accepted {c['accepted']:,}, "
+            f"duplicates {c['duplicates']:,}, quarantined {c['quarantined']:,}"
+        )
+    lines.append(
+        f"  cost {usd(summary['cost_usd'])} (RelayCore charged {usd(summary['relaycore_charged_usd'])}), "
+        f"unpriced requests {summary['unpriced_requests']:,}, alerts fired {summary['alerts_fired']}"
+    )
+    for b in summary["budgets"]:
+        lines.append(
+            f"  budget {b['budget_id']}: {b['state']}, spent {usd(b['spent_usd'])}, forecast {usd(b['forecast_usd'])}"
+        )
+    lines += [f"  warning: {w}" for w in summary.get("warnings", [])]
+    return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -161,3 +162,46 @@ def test_every_command_and_config_key_is_documented() -> None:
     reference = table[table.index("## Every key") :]
     undocumented = sorted({k for k in keys(SCHEMA) if not re.search(rf"[`.<|]{re.escape(k)}[`.>\\\[|]", reference)})
     assert not undocumented, f"cams.yaml keys missing from docs/configuration.md#every-key: {undocumented}"
+
+
+def _cams(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CAMS, *args],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_warehouse_and_range_mistakes_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    from tests.conftest import PG_URL
+
+    cases = [
+        (["keys", "list"], {"CAMS_DATABASE_URL": f"sqlite:///{tmp_path}/no/such/folder/w.db"}, "does not exist"),
+        (["run", "--start", "2026-11-01", "--end", "2026-11-01"], {"CAMS_DATABASE_URL": "nonsense"}, "not a database"),
+        (["run", "--start", "2025-03-01", "--end", "2025-03-01"], {}, "before the first daily partition 2026-01-01"),
+        (["run", "--start", "2026-03-02", "--end", "2026-03-01"], {}, "is before --start"),
+        (["run", "--start", "2026-03-02", "--end", "2026-03-02"], {"DAGSTER_HOME": "/no/such/home"}, "DAGSTER_HOME"),
+    ]
+    if PG_URL:
+        missing = PG_URL.rsplit("/", 1)[0] + "/no_such_database_here"
+        cases.append((["export-table", "--out", "t.json"], {"CAMS_DATABASE_URL": missing}, 'database "no_such'))
+        cases.append((["serve"], {"CAMS_DATABASE_URL": "postgresql://postgres:pw@127.0.0.1:1/x"}, "Connection refused"))
+    for args, env, says in cases:
+        proc = _cams(args, tmp_path, **env)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and says in lines[0], (args, proc.returncode, lines[-3:])
+        assert "pw@" not in lines[0]  # a password never reaches the terminal
+    assert not (tmp_path / "no").exists()  # nothing was created for the mistaken URL
+
+
+def test_a_run_whose_sources_read_nothing_says_so(tmp_path: Path) -> None:
+    proc = _cams(["run", "--start", "2026-03-02", "--end", "2026-03-02", "--json"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [w.split(" read nothing")[0] for w in summary["warnings"]] == ["relaycore", "auterity"]
+    human = _cams(["run", "--start", "2026-03-02", "--end", "2026-03-02"], tmp_path)
+    assert "  warning: relaycore read nothing" in human.stdout and "{'read'" not in human.stdout
+    assert "cost $0.00" in human.stdout
