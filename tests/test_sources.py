@@ -112,18 +112,31 @@ def test_hand_made_drop_dir_gives_exact_counts(tmp_path) -> None:  # type: ignor
         json.dumps(rc("d", input_tokens=-3)),  # invalid
         json.dumps(rc("e", ts="2026-04-08T01:00:00Z")),  # another day: not this partition's
         "",
-        "[1, 2, 3]",  # not an object, no day hint: the file's modification day
+        "[1, 2, 3]",  # not an object, no day hint: the day of the readable line before it (April 8)
     ]
     (tmp_path / "a.jsonl").write_text("\n".join(lines) + "\n")
     day_ts = datetime(2026, 4, 7, 12, tzinfo=UTC).timestamp()
     os.utime(tmp_path / "a.jsonl", (day_ts, day_ts))
     res = _collect(tmp_path)
-    assert res.counts() == {"read": 6, "accepted": 2, "duplicates": 1, "quarantined": 3}
+    assert res.counts() == {"read": 5, "accepted": 2, "duplicates": 1, "quarantined": 2}
     assert res.row("a")["output_tokens"] == 600
     reasons = sorted(q.reason.split(":")[0] for q in res.quarantined)
-    assert reasons == ["a record must be a JSON object", "input_tokens must be >= 0", "not valid JSON"]
+    assert reasons == ["input_tokens must be >= 0", "not valid JSON"]
     nxt = _collect(tmp_path, date(2026, 4, 8))
-    assert nxt.counts() == {"read": 1, "accepted": 1, "duplicates": 0, "quarantined": 0}
+    assert nxt.counts() == {"read": 2, "accepted": 1, "duplicates": 0, "quarantined": 1}
+    assert nxt.quarantined[0].reason.startswith("a record must be a JSON object")
+
+
+def test_bad_lines_count_in_the_run_for_their_datas_day(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A file of April 7 records dropped today: its unreadable lines belong to April 7, not to today,
+    so the run for April 7 reports them (and the sensor asks for April 7 only)."""
+    lines = [json.dumps(rc("a")), "garbage without any date", b"\xff\xfe".decode("latin-1"), json.dumps(rc("b"))]
+    (tmp_path / "late.jsonl").write_text("\n".join(lines) + "\n")  # modified now, not on April 7
+    res = _collect(tmp_path)
+    assert res.counts() == {"read": 4, "accepted": 2, "duplicates": 0, "quarantined": 2}
+    assert {q.day for q in res.quarantined} == {DAY}
+    (f,) = list_drop_files(tmp_path)
+    assert days_touched(f, "relaycore") == {DAY}
 
 
 def test_hostile_files_are_quarantined_line_by_line(tmp_path) -> None:  # type: ignore[no-untyped-def]

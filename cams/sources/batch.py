@@ -109,6 +109,16 @@ class Collector:
         self._time_at = ROW_FIELDS[source].index(self._time)
         self._sink = sink
         self._chunk_rows = chunk_rows
+        self._last_ts: datetime | None = None  # the time of the file's latest readable record
+
+    def start_file(self) -> None:
+        """A new drop file: its unreadable lines take the day of its own readable ones."""
+        self._last_ts = None
+
+    def neighbour_day(self, fallback: date | None) -> date | None:
+        """The day an unreadable line belongs to: that of the readable line before it in the same file
+        (the run for the data's day then counts it), else `fallback` (the file's modification day)."""
+        return self._last_ts.date() if self._last_ts is not None else fallback
 
     def flush(self) -> None:
         """Hand the pending rows to the sink (if there is one)."""
@@ -156,9 +166,11 @@ class Collector:
         # the compiled contract would land a NUL or a lone surrogate: such lines take the Python path
         row = None if (b"\x00" in raw or (b"\\u" in raw and RISKY_BYTES.search(raw))) else self._compiled(raw)
         if row is not None:
-            if self.result.start <= row[self._time_at] < self.result.end:
+            ts = self._last_ts = row[self._time_at]
+            if self.result.start <= ts < self.result.end:
                 self._accept(row)
             return
+        fallback_day = self.neighbour_day(fallback_day)
         ref = f"{name}:{lineno}"
         text, error = decode_line(raw)
         if error is not None:
@@ -180,8 +192,9 @@ class Collector:
     def add_text(self, ref: str, raw: str, fallback_day: date | None) -> None:
         """One line of a drop file. Lines of other days are not this partition's and are skipped.
 
-        A line whose day cannot be read belongs to `fallback_day` (the file's modification day),
-        so every line is counted in exactly one partition.
+        A line whose day cannot be read belongs to the day of the readable line before it in the same
+        file, else to `fallback_day` (the file's modification day), so every line is counted in
+        exactly one partition, and mostly in the one whose run reads its neighbours.
         """
         try:
             obj = loads(raw)
@@ -237,6 +250,7 @@ class Collector:
             if self.day_in_window(day):
                 self.quarantine(ref, raw or json.dumps(obj, default=str), str(exc), day)
             return
+        self._last_ts = ts
         if not self._in_window(ts):
             return
         try:

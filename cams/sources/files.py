@@ -183,10 +183,11 @@ def collect_files(collector: Collector, files: list[DropFile]) -> None:
                     f"{name}:0", str(f.path), "symlink to a file outside the drop dir: refused, not read", fallback
                 )
             continue
+        collector.start_file()
         for lineno, chunk, error in raw_lines(f.path):
             if error is not None:
                 text = chunk.decode("utf-8", "backslashreplace")
-                day = collector.hint_day(text, fallback)
+                day = collector.hint_day(text, collector.neighbour_day(fallback))
                 if collector.day_in_window(day):
                     collector.quarantine(f"{name}:{lineno}", text, error, day)
                 continue
@@ -200,12 +201,15 @@ def days_touched(f: DropFile, source: str) -> set[date]:
     days: set[date] = set()
     field = TIME_FIELD[source]
     probe = Collector(source, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+    last: date | None = None  # as the collector does: an unreadable line takes its neighbour's day
     for line in read_lines(f.path):
         text = line.text or ""
         try:
             obj = json.loads(text)
             records = [r for r in flatten(obj) if isinstance(r, dict)] if is_otlp(obj) else [obj]
-            days.update(parse_rfc3339(r.get(field), field).date() for r in records)
+            found = [parse_rfc3339(r.get(field), field).date() for r in records]
+            days.update(found)
+            last = found[-1] if found else last
         except (ValueError, AttributeError, TypeError, RecursionError, RecordError):
-            days.add(probe.hint_day(text, f.mtime_day) or f.mtime_day)
+            days.add(probe.hint_day(text, last or f.mtime_day) or f.mtime_day)
     return days
