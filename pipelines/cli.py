@@ -452,6 +452,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cams: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `cams price --batch | head`: the reader had enough, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 0
     except Exception as exc:  # one clear line, never a stack trace, for errors we know how to name
         from cams.config import ConfigError
         from cams.pricing.book import PricingConfigError

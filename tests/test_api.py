@@ -595,3 +595,18 @@ def test_explainer_generate_records_nothing(client, engine) -> None:  # type: ig
     client.app.state.service.flush()
     with engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from model_selection_history")).scalar_one() == 0
+
+
+def test_api_docs_work_offline(client) -> None:  # type: ignore[no-untyped-def]
+    """Swagger UI and ReDoc come from this server, not a CDN: every asset they name is served here."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = client.get(page)
+        assert html.status_code == 200
+        urls = re.findall(r"""(?:src|href|url)\s*[:=]\s*['"]([^'"]+)['"]""", html.text)
+        assets = [u for u in urls if u.endswith((".js", ".css", ".png"))]
+        assert assets, html.text[:500]
+        assert not [u for u in urls if u.startswith(("http://", "https://", "//"))], urls
+        for u in assets:
+            assert client.get(u).status_code == 200, u

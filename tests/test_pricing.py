@@ -182,3 +182,26 @@ def test_cams_estimate_offline() -> None:
     # 101 x 1.5e-7 + 100 x 6e-7
     assert Decimal(body["estimated_cost_usd"]) == Decimal("0.00007515")
     assert _cams("estimate", "no-such-model", "--prompt", "x").returncode == 2
+
+
+def test_a_closed_pipe_is_not_an_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`cams price --batch | head -1`: no 'Broken pipe' line, exit status 0."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cams = str(Path(sys.executable).with_name("cams"))
+    line = '{"model": "gpt-4o-mini", "input_tokens": 1000, "output_tokens": 200}\n'
+    (tmp_path / "in.jsonl").write_text(line * 5000)
+    head = shutil.which("head")
+    proc = subprocess.run(
+        f"{cams} price --batch < in.jsonl | {head} -1 > /dev/null; echo rc=${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.stdout.strip() == "rc=0" and "Broken pipe" not in proc.stderr, (proc.stdout, proc.stderr)

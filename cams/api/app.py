@@ -255,6 +255,38 @@ class EstimateBody(BaseModel):
     )
 
 
+def _local_docs(app: FastAPI) -> None:
+    """/docs and /redoc with Swagger UI and ReDoc from the installed fastapi-offline package, not a CDN."""
+    from pathlib import Path as _Path
+
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs-assets", StaticFiles(directory=_Path(fastapi_offline.__file__).parent / "static"), "docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} — API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} — API",
+            redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
+
+
 class LookupApp(FastAPI):
     """FastAPI with the lean select path in front of every layer, FastAPI's own included (its
     telemetry and error middleware cost a tenth of the lean path's time): the path answers what it
@@ -293,12 +325,15 @@ def create_app(
         svc.stop()
 
     app = LookupApp(
+        docs_url=None,  # served below from local assets: the docs work with no internet
+        redoc_url=None,
         title="CAMS lookup service",
         version="0.1.0",
         lifespan=lifespan,
         description="Cost-Aware Model Switching: model selection, estimates and explanations.",
     )
     app.state.service = svc
+    _local_docs(app)
     app.add_middleware(InputGuard, max_body_bytes=max_body_bytes)
     app.fast = FastSelect(app.framework, service=svc, max_body_bytes=max_body_bytes, enabled=fast_select)
 
