@@ -380,6 +380,20 @@ def test_cost_analysis(client, engine) -> None:  # type: ignore[no-untyped-def]
     assert [(w["period_start"], w["requests"]) for w in weeks] == [("2026-05-04", 12), ("2026-05-11", 7)]
     assert client.get("/api/v1/cost-analysis/trends?granularity=year", headers=h).status_code == 422
     assert client.get("/api/v1/cost-analysis/summary?start=2026-05-09&end=2026-05-01", headers=h).status_code == 422
+    # breakdowns by team, user and task, scoped to the key's org
+    admin = _h(client.keys["admin"])
+    teams = client.get("/api/v1/cost-analysis/by-team", headers=admin).json()
+    assert [(x["org_id"], x["team_id"], x["requests"]) for x in teams] == [("globex", "t", 7), ("acme", "t", 12)]
+    assert [x["task_type"] for x in client.get("/api/v1/cost-analysis/by-task", headers=h).json()] == ["chat"]
+    assert client.get("/api/v1/cost-analysis/by-user", headers=h).json()[0]["user_id"] == "u"
+    # the same rows as CSV for a spreadsheet
+    csv_models = client.get("/api/v1/cost-analysis/by-model", headers={**h, "Accept": "text/csv"})
+    assert csv_models.headers["content-type"].startswith("text/csv")
+    lines = csv_models.text.splitlines()
+    assert lines[0].startswith("model,requests") and lines[1].startswith("claude-sonnet-4-5,2,")
+    assert len(lines) == 1 + len(by_model)
+    weekly = client.get("/api/v1/cost-analysis/trends?granularity=week", headers={**admin, "Accept": "text/csv"})
+    assert weekly.text.splitlines()[1].startswith("2026-05-04,12,")
 
 
 def test_signed_webhooks_are_idempotent(client, engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]

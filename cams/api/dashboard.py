@@ -249,9 +249,7 @@ def _risk(risk: list[Any]) -> str:
     if not risk:
         return "<section><h2>Reconciliation</h2><p class='muted'>Nothing reconciled in this window.</p></section>"
     rows = sorted(((str(c), _float(a)) for c, a, _ in risk), key=lambda ca: -ca[1])
-    counts = "".join(
-        f"<tr><td>{escape(str(c))}</td><td>{int(n):,}</td><td>{usd(a)}</td></tr>" for c, a, n in risk
-    )
+    counts = "".join(f"<tr><td>{escape(str(c))}</td><td>{int(n):,}</td><td>{usd(a)}</td></tr>" for c, a, n in risk)
     return (
         "<section id='risk'><h2>Reconciliation: dollars at risk</h2><div class='grid'>"
         + hbars(rows, "Dollars at risk by category, USD", unit=" $", width=600)

@@ -3,6 +3,8 @@ lists and stats, and signed webhooks. They read and write the warehouse; selecti
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -10,6 +12,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, and_, delete, func, insert, select
 
@@ -58,6 +61,18 @@ def jsonable(row: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
+
+
+def as_csv_if_asked(request: Request, rows: list[dict[str, Any]]) -> Response | None:
+    """The rows as CSV when the client sends `Accept: text/csv` (a spreadsheet's import, `curl -H`)."""
+    if "text/csv" not in request.headers.get("accept", ""):
+        return None
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8")
 
 
 def register(
@@ -307,6 +322,7 @@ def register(
 
     def analysis(group: list[Any]) -> Callable[..., Any]:
         def handler(
+            request: Request,
             org_id: str | None = None,
             team_id: str | None = None,
             user_id: str | None = None,
@@ -321,16 +337,24 @@ def register(
                 stmt = stmt.group_by(*group).order_by(func.sum(r.c.cost_usd).desc())
             with engine.connect() as conn:
                 rows = [_fmt(dict(x)) for x in conn.execute(stmt).mappings()]
-            return rows if group else rows[0]
+            return as_csv_if_asked(request, rows) or (rows if group else rows[0])
 
         return handler
 
-    app.get("/api/v1/cost-analysis/summary", tags=["cost analysis"])(analysis([]))
-    app.get("/api/v1/cost-analysis/by-model", tags=["cost analysis"])(analysis([r.c.model]))
-    app.get("/api/v1/cost-analysis/by-provider", tags=["cost analysis"])(analysis([r.c.provider]))
+    csv_too = {200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with Accept: text/csv"}}
+    for path, group in (
+        ("summary", []),
+        ("by-model", [r.c.model]),
+        ("by-provider", [r.c.provider]),
+        ("by-team", [r.c.org_id, r.c.team_id]),
+        ("by-user", [r.c.org_id, r.c.user_id]),
+        ("by-task", [r.c.task_type]),
+    ):
+        app.get(f"/api/v1/cost-analysis/{path}", tags=["cost analysis"], responses=csv_too)(analysis(group))
 
-    @app.get("/api/v1/cost-analysis/trends", tags=["cost analysis"])
+    @app.get("/api/v1/cost-analysis/trends", tags=["cost analysis"], responses=csv_too)
     def trends(
+        request: Request,
         granularity: str = Query(default="day", pattern="^(day|week|month)$"),
         org_id: str | None = None,
         team_id: str | None = None,
@@ -338,7 +362,7 @@ def register(
         start: date | None = None,
         end: date | None = None,
         key: ApiKey = Depends(auth("read")),
-    ) -> list[dict[str, Any]]:
+    ) -> Any:
         stmt = select(r.c.day, *_money_cols()).where(_where(key, org_id, team_id, user_id, start, end))
         with engine.connect() as conn:
             daily = [_fmt(dict(x)) for x in conn.execute(stmt.group_by(r.c.day).order_by(r.c.day)).mappings()]
@@ -353,9 +377,10 @@ def register(
             b["requests"] += d["requests"]
             b["cost_usd"] += Decimal(d["cost_usd"])
             b["charged_usd"] += Decimal(d["charged_usd"])
-        return [
+        rows = [
             {**b, "cost_usd": f"{b['cost_usd']:f}", "charged_usd": f"{b['charged_usd']:f}"} for b in buckets.values()
         ]
+        return as_csv_if_asked(request, rows) or rows
 
     # ---- explainer ---------------------------------------------------------------------------
     ex, mh = t.model_selection_explanations, t.model_selection_history
