@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -212,6 +213,39 @@ def rollup_partition(engine: Engine, first: date, last_exclusive: date) -> int:
     with engine.begin() as conn:
         replace_rows(conn, r, _days_clause(r, first, last_exclusive), [])
         conn.execute(insert(r).from_select(names, agg))
+        _steering_rollup(conn, first, last_exclusive)
         return int(
             conn.execute(select(func.count()).select_from(r).where(_days_clause(r, first, last_exclusive))).scalar_one()
         )
+
+
+def _steering_rollup(conn: Any, first: date, last_exclusive: date) -> None:
+    """Replace steering_daily_rollups for the days: cost_tracking joined to RelayCore's steering fields
+    (steering rule, model asked for, fallback) on (day, request_id), grouped in SQL."""
+    ct, ru, sr = t.cost_tracking, t.relaycore_usage, t.steering_daily_rollups
+    fallback = ru.c.fallback_from.is_not(None)
+    keys = (ct.c.day, ct.c.org_id, ru.c.steering_rule, ru.c.model_requested, ct.c.model, fallback)
+    agg = (
+        select(
+            *keys,
+            func.count(),
+            func.coalesce(func.sum(ct.c.cost_usd), 0),
+            func.coalesce(func.sum(ct.c.charged_usd), 0),
+        )
+        .select_from(ct.join(ru, and_(ru.c.day == ct.c.day, ru.c.request_id == ct.c.request_id)))
+        .where(_days_clause(ct, first, last_exclusive))
+        .group_by(*keys)
+    )
+    cols = [
+        "day",
+        "org_id",
+        "steering_rule",
+        "model_requested",
+        "model",
+        "fallback",
+        "requests",
+        "cost_usd",
+        "charged_usd",
+    ]
+    replace_rows(conn, sr, _days_clause(sr, first, last_exclusive), [])
+    conn.execute(insert(sr).from_select(cols, agg))

@@ -309,9 +309,7 @@ def test_budget_api_and_org_isolation(client, engine) -> None:  # type: ignore[n
 def test_budget_status_reads_as_money_and_zoned_time(client, engine) -> None:  # type: ignore[no-untyped-def]
     """No "0E-10" and no zoneless times: exact decimals written out, timestamps in UTC with their offset."""
     with engine.begin() as conn:
-        conn.execute(
-            sa.update(t.budget_status).where(t.budget_status.c.budget_id == "globex-cap").values(spent_usd=0)
-        )
+        conn.execute(sa.update(t.budget_status).where(t.budget_status.c.budget_id == "globex-cap").values(spent_usd=0))
     body = client.get("/api/v1/budgets/globex-cap/status", headers=_h(client.keys["admin"])).json()
     assert body["spent_usd"] == "0.0000000000" and body["amount_usd"] == "10.0000000000"
     for field in ("period_start", "period_end", "as_of", "evaluated_at"):
@@ -392,6 +390,39 @@ def test_cost_analysis(client, engine) -> None:  # type: ignore[no-untyped-def]
     lines = csv_models.text.splitlines()
     assert lines[0].startswith("model,requests") and lines[1].startswith("claude-sonnet-4-5,2,")
     assert len(lines) == 1 + len(by_model)
+    steering = [
+        ("acme", "cheapest-ok", "gpt-4.1", "gpt-4o-mini", True, 3, 0.3),
+        ("acme", "cheapest-ok", "gpt-4o-mini", "gpt-4o-mini", False, 7, 0.7),
+        ("acme", None, "claude-sonnet-4-5", "claude-sonnet-4-5", False, 2, 3.25),
+        ("globex", "latency-slo", "gpt-4.1", "gpt-4o-mini", True, 5, 0.5),
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(t.steering_daily_rollups),
+            [
+                {
+                    "day": date(2026, 5, 4),
+                    "org_id": o,
+                    "steering_rule": rule,
+                    "model_requested": asked,
+                    "model": m,
+                    "fallback": fb,
+                    "requests": n,
+                    "cost_usd": c,
+                    "charged_usd": c,
+                }
+                for o, rule, asked, m, fb, n, c in steering
+            ],
+        )
+    rules = client.get("/api/v1/cost-analysis/by-steering-rule", headers=h).json()  # acme's key: acme only
+    assert [(x["steering_rule"], x["requests"], x["fallback_requests"]) for x in rules] == [
+        (None, 2, 0),
+        ("cheapest-ok", 10, 3),
+    ]
+    assert rules[1]["fallback_rate"] == 0.3 and rules[1]["fallback_cost_usd"] == "0.3000000000"
+    asked = {x["model_requested"]: x for x in client.get("/api/v1/cost-analysis/fallbacks", headers=admin).json()}
+    assert (asked["gpt-4.1"]["requests"], asked["gpt-4.1"]["fallback_rate"]) == (8, 1.0)
+    assert asked["gpt-4o-mini"]["fallback_rate"] == 0.0
     weekly = client.get("/api/v1/cost-analysis/trends?granularity=week", headers={**admin, "Accept": "text/csv"})
     assert weekly.text.splitlines()[1].startswith("2026-05-04,12,")
 

@@ -158,6 +158,23 @@ def test_materialize_range_files_twice_same_totals(db_url, instance, tmp_path, s
     assert again["cost_usd"] == summary["cost_usd"] and again["records"] == summary["records"]
     with engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from cost_tracking")).scalar_one() == rc["accepted"]
+        # steering rollups: every costed request once (after the re-run too), its rule and fallback kept
+        steering = conn.execute(
+            sa.text(
+                "select sum(requests), sum(case when fallback then requests else 0 end), sum(cost_usd)"
+                " from steering_daily_rollups"
+            )
+        ).one()
+        truth_fb = conn.execute(
+            sa.text(
+                "select count(*) from cost_tracking c join relaycore_usage u"
+                " on u.day = c.day and u.request_id = c.request_id where u.fallback_from is not null"
+            )
+        ).scalar_one()
+        rules = set(conn.execute(sa.text("select distinct steering_rule from steering_daily_rollups")).scalars())
+    assert steering[0] == rc["accepted"] and steering[1] == truth_fb > 0
+    assert Decimal(str(steering[2])).quantize(Decimal("1e-6")) == Decimal(summary["cost_usd"]).quantize(Decimal("1e-6"))
+    assert None in rules and "cheapest-ok" in rules  # the simulator's rules, and requests without one
 
 
 def test_materialize_from_the_http_apis(db_url, instance, tmp_path, small_sim, sim_days, monkeypatch) -> None:  # type: ignore[no-untyped-def]

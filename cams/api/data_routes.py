@@ -14,7 +14,7 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Engine, and_, delete, func, insert, select
+from sqlalchemy import Engine, Integer, and_, delete, func, insert, select
 
 from cams import config as cams_config
 from cams import pricebook_store, signing
@@ -61,6 +61,9 @@ def jsonable(row: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
+
+
+_STEERING_MONEY = ("cost_usd", "charged_usd", "fallback_cost_usd")
 
 
 def as_csv_if_asked(request: Request, rows: list[dict[str, Any]]) -> Response | None:
@@ -351,6 +354,67 @@ def register(
         ("by-task", [r.c.task_type]),
     ):
         app.get(f"/api/v1/cost-analysis/{path}", tags=["cost analysis"], responses=csv_too)(analysis(group))
+
+    sr = t.steering_daily_rollups
+
+    def _steering(key: ApiKey, org_id: str | None, start: date | None, end: date | None, group: list[Any]) -> Any:
+        org = org_filter(key, org_id)
+        where = and_(
+            sr.c.org_id == org if org else True, sr.c.day >= start if start else True, sr.c.day <= end if end else True
+        )
+        fb = func.cast(sr.c.fallback, Integer)
+        return (
+            select(
+                *group,
+                func.sum(sr.c.requests).label("requests"),
+                func.sum(sr.c.requests * fb).label("fallback_requests"),
+                func.sum(sr.c.cost_usd).label("cost_usd"),
+                func.sum(sr.c.charged_usd).label("charged_usd"),
+                func.sum(sr.c.cost_usd * fb).label("fallback_cost_usd"),
+            )
+            .where(where)
+            .group_by(*group)
+            .order_by(func.sum(sr.c.cost_usd).desc(), *group)
+        )
+
+    def _steering_rows(stmt: Any) -> list[dict[str, Any]]:
+        with engine.connect() as conn:
+            rows = [dict(x) for x in conn.execute(stmt).mappings()]
+        out = []
+        for row in rows:
+            n, f = int(row["requests"] or 0), int(row["fallback_requests"] or 0)
+            money = {k: f"{Decimal(str(row[k] or 0)).quantize(Decimal('0.0000000001')):f}" for k in _STEERING_MONEY}
+            keys = {
+                k: v for k, v in row.items() if k not in _STEERING_MONEY and k not in ("requests", "fallback_requests")
+            }
+            out.append(
+                {**keys, "requests": n, "fallback_requests": f, "fallback_rate": round(f / n, 4) if n else 0.0, **money}
+            )
+        return out
+
+    @app.get("/api/v1/cost-analysis/by-steering-rule", tags=["cost analysis"], responses=csv_too)
+    def by_steering_rule(
+        request: Request,
+        org_id: str | None = None,
+        start: date | None = None,
+        end: date | None = None,
+        key: ApiKey = Depends(auth("read")),
+    ) -> Any:
+        """Spend by RelayCore steering rule (`null`: none applied), with how often and at what cost it fell back."""
+        rows = _steering_rows(_steering(key, org_id, start, end, [sr.c.steering_rule]))
+        return as_csv_if_asked(request, rows) or rows
+
+    @app.get("/api/v1/cost-analysis/fallbacks", tags=["cost analysis"], responses=csv_too)
+    def fallbacks_by_model(
+        request: Request,
+        org_id: str | None = None,
+        start: date | None = None,
+        end: date | None = None,
+        key: ApiKey = Depends(auth("read")),
+    ) -> Any:
+        """Per model asked for: requests, how many a fallback served (the rate), and what those cost."""
+        rows = _steering_rows(_steering(key, org_id, start, end, [sr.c.model_requested]))
+        return as_csv_if_asked(request, rows) or rows
 
     @app.get("/api/v1/cost-analysis/trends", tags=["cost analysis"], responses=csv_too)
     def trends(

@@ -181,6 +181,22 @@ cost_daily_rollups = Table(
 )
 Index("ix_cost_daily_rollups_day_org", cost_daily_rollups.c.day, cost_daily_rollups.c.org_id)
 
+steering_daily_rollups = Table(
+    "steering_daily_rollups",
+    metadata,
+    Column("day", Date, nullable=False),
+    Column("org_id", Id, nullable=False),
+    Column("steering_rule", String(512), comment="RelayCore's steering rule; null when none applied"),
+    Column("model_requested", String(512), comment="the model the caller asked for"),
+    Column("model", String(512), nullable=False, comment="the model that served"),
+    Column("fallback", Boolean, nullable=False, comment="served by a fallback (RelayCore's fallback_from is set)"),
+    Column("requests", BigInteger, nullable=False),
+    Column("cost_usd", Money, nullable=False),
+    Column("charged_usd", Money, nullable=False),
+    comment="cost_tracking per day, org, steering rule, model asked for and model served, fallbacks apart.",
+)
+Index("ix_steering_daily_rollups_day_org", steering_daily_rollups.c.day, steering_daily_rollups.c.org_id)
+
 cost_sync_history = Table(
     "cost_sync_history",
     metadata,
