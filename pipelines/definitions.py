@@ -17,6 +17,7 @@ from pipelines.schedules import build_daily_schedule, build_export_schedule
 from pipelines.sensors import (
     build_budget_after_usage_sensor,
     build_drop_files_sensor,
+    build_otlp_traces_sensor,
     build_relaycore_api_sensor,
     build_webhook_events_sensor,
 )
@@ -107,6 +108,7 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
             build_budget_after_usage_sensor(daily_job, budget_job, interval),
             build_relaycore_api_sensor(daily_job, partitions, interval),
             build_webhook_events_sensor(daily_job, partitions, interval),
+            build_otlp_traces_sensor(daily_job, partitions, interval),
         ],
         resources=build_resources(cfg, database_url),
         executor=dg.in_process_executor,

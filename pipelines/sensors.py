@@ -171,3 +171,36 @@ def build_webhook_events_sensor(
         return dg.SensorResult(run_requests=requests)
 
     return webhook_events_sensor
+
+
+def build_otlp_traces_sensor(
+    job: Any, partitions: dg.DailyPartitionsDefinition, interval_s: int = 30
+) -> dg.SensorDefinition:
+    """Spans pushed to POST /v1/traces (stored by the service before it answered) become Auterity drop files."""
+    first_day = partitions.start.date()
+
+    @dg.sensor(
+        name="otlp_traces_sensor",
+        job=job,
+        minimum_interval_seconds=interval_s,
+        description="Turns OTLP trace exports pushed to the service (POST /v1/traces) into Auterity drop files "
+        "(otlp-<hash>.jsonl) and ingests the days they hold.",
+    )
+    def otlp_traces_sensor(
+        context: dg.SensorEvaluationContext, auterity: UsageSourceResource, warehouse: WarehouseResource
+    ) -> Any:
+        if auterity.mode != "files" or not auterity.drop_dir:
+            return dg.SkipReason("pushed spans land in the auterity drop_dir: files mode only")
+        written = webhook_events_to_drops(warehouse.engine(), auterity.drop_dir, kind="otlp-traces")
+        requests = [
+            dg.RunRequest(
+                partition_key=day.isoformat(), run_key=f"otlp:{event_id}:{day}", tags={"cams/trigger": "otlp"}
+            )
+            for event_id, days in written
+            for day in sorted(d for d in days if d >= first_day)
+        ]
+        if not written:
+            return dg.SkipReason("no new OTLP trace exports")
+        return dg.SensorResult(run_requests=requests)
+
+    return otlp_traces_sensor

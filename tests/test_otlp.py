@@ -95,3 +95,106 @@ def test_a_broken_span_in_an_export_request_is_quarantined_alone(tmp_path, small
     assert any("startTimeUnixNano" in r for r in reasons) and any("quality.score" in r for r in reasons)
     assert any("resourceSpans must be a list" in r for r in reasons)
     assert [s["span_id"] for s in flatten(to_otlp(spans)) if isinstance(s, dict)] == [s["span_id"] for s in spans]
+
+
+def test_spans_pushed_by_the_opentelemetry_sdk_land_exactly_once(engine, tmp_path, small_sim, sim_days) -> None:  # type: ignore[no-untyped-def]
+    """The real OTLP/HTTP exporter (protobuf, gzip) and the JSON form post to POST /v1/traces; stored
+    once each; the sensor's conversion lands them through the Auterity contract like the flat file."""
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace import Status, StatusCode
+
+    from cams.api.app import create_app
+    from cams.api.keys import create_key
+    from cams.sources.contracts import RecordError, parse_auterity
+    from cams.sources.timeutil import parse_rfc3339
+    from cams.webhook_ingest import webhook_events_to_drops
+
+    day = sim_days[0]
+    write_drops(small_sim, tmp_path / "flat")
+    flat = []
+    for line in (tmp_path / "flat" / "auterity" / f"auterity-{day}.jsonl").read_text().splitlines():
+        try:
+            span = json.loads(line)
+            parse_auterity(span)
+        except (ValueError, RecordError):
+            continue  # the simulator's malformed lines: not something an SDK would send
+        flat.append(span)
+    expected = _collect(tmp_path / "flat", "auterity", day)
+
+    key, reader = create_key(engine, ["write"]), create_key(engine, ["read"])
+    app = create_app(engine, refresh_s=60)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    try:
+        # the OpenTelemetry SDK's own exporter, gzip-compressed protobuf, half of the spans
+        provider = TracerProvider(resource=Resource.create({"service.name": "gateway"}))
+        exporter = OTLPSpanExporter(
+            endpoint=f"{base}/v1/traces", headers={"Authorization": f"Bearer {key}"}, compression=Compression.Gzip
+        )
+        provider.add_span_processor(BatchSpanProcessor(exporter, max_export_batch_size=50))
+        tracer = provider.get_tracer("cams-test")
+        half = len(flat) // 2
+        def nanos(text: str) -> int:
+            t = parse_rfc3339(text, "time")
+            return int(t.replace(microsecond=0).timestamp()) * 10**9 + t.microsecond * 1000
+
+        for s in flat[:half]:
+            attrs = {k: v for k, v in s["attributes"].items() if v is not None}
+            sp = tracer.start_span(s["name"], start_time=nanos(s["start_time"]), attributes=attrs)
+            code = (s.get("status") or {}).get("code", "UNSET")
+            if code != "UNSET":
+                sp.set_status(Status(StatusCode[code]))
+            sp.end(end_time=nanos(s["end_time"]))
+        assert provider.force_flush(30_000)
+        provider.shutdown()
+        # the other half as OTLP JSON, posted twice: the second is a duplicate, not a second landing
+        body = json.dumps(to_otlp(flat[half:]))
+        auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        first = httpx.post(f"{base}/v1/traces", content=body, headers=auth)
+        again = httpx.post(f"{base}/v1/traces", content=body, headers=auth)
+        assert first.status_code == 200 and first.json()["status"] == "stored", first.text
+        assert again.json() == {**first.json(), "status": "duplicate"}
+        assert first.json()["spans"] == len(flat) - half
+        # wrong key, wrong scope, not OTLP: refused with the reason
+        assert (
+            httpx.post(f"{base}/v1/traces", content=body, headers={**auth, "Authorization": "Bearer x"}).status_code
+            == 401
+        )
+        assert (
+            httpx.post(
+                f"{base}/v1/traces", content=body, headers={**auth, "Authorization": f"Bearer {reader}"}
+            ).status_code
+            == 403
+        )
+        assert httpx.post(f"{base}/v1/traces", content=b"[1]", headers=auth).status_code == 400
+        bad_proto = {**auth, "Content-Type": "application/x-protobuf"}
+        assert httpx.post(f"{base}/v1/traces", content=b"\xff\xff\xff", headers=bad_proto).status_code == 400
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    written = webhook_events_to_drops(engine, str(tmp_path / "pushed" / "auterity"), kind="otlp-traces")
+    assert written and all(days == {day} for _, days in written)
+    assert webhook_events_to_drops(engine, str(tmp_path / "pushed" / "auterity"), kind="otlp-traces") == []
+    pushed = _collect(tmp_path / "pushed", "auterity", day)
+    assert pushed.counts() == {"read": len(flat), "accepted": len(flat), "duplicates": 0, "quarantined": 0}
+
+    def content(rows):  # type: ignore[no-untyped-def]
+        """Every field but the ids, which the SDK makes its own."""
+        return sorted(tuple(str(v) for v in r[2:18] + r[19:]) for r in rows.values())
+
+    assert content(pushed.rows) == content(
+        {k: v for k, v in expected.rows.items() if k in {s["span_id"] for s in flat}}
+    )

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cams import pricebook_store
-from cams.api import dashboard, data_routes
+from cams.api import dashboard, data_routes, otlp_receiver
 from cams.api.data_routes import jsonable
 from cams.api.fast_select import FastSelect, error_content, history_row, rate_limited, request_of
 from cams.api.guard import DEFAULT_MAX_BODY_BYTES, InputGuard
@@ -491,6 +491,7 @@ def create_app(
     def set_book(book: PriceBook) -> None:
         svc.book = book
 
+    otlp_receiver.register(app, engine, auth, ApiError, max_body_bytes)
     data_routes.register(
         app, engine, auth, same_org, ApiError, lambda: os.environ.get("CAMS_WEBHOOK_SECRET"), svc.flush, set_book
     )
