@@ -34,6 +34,9 @@ class SourceConfig:
     dsn_env: str | None = None  # litellm mode: env var holding the LiteLLM proxy's database URL
     default_org: str = "default"  # litellm mode: org of spend rows with no organization_id
     default_task: str = "chat"  # litellm mode: task of spend rows with no task:<name> tag
+    # where pushed records wait to be landed (cost-data webhooks, OTLP exports): the drop_dir in files
+    # mode; in api and litellm mode a folder the landing reads beside the API or database
+    inbox_dir: str | None = None
 
     def dsn(self) -> str:
         if not self.dsn_env or not os.environ.get(self.dsn_env):
@@ -162,6 +165,7 @@ def parse(data: dict[str, Any] | None, path: str | None = None) -> CamsConfig:
                 raise ConfigError(f"sources.{name}: mode litellm needs dsn_env (the env var with the database URL)")
         elif not raw.get("base_url"):
             raise ConfigError(f"sources.{name}: mode api needs base_url")
+        raw.setdefault("inbox_dir", raw.get("drop_dir") if mode == "files" else str(DEFAULT_HOME / "inbox" / name))
         known = {f for f in SourceConfig.__dataclass_fields__ if f != "name"}
         unknown = set(raw) - known
         if unknown:

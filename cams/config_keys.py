@@ -41,6 +41,7 @@ SOURCE = {
         "dsn_env",
         "default_org",
         "default_task",
+        "inbox_dir",
     )
 }
 THRESHOLD = dict.fromkeys(("level", "percent", "basis", "action"), Leaf)

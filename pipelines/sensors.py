@@ -148,14 +148,14 @@ def build_webhook_events_sensor(
         job=job,
         minimum_interval_seconds=interval_s,
         description="Turns stored POST /api/v1/webhooks/cost-data events into RelayCore drop files "
-        "(webhook-<event_id>.jsonl) and ingests the days they hold.",
+        "(webhook-<event_id>.jsonl, in its inbox_dir: the drop_dir in files mode) and ingests the days they hold.",
     )
     def webhook_events_sensor(
         context: dg.SensorEvaluationContext, relaycore: UsageSourceResource, warehouse: WarehouseResource
     ) -> Any:
-        if relaycore.mode != "files" or not relaycore.drop_dir:
-            return dg.SkipReason("cost-data webhooks land in the relaycore drop_dir: files mode only")
-        written = webhook_events_to_drops(warehouse.engine(), relaycore.drop_dir)
+        if not relaycore.inbox_dir:
+            return dg.SkipReason("sources.relaycore.inbox_dir is not set")
+        written = webhook_events_to_drops(warehouse.engine(), relaycore.inbox_dir)
         requests = []
         for event_id, days in written:
             for day in sorted(d for d in days if d >= first_day):
@@ -189,9 +189,9 @@ def build_otlp_traces_sensor(
     def otlp_traces_sensor(
         context: dg.SensorEvaluationContext, auterity: UsageSourceResource, warehouse: WarehouseResource
     ) -> Any:
-        if auterity.mode != "files" or not auterity.drop_dir:
-            return dg.SkipReason("pushed spans land in the auterity drop_dir: files mode only")
-        written = webhook_events_to_drops(warehouse.engine(), auterity.drop_dir, kind="otlp-traces")
+        if not auterity.inbox_dir:
+            return dg.SkipReason("sources.auterity.inbox_dir is not set")
+        written = webhook_events_to_drops(warehouse.engine(), auterity.inbox_dir, kind="otlp-traces")
         requests = [
             dg.RunRequest(
                 partition_key=day.isoformat(), run_key=f"otlp:{event_id}:{day}", tags={"cams/trigger": "otlp"}

@@ -31,6 +31,7 @@ class UsageSourceResource(dg.ConfigurableResource):
     dsn_env: str | None = None
     default_org: str = "default"
     default_task: str = "chat"
+    inbox_dir: str | None = None
 
     @classmethod
     def from_config(cls, cfg: SourceConfig) -> UsageSourceResource:
@@ -61,10 +62,15 @@ class UsageSourceResource(dg.ConfigurableResource):
         if self.mode == "files":
             files = list_drop_files(self.drop_dir or "")
             collect_files(collector, files)
-            return collector.result, {"files": len(files), "drop_dir": self.drop_dir}
+            inbox = self._inbox(collector) if self.inbox_dir and self.inbox_dir != self.drop_dir else {}
+            return collector.result, {"files": len(files), "drop_dir": self.drop_dir, **inbox}
         if self.mode == "litellm":
             rows = collect_spendlogs(collector, self._config().dsn(), self.default_org, self.default_task)
-            return collector.result, {"litellm_spendlog_rows": rows, "table": "LiteLLM_SpendLogs"}
+            return collector.result, {
+                "litellm_spendlog_rows": rows,
+                "table": "LiteLLM_SpendLogs",
+                **self._inbox(collector),
+            }
         cfg = self._config()
         spec = ApiSpec(
             self.name,
@@ -80,7 +86,15 @@ class UsageSourceResource(dg.ConfigurableResource):
             "retries": stats.retries,
             "waited_s": round(stats.waited_s, 2),
             "base_url": self.base_url,
+            **self._inbox(collector),
         }
+
+    def _inbox(self, collector: Collector) -> dict[str, Any]:
+        """Records pushed to the service for this source (webhooks, OTLP exports), read after the API's:
+        the same contract, and a record also served by the API counts once (a duplicate)."""
+        files = list_drop_files(self.inbox_dir) if self.inbox_dir else []
+        collect_files(collector, files)
+        return {"inbox_files": len(files)} if files else {}
 
     def has_new_rows(self, start: datetime, end: datetime) -> bool:
         """Whether the source holds records in [start, end) (API or LiteLLM database)."""

@@ -379,7 +379,10 @@ def test_relaycore_api_poll_sensor_with_cursor(tmp_path: Path, monkeypatch) -> N
             assert [r.partition_key for r in fresh.run_requests] == [today.isoformat()]
 
 
-def test_cost_data_webhook_to_ingestion(db_url, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("mode", ["files", "api"])
+def test_cost_data_webhook_to_ingestion(db_url, tmp_path, monkeypatch, small_sim, mode) -> None:  # type: ignore[no-untyped-def]
+    """In files mode the event becomes a drop file; in api mode a file of the inbox the landing reads
+    beside the API: either way the event's records land exactly once."""
     from fastapi.testclient import TestClient
 
     from cams import signing
@@ -387,7 +390,27 @@ def test_cost_data_webhook_to_ingestion(db_url, tmp_path, monkeypatch) -> None: 
 
     monkeypatch.setenv("CAMS_WEBHOOK_SECRET", "whsec")
     drop = tmp_path / "drop"
-    defs = build_definitions(files_cfg(drop), db_url)
+    served = None
+    if mode == "files":
+        defs = build_definitions(files_cfg(drop), db_url)
+    else:
+        monkeypatch.setenv("T_RC_KEY", "rk")
+        served = serve(small_sim, "rk", "ak")
+        cfg = cams_config.parse(
+            {
+                "sources": {
+                    "relaycore": {
+                        "mode": "api",
+                        "base_url": served.relaycore.base_url,
+                        "api_key_env": "T_RC_KEY",
+                        "inbox_dir": str(tmp_path / "inbox"),
+                    },
+                    "auterity": {"mode": "files", "drop_dir": str(drop / "auterity")},
+                },
+                "partitions": {"start_date": "2026-03-01"},
+            }
+        )
+        defs = build_definitions(cfg, db_url)
     engine = defs.resources["warehouse"].engine()
     good = {
         "request_id": "wh-1",
@@ -416,5 +439,8 @@ def test_cost_data_webhook_to_ingestion(db_url, tmp_path, monkeypatch) -> None: 
         assert [r.partition_key for r in first.run_requests] == ["2026-03-04"]
         assert isinstance(sensor(dg.build_sensor_context(instance=inst, resources=resources)), dg.SkipReason)
         summary = run_range(date(2026, 3, 4), date(2026, 3, 4), inst, defs)
+        if served is not None:
+            served.stop()
+            assert list((tmp_path / "inbox").glob("webhook-*.jsonl"))  # the api mode's inbox, not a drop dir
     assert summary["records"]["relaycore"] == {"read": 2, "accepted": 1, "duplicates": 0, "quarantined": 1}
     assert Decimal(summary["cost_usd"]) == Decimal("0.00045")

@@ -147,6 +147,7 @@ def test_spans_pushed_by_the_opentelemetry_sdk_land_exactly_once(engine, tmp_pat
         provider.add_span_processor(BatchSpanProcessor(exporter, max_export_batch_size=50))
         tracer = provider.get_tracer("cams-test")
         half = len(flat) // 2
+
         def nanos(text: str) -> int:
             t = parse_rfc3339(text, "time")
             return int(t.replace(microsecond=0).timestamp()) * 10**9 + t.microsecond * 1000

@@ -103,6 +103,7 @@ def spans_in(request: dict[str, Any]) -> int:
 
 def register(app: Any, engine: Engine, auth: Any, error: Any, max_body_bytes: int) -> None:
     """The route, on the service's app (its errors in the service's shape, its auth)."""
+
     @app.post(
         "/v1/traces",
         tags=["otlp"],
