@@ -13,6 +13,7 @@ import yaml
 from sqlalchemy import Engine, func, select
 
 from cams import config as cams_config
+from cams.money import usd
 from cams.simulator.drops import write_drops
 from cams.simulator.scenario import serve, simulate, write_manifest
 from cams.warehouse import schema as t
@@ -177,8 +178,8 @@ def _print_summary(engine: Engine, summary: dict[str, Any], first: Any, last: An
             f" + quarantined {c['quarantined']:,}"
         )
     _say(
-        f"\n  price-book cost ${float(summary['cost_usd']):,.2f}   RelayCore charged "
-        f"${float(summary['relaycore_charged_usd']):,.2f}   unpriced requests {summary['unpriced_requests']:,}"
+        f"\n  price-book cost {usd(summary['cost_usd'])}   RelayCore charged "
+        f"{usd(summary['relaycore_charged_usd'])}   unpriced requests {summary['unpriced_requests']:,}"
     )
     _say("\n  spend by org                 requests        cost USD")
     for org, n, cost in by_org:
@@ -200,8 +201,8 @@ def _print_summary(engine: Engine, summary: dict[str, Any], first: Any, last: An
     )
     for b in summary["budgets"]:
         _say(
-            f"    {b['budget_id']:24s} {b['state']:9s} spent ${float(b['spent_usd']):>8,.2f}  "
-            f"forecast ${float(b['forecast_usd']):>8,.2f}"
+            f"    {b['budget_id']:24s} {b['state']:9s} spent {usd(b['spent_usd']):>9}  "
+            f"forecast {usd(b['forecast_usd']):>9}"
         )
     _say("\n  quarantined lines by reason")
     for source, reason, n in reasons[:8]:
