@@ -423,6 +423,38 @@ def test_cost_analysis(client, engine) -> None:  # type: ignore[no-untyped-def]
     asked = {x["model_requested"]: x for x in client.get("/api/v1/cost-analysis/fallbacks", headers=admin).json()}
     assert (asked["gpt-4.1"]["requests"], asked["gpt-4.1"]["fallback_rate"]) == (8, 1.0)
     assert asked["gpt-4o-mini"]["fallback_rate"] == 0.0
+    report = [
+        ("acme", None, 12, 4.75, 4.0, 0.75, 15.8),
+        ("acme", "t", 12, 4.75, 4.0, 0.75, 15.8),
+        ("globex", None, 7, 9, 9.5, -0.5, -5.6),
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(t.savings_report),
+            [
+                {
+                    "org_id": o,
+                    "team_id": tm,
+                    "requests": n,
+                    "actual_usd": a,
+                    "table_usd": b,
+                    "savings_usd": sv,
+                    "savings_pct": pct,
+                    "table_expected_quality": 0.8,
+                    "table_version": "v1",
+                    "computed_at": NOW,
+                }
+                for o, tm, n, a, b, sv, pct in report
+            ],
+        )
+    mine = client.get("/api/v1/cost-analysis/savings", headers=h).json()
+    assert [(x["org_id"], x["team_id"], x["savings_usd"]) for x in mine] == [
+        ("acme", None, "0.7500000000"),
+        ("acme", "t", "0.7500000000"),
+    ]
+    assert mine[0]["computed_at"].endswith("+00:00")
+    assert client.get("/api/v1/cost-analysis/savings?org_id=globex", headers=h).status_code == 403
+    assert len(client.get("/api/v1/cost-analysis/savings", headers=admin).json()) == 3
     weekly = client.get("/api/v1/cost-analysis/trends?granularity=week", headers={**admin, "Accept": "text/csv"})
     assert weekly.text.splitlines()[1].startswith("2026-05-04,12,")
 

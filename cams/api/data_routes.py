@@ -416,6 +416,24 @@ def register(
         rows = _steering_rows(_steering(key, org_id, start, end, [sr.c.model_requested]))
         return as_csv_if_asked(request, rows) or rows
 
+    @app.get("/api/v1/cost-analysis/savings", tags=["cost analysis"], responses=csv_too)
+    def savings(
+        request: Request,
+        org_id: str | None = None,
+        team_id: str | None = None,
+        key: ApiKey = Depends(auth("read")),
+    ) -> Any:
+        """The latest savings report (per org, and per team within it): what the last 30 days cost with
+        the models used, against the same requests on the selection table's standard-tier choice."""
+        sv = t.savings_report
+        org = org_filter(key, org_id)
+        q = select(sv).order_by(sv.c.org_id, sv.c.team_id.is_not(None), sv.c.team_id)
+        q = q.where(sv.c.org_id == org) if org else q
+        q = q.where(sv.c.team_id == team_id) if team_id else q
+        with engine.connect() as conn:
+            rows = [jsonable(dict(x)) for x in conn.execute(q).mappings()]
+        return as_csv_if_asked(request, rows) or rows
+
     @app.get("/api/v1/cost-analysis/trends", tags=["cost analysis"], responses=csv_too)
     def trends(
         request: Request,
