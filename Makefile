@@ -21,7 +21,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 --cov --cov-report=term:skip-covered -q --durations=12 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 -m "not serial" --cov --cov-report= -q --durations=12 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m serial --cov --cov-append --cov-report=term:skip-covered -q $(PYTEST_ARGS) || test $$? -eq 5
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -162,6 +162,7 @@ def test_a_run_killed_mid_run_then_rerun_gives_identical_totals(backend, pg_refe
 
 
 @PG_ONLY
+@pytest.mark.serial  # restarting PostgreSQL would break every test running beside it
 def test_postgresql_restarted_during_a_run_then_rerun_gives_identical_totals(backend, pg_reference, tmp_path) -> None:  # type: ignore[no-untyped-def]
     url, env, ref_summary, ref_totals = pg_reference
     proc = _start(env, tmp_path / "dh-restart")
