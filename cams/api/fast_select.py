@@ -201,12 +201,7 @@ class FastSelect:
         table = svc.table
         if table is None:
             return None
-        if (
-            body.prompt is None
-            and body.input_tokens is None
-            and body.max_latency_ms is None
-            and not body.required_capabilities
-        ):
+        if body.unconstrained():
             return (*plain(svc, table, body), None)
         try:
             d = svc.decide(table, body)
