@@ -302,3 +302,54 @@ def test_money_reads_one_way_everywhere() -> None:
         }
     )
     assert "$88.69 of $100.00, forecast $128.00" in text and "E-" not in text
+
+
+def test_email_alerts_reach_a_real_smtp_server(monkeypatch) -> None:
+    """The email channel end to end: smtplib talks to an SMTP server on loopback, with login; a relay
+    that is down is a DeliveryError (retried by the delivery loop), never a crash."""
+    import pytest as _pytest
+
+    from cams.budgets.delivery import DeliveryError, DeliverySettings, send
+    from cams.budgets.model import Channel
+    from tests.receiver import SmtpReceiver
+
+    smtp = SmtpReceiver()
+    monkeypatch.setenv("T_SMTP_USER", "cams")
+    monkeypatch.setenv("T_SMTP_PASSWORD", "pw")
+    body = {
+        "budget_id": "acme-monthly",
+        "level": "warning",
+        "basis": "actual",
+        "threshold_percent": 80.0,
+        "percent_used": 88.69,
+        "spent_usd": "88.6866109925",
+        "amount_usd": "100.0000000000",
+        "forecast_usd": "128.0000000000",
+        "state": "warning",
+    }
+    settings = DeliverySettings(
+        timeout_s=5,
+        smtp={
+            "host": "127.0.0.1",
+            "port": smtp.port,
+            "from": "cams@acme.example",
+            "username_env": "T_SMTP_USER",
+            "password_env": "T_SMTP_PASSWORD",
+        },
+    )
+    try:
+        receipt = send(Channel("email", to=("finops@acme.example", "cto@acme.example")), body, settings)
+    finally:
+        smtp.close()
+    assert receipt == "sent by SMTP" and len(smtp.messages) == 1 and smtp.logins
+    msg = smtp.messages[0]
+    assert msg["To"] == "finops@acme.example, cto@acme.example" and msg["From"] == "cams@acme.example"
+    assert msg["Subject"] == "[CAMS] budget acme-monthly warning: 89% used"
+    text = msg.get_payload(decode=True).decode()
+    assert "$88.69 of $100.00" in text and '"budget_id": "acme-monthly"' in text
+    with _pytest.raises(DeliveryError, match="SMTP"):
+        send(
+            Channel("email", to=("x@acme.example",)),
+            body,
+            DeliverySettings(timeout_s=2, smtp={"host": "127.0.0.1", "port": 1}),
+        )

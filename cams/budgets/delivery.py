@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import smtplib
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,7 +96,9 @@ def _email(channel: Channel, body: dict[str, Any], settings: DeliverySettings) -
     msg["To"] = ", ".join(channel.to)
     msg.set_content(_text(body) + "\n\n" + json.dumps(body, indent=2))
     try:
-        with smtplib.SMTP(smtp["host"], int(smtp.get("port", 25)), timeout=settings.timeout_s) as server:
+        # the EHLO name is the host name as it is: smtplib's default looks up a fully qualified one (DNS)
+        helo = socket.gethostname()
+        with smtplib.SMTP(smtp["host"], int(smtp.get("port", 25)), helo, timeout=settings.timeout_s) as server:
             if smtp.get("starttls"):
                 server.starttls()
             user, password = os.environ.get(smtp.get("username_env", "")), os.environ.get(smtp.get("password_env", ""))
