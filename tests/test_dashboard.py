@@ -141,6 +141,9 @@ def test_pages_render_with_data_and_charts(dash) -> None:  # type: ignore[no-unt
     c, app = dash
     page = c.get("/dashboard", headers=_h(c.admin)).text
     assert "acme-monthly" in page and "globex-cap" in page and "exceeded" in page
+    # warning by spend so far, 130 % by forecast: both said, and which one set the colour
+    assert page.count("badge forecast") == 1 and "forecast 130 %</span>" in page  # exceeded needs no forecast badge
+    assert "set by spend so far" in page
     assert page.count("<svg") == 4  # budgets, trend by model, by provider, dollars at risk
     assert 'data-label="cost_mismatch" data-value="1.25"' in page
     assert page.count('class="series"') == 3 and 'class="mark"' in page  # 3 models; forecast ticks

@@ -204,7 +204,8 @@ def _budgets(budgets: list[dict[str, Any]]) -> str:
         return "<section><h2>Budgets</h2><p class='muted'>No budget has been evaluated yet.</p></section>"
     rows = "".join(
         f"<tr><td>{escape(b['budget_id'])}</td><td>{escape(b['scope'])} {escape(b['scope_id'])}</td>"
-        f"<td><span class='badge' style='background:{STATE_COLORS.get(b['state'], '#475569')}'>{escape(b['state'])}</span></td>"
+        f"<td><span class='badge' style='background:{STATE_COLORS.get(b['state'], '#475569')}' "
+        f"title='spend so far against the thresholds'>{escape(b['state'])}</span>{_forecast_badge(b)}</td>"
         f"<td>{escape(b['action'])}</td><td>{usd(b['spent_usd'])} of {usd(b['amount_usd'])}</td>"
         f"<td>{b['percent_used']:.1f} %</td><td>{usd(b['forecast_usd'])} ({b['forecast_percent']:.0f} %)</td>"
         f"<td>{str(b['period_start'])[:10]} → {str(b['period_end'])[:10]}</td></tr>"
@@ -219,7 +220,21 @@ def _budgets(budgets: list[dict[str, Any]]) -> str:
     )
     return (
         "<section id='budgets'><h2>Budgets by state</h2><table><tr><th>budget</th><th>scope</th><th>state</th>"
-        f"<th>action</th><th>spent</th><th>used</th><th>forecast</th><th>period</th></tr>{rows}</table>{chart}</section>"
+        f"<th>action</th><th>spent</th><th>used</th><th>forecast</th><th>period</th></tr>{rows}</table>"
+        "<p class='muted' id='state-basis'>The state's colour is set by spend so far against the thresholds; "
+        "a <em>forecast</em> badge marks a budget whose forecast at period end reaches 100 % or more "
+        "(forecast-basis thresholds alert on it before spend gets there).</p>"
+        f"{chart}</section>"
+    )
+
+
+def _forecast_badge(b: dict[str, Any]) -> str:
+    """A second badge when the forecast, not the spend so far, is what should worry the reader."""
+    if b["forecast_percent"] < 100 or b["state"] == "exceeded":
+        return ""
+    return (
+        f" <span class='badge forecast' style='background:#ca8a04' title='forecast at period end'>"
+        f"forecast {b['forecast_percent']:.0f} %</span>"
     )
 
 
