@@ -155,7 +155,7 @@ def test_every_selection_served_at_full_speed_reaches_the_warehouse(db_url, engi
                 pass
             assert time.monotonic() < deadline, "cams serve did not become ready"
             time.sleep(0.2)
-        n = 3000
+        n = 2000
         headers = {"authorization": f"Bearer {published['admin']}"}
 
         async def fire() -> list[str]:
