@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets.as_of import run_as_of
 from assets.table_meta import table_metadata
-from cams.budgets.alerts import fire
+from cams.budgets.alerts import fire, record_external
 from cams.budgets.delivery import DeliverySettings, deliver_pending
 from cams.budgets.model import Budget
 from cams.budgets.store import evaluate_all, published_statuses, sync_yaml_budgets
@@ -83,6 +83,9 @@ def build_budget_assets(budgets: list[Budget], alerts: dict[str, Any]) -> list[d
     def budget_alerts(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         engine = warehouse.engine()
         fired = fire(engine, published_statuses(engine))
+        external = record_external(engine)  # alerts other systems posted, through the same channels
+        for body in external:
+            context.log.warning(f"external budget alert from {body['source']}: {body['budget_id']} {body['level']}")
         for body in fired:
             context.log.warning(
                 f"budget alert: {body['budget_id']} {body['level']} {body['basis']} "
@@ -92,6 +95,7 @@ def build_budget_assets(budgets: list[Budget], alerts: dict[str, Any]) -> list[d
         return dg.MaterializeResult(
             metadata={
                 "alerts_fired": len(fired),
+                "external_alerts": len(external),
                 "deliveries_sent": delivered["sent"],
                 "deliveries_failed": delivered["failed"],
                 "fired": dg.MetadataValue.json(

@@ -353,3 +353,84 @@ def test_email_alerts_reach_a_real_smtp_server(monkeypatch) -> None:
             body,
             DeliverySettings(timeout_s=2, smtp={"host": "127.0.0.1", "port": 1}),
         )
+
+
+def test_budget_alerts_posted_by_another_system_are_recorded_and_delivered_once(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """POST /api/v1/webhooks/budget-alert: recorded beside CAMS's alerts (basis external, its source) and
+    delivered once through the budget's channels; an unknown budget is recorded with nothing to send."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+    from fastapi.testclient import TestClient
+
+    from cams import signing
+    from cams.api.app import create_app
+    from cams.budgets.alerts import record_external
+    from cams.budgets.delivery import DeliverySettings, deliver_pending
+    from cams.budgets.model import parse_budget
+    from cams.budgets.store import _row
+    from cams.warehouse import schema as t
+    from tests.receiver import Receiver
+
+    monkeypatch.setenv("CAMS_WEBHOOK_SECRET", "whsec")
+    receiver = Receiver()
+    now = datetime.now(UTC)
+    budget = parse_budget(
+        {
+            "id": "acme-monthly",
+            "scope": "org",
+            "scope_id": "acme",
+            "period": "monthly",
+            "amount_usd": 100,
+            "channels": [{"type": "webhook", "url": f"{receiver.url}/alerts"}],
+        }
+    )
+    with engine.begin() as conn:
+        conn.execute(sa.insert(t.budget_configs), [_row(budget, "yaml", now)])
+    try:
+        with TestClient(create_app(engine, refresh_s=60)) as client:
+            for event in (
+                {
+                    "event_id": "fin-1",
+                    "budget_id": "acme-monthly",
+                    "level": "critical",
+                    "source": "finops-tool",
+                    "percent_used": 97.5,
+                    "spent_usd": "97.50",
+                    "message": "cloud invoice says 97.5 %",
+                },
+                {"event_id": "fin-1", "budget_id": "acme-monthly", "level": "critical"},  # a retry: same event id
+                {"event_id": "fin-2", "budget_id": "no-such-budget", "percent_used": "NaN"},
+            ):
+                raw = json.dumps(event).encode()
+                r = client.post(
+                    "/api/v1/webhooks/budget-alert",
+                    content=raw,
+                    headers={"X-CAMS-Signature": signing.sign("whsec", raw)},
+                )
+                assert r.status_code == 200, r.text
+        recorded = record_external(engine)
+        assert [(b["budget_id"], b["source"], b["level"]) for b in recorded] == [
+            ("acme-monthly", "finops-tool", "critical"),
+            ("no-such-budget", "webhook", "warning"),
+        ]
+        assert record_external(engine) == []  # each stored event once
+        sent = deliver_pending(engine, DeliverySettings(max_attempts=1))
+        assert sent == {"sent": 1, "failed": 0}
+        assert deliver_pending(engine, DeliverySettings(max_attempts=1)) == {"sent": 0, "failed": 0}
+    finally:
+        receiver.stop()
+    (posted,) = receiver.at("/alerts")
+    body = posted.json()
+    assert (body["basis"], body["source"], body["spent_usd"], body["percent_used"]) == (
+        "external",
+        "finops-tool",
+        "97.50",
+        97.5,
+    )
+    assert body["message"] == "cloud invoice says 97.5 %" and body["external_event_id"] == "fin-1"
+    with engine.connect() as conn:
+        kept = conn.execute(
+            sa.text("select budget_id, basis, percent_used from budget_alerts order by budget_id")
+        ).all()
+    assert [tuple(k) for k in kept] == [("acme-monthly", "external", 97.5), ("no-such-budget", "external", 0.0)]

@@ -137,9 +137,45 @@ def _h(k: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {k}"}
 
 
-def test_pages_render_with_data_and_charts(dash) -> None:  # type: ignore[no-untyped-def]
+def test_pages_render_with_data_and_charts(dash, engine) -> None:  # type: ignore[no-untyped-def]
     c, app = dash
+    alert = {
+        "period_start": NOW,
+        "period_end": NOW,
+        "threshold_percent": 80,
+        "spent_usd": 80,
+        "forecast_usd": 130,
+        "amount_usd": 100,
+        "state": "warning",
+        "action": "notify",
+        "fired_at": NOW,
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(t.budget_alerts),
+            [
+                {
+                    **alert,
+                    "event_id": "e1",
+                    "budget_id": "acme-monthly",
+                    "level": "warning",
+                    "basis": "actual",
+                    "percent_used": 80.0,
+                    "payload_json": "{}",
+                },
+                {
+                    **alert,
+                    "event_id": "e2",
+                    "budget_id": "globex-cap",
+                    "level": "critical",
+                    "basis": "external",
+                    "percent_used": 120.0,
+                    "payload_json": '{"source": "finops-tool"}',
+                },
+            ],
+        )
     page = c.get("/dashboard", headers=_h(c.admin)).text
+    assert "Recent alerts" in page and "<td>finops-tool</td>" in page and "<td>CAMS</td>" in page
     assert "acme-monthly" in page and "globex-cap" in page and "exceeded" in page
     # warning by spend so far, 130 % by forecast: both said, and which one set the colour
     assert page.count("badge forecast") == 1 and "forecast 130 %</span>" in page  # exceeded needs no forecast badge
@@ -149,6 +185,7 @@ def test_pages_render_with_data_and_charts(dash) -> None:  # type: ignore[no-unt
     assert page.count('class="series"') == 3 and 'class="mark"' in page  # 3 models; forecast ticks
     mine = c.get("/dashboard", headers=_h(c.acme)).text
     assert "acme-monthly" in mine and "globex-cap" not in mine and "claude-haiku-4-5" not in mine
+    assert "finops-tool" not in mine  # another org's alerts stay theirs
     assert "globex-cap" not in c.get("/dashboard?org_id=globex", headers=_h(c.acme)).text  # bound to acme
     sel = c.post("/api/v1/models/select", json={"org_id": "acme", "task_type": "chat"}, headers=_h(c.acme)).json()
     app.state.service.flush()

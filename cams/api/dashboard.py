@@ -159,7 +159,18 @@ def register(app: FastAPI, engine: Engine, keys: Callable[[], dict[str, ApiKey]]
             ).all()
             hq = select(mh).order_by(mh.c.selected_at.desc()).limit(12)
             recent = [dict(x) for x in conn.execute(hq.where(mh.c.org_id == org) if org else hq).mappings()]
-        parts = [_budgets(budgets), _trends(by_model, by_provider, days), _risk(risk), _recent(recent)]
+            ba = t.budget_alerts
+            aq = select(ba.c.fired_at, ba.c.budget_id, ba.c.level, ba.c.basis, ba.c.percent_used, ba.c.payload_json)
+            if org:  # an org's own budgets' alerts
+                aq = aq.where(ba.c.budget_id.in_(select(bs.c.budget_id).where(bs.c.org_id == org)))
+            alerts = conn.execute(aq.order_by(ba.c.fired_at.desc(), ba.c.id.desc()).limit(12)).all()
+        parts = [
+            _budgets(budgets),
+            _alerts(alerts),
+            _trends(by_model, by_provider, days),
+            _risk(risk),
+            _recent(recent),
+        ]
         return _page("Budgets and spend", "".join(parts), org)
 
     @app.get("/dashboard/explain/{selection_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -235,6 +246,22 @@ def _forecast_badge(b: dict[str, Any]) -> str:
     return (
         f" <span class='badge forecast' style='background:#ca8a04' title='forecast at period end'>"
         f"forecast {b['forecast_percent']:.0f} %</span>"
+    )
+
+
+def _alerts(alerts: list[Any]) -> str:
+    """The latest alerts, CAMS's own and those other systems posted (their source named)."""
+    if not alerts:
+        return ""
+    rows = "".join(
+        f"<tr><td>{str(a.fired_at)[:16]}</td><td>{escape(a.budget_id)}</td><td>{escape(a.level)}</td>"
+        f"<td>{escape(a.basis)}</td><td>{a.percent_used:.1f} %</td>"
+        f"<td>{escape(json.loads(a.payload_json).get('source', 'CAMS'))}</td></tr>"
+        for a in alerts
+    )
+    return (
+        "<section id='alerts'><h2>Recent alerts</h2><table><tr><th>fired</th><th>budget</th><th>level</th>"
+        f"<th>basis</th><th>used</th><th>source</th></tr>{rows}</table></section>"
     )
 
 

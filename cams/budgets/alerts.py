@@ -96,3 +96,119 @@ def fire(engine: Engine, statuses: list[BudgetStatus]) -> list[dict[str, Any]]:
                 existing.add(body["event_id"])
                 fired.append(body)
     return fired
+
+
+def record_external(engine: Engine, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Budget alerts another system posted (`POST /api/v1/webhooks/budget-alert`), recorded beside
+    CAMS's own (basis `external`, with their `source`) and queued once for the budget's channels.
+
+    The event names a CAMS budget (`budget_id`); its other figures default to the budget's latest
+    status. An event for a budget CAMS does not know is recorded with no delivery (nothing to send
+    it through). Each stored event is handled once: its id decides the alert's id.
+    """
+    from cams.budgets.model import BudgetError, parse_budget
+
+    now = now or datetime.now(UTC)
+    we, ba, bd, bs, bc = t.webhook_events, t.budget_alerts, t.budget_alert_deliveries, t.budget_status, t.budget_configs
+    recorded: list[dict[str, Any]] = []
+    with engine.connect() as conn:
+        events = conn.execute(
+            select(we.c.event_id, we.c.body)
+            .where(we.c.kind == "budget-alert", we.c.processed_at.is_(None))
+            .order_by(we.c.received_at)
+        ).all()
+    for source_event, raw in events:
+        try:
+            event = json.loads(raw)
+        except (ValueError, RecursionError):
+            event = {}
+        event = event if isinstance(event, dict) else {}
+        budget_id = str(event.get("budget_id") or "")[:200] or "unknown"
+        with engine.begin() as conn:
+            status = conn.execute(select(bs).where(bs.c.budget_id == budget_id)).mappings().first() or {}
+            config = conn.execute(select(bc.c.config_json).where(bc.c.id == budget_id)).scalar()
+
+            def figure(name: str, default: Any, ev: dict[str, Any] = event) -> Any:
+                value = ev.get(name)
+                return value if isinstance(value, int | float | str) and not isinstance(value, bool) else default
+
+            body = {
+                "event_id": f"ext:{uuid.uuid5(_NS, source_event)}",
+                "external_event_id": source_event,
+                "source": str(figure("source", "webhook"))[:100],
+                "budget_id": budget_id,
+                "level": str(figure("level", "warning"))[:10],
+                "basis": "external",
+                "threshold_percent": _number(figure("threshold_percent", status.get("percent_used"))),
+                "percent_used": _number(figure("percent_used", status.get("percent_used"))),
+                "period_start": str(status.get("period_start") or now.isoformat()),
+                "period_end": str(status.get("period_end") or now.isoformat()),
+                "spent_usd": str(figure("spent_usd", status.get("spent_usd") or 0)),
+                "forecast_usd": str(figure("forecast_usd", status.get("forecast_usd") or 0)),
+                "amount_usd": str(figure("amount_usd", status.get("amount_usd") or 0)),
+                "state": str(figure("state", status.get("state") or "unknown"))[:10],
+                "message": str(figure("message", ""))[:2000],
+                "fired_at": now.isoformat(),
+            }
+            if not conn.execute(select(ba.c.id).where(ba.c.event_id == body["event_id"])).first():
+                alert_id = conn.execute(
+                    ba.insert().values(
+                        event_id=body["event_id"],
+                        budget_id=budget_id,
+                        period_start=status.get("period_start") or now,
+                        period_end=status.get("period_end") or now,
+                        level=body["level"],
+                        basis="external",
+                        threshold_percent=body["threshold_percent"],
+                        percent_used=body["percent_used"],
+                        spent_usd=_money(body["spent_usd"]),
+                        forecast_usd=_money(body["forecast_usd"]),
+                        amount_usd=_money(body["amount_usd"]),
+                        state=body["state"],
+                        action="none",
+                        fired_at=now,
+                        payload_json=json.dumps(body),
+                    )
+                ).inserted_primary_key[0]
+                try:
+                    channels = parse_budget(json.loads(config)).channels if config else ()
+                except (BudgetError, ValueError):
+                    channels = ()
+                insert_rows(
+                    conn,
+                    bd,
+                    [
+                        {
+                            "alert_id": alert_id,
+                            "channel_index": i,
+                            "channel_type": ch.type,
+                            "target": ch.target,
+                            "status": "pending",
+                            "attempts": 0,
+                            "last_error": None,
+                            "updated_at": now,
+                        }
+                        for i, ch in enumerate(channels)
+                    ],
+                )
+                recorded.append(body)
+            conn.execute(we.update().where(we.c.event_id == source_event).values(processed_at=now))
+    return recorded
+
+
+def _number(value: Any) -> float:
+    try:
+        number = float(value or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if abs(number) < 1e9 else 0.0  # NaN fails the comparison too
+
+
+def _money(value: str) -> Any:
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        return Decimal(0)
+    return amount if amount.is_finite() and abs(amount) < Decimal("1e9") else Decimal(0)
