@@ -113,6 +113,13 @@ def test_table_and_selection_by_hand(book) -> None:  # type: ignore[no-untyped-d
     with pytest.raises(Exception) as big:
         sel.select(Request("ok", "chat", "economy", input_tokens=5_000_000))
     assert getattr(big.value, "status", None) == 422
+    # a request that states its input size is estimated at that size, not the row's typical request
+    typical = sel.select(Request("ok", "chat", "economy"))
+    sized = sel.select(Request("ok", "chat", "economy", input_tokens=100_000))
+    rates = tb["models"][sized.model]["rates"]
+    row = next(r for r in tb["rows"] if (r["task_type"], r["tier"]) == ("chat", "economy"))
+    assert sized.estimated_cost_usd == pytest.approx(100_000 * rates["input"] + row["profile"][1] * rates["output"])
+    assert sized.estimated_cost_usd > 10 * typical.estimated_cost_usd  # 100k tokens in, against ~2k typical
     assert fallback_chain(
         [{"model": "a", "provider": "x"}, {"model": "b", "provider": "x"}, {"model": "c", "provider": "y"}], 0
     ) == ["c", "b"]

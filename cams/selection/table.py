@@ -83,11 +83,14 @@ def build_table(
             success = float(s.success_rate) if s is not None else 1.0
             rates = entry.rates("standard", inp)
             cost = request_cost(rates, TokenUsage(inp, out))
+            base = entry.rates("standard", 0)
             models[model] = {
                 "provider": entry.provider,
                 "max_input_tokens": entry.capabilities.get("max_input_tokens"),
                 "capabilities": _capabilities(dict(entry.capabilities)),
                 "price_id": entry.price_id,
+                # what a request that states its own input size is estimated with (select's input_tokens)
+                "rates": {"input": float(base.input), "output": float(base.output)},
             }
             scored.append(
                 {
