@@ -153,22 +153,7 @@ def build_webhook_events_sensor(
     def webhook_events_sensor(
         context: dg.SensorEvaluationContext, relaycore: UsageSourceResource, warehouse: WarehouseResource
     ) -> Any:
-        if not relaycore.inbox_dir:
-            return dg.SkipReason("sources.relaycore.inbox_dir is not set")
-        written = webhook_events_to_drops(warehouse.engine(), relaycore.inbox_dir)
-        requests = []
-        for event_id, days in written:
-            for day in sorted(d for d in days if d >= first_day):
-                requests.append(
-                    dg.RunRequest(
-                        partition_key=day.isoformat(),
-                        run_key=f"webhook:{event_id}:{day}",
-                        tags={"cams/trigger": "webhook"},
-                    )
-                )
-        if not written:
-            return dg.SkipReason("no new cost-data events")
-        return dg.SensorResult(run_requests=requests)
+        return _land_inbox(warehouse, relaycore, "cost-data", "webhook", first_day)
 
     return webhook_events_sensor
 
@@ -189,18 +174,26 @@ def build_otlp_traces_sensor(
     def otlp_traces_sensor(
         context: dg.SensorEvaluationContext, auterity: UsageSourceResource, warehouse: WarehouseResource
     ) -> Any:
-        if not auterity.inbox_dir:
-            return dg.SkipReason("sources.auterity.inbox_dir is not set")
-        written = webhook_events_to_drops(warehouse.engine(), auterity.inbox_dir, kind="otlp-traces")
-        requests = [
+        return _land_inbox(warehouse, auterity, "otlp-traces", "otlp", first_day)
+
+    return otlp_traces_sensor
+
+
+def _land_inbox(
+    warehouse: WarehouseResource, source: UsageSourceResource, kind: str, trigger: str, first_day: Any
+) -> Any:
+    """Stored events of `kind` into the source's inbox_dir; a run for each day they hold."""
+    if not source.inbox_dir:
+        return dg.SkipReason(f"sources.{source.name}.inbox_dir is not set")
+    written = webhook_events_to_drops(warehouse.engine(), source.inbox_dir, kind=kind)
+    if not written:
+        return dg.SkipReason(f"no new {kind} events")
+    return dg.SensorResult(
+        run_requests=[
             dg.RunRequest(
-                partition_key=day.isoformat(), run_key=f"otlp:{event_id}:{day}", tags={"cams/trigger": "otlp"}
+                partition_key=day.isoformat(), run_key=f"{trigger}:{event_id}:{day}", tags={"cams/trigger": trigger}
             )
             for event_id, days in written
             for day in sorted(d for d in days if d >= first_day)
         ]
-        if not written:
-            return dg.SkipReason("no new OTLP trace exports")
-        return dg.SensorResult(run_requests=requests)
-
-    return otlp_traces_sensor
+    )

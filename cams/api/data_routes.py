@@ -392,29 +392,34 @@ def register(
             )
         return out
 
-    @app.get("/api/v1/cost-analysis/by-steering-rule", tags=["cost analysis"], responses=csv_too)
-    def by_steering_rule(
-        request: Request,
-        org_id: str | None = None,
-        start: date | None = None,
-        end: date | None = None,
-        key: ApiKey = Depends(auth("read")),
-    ) -> Any:
-        """Spend by RelayCore steering rule (`null`: none applied), with how often and at what cost it fell back."""
-        rows = _steering_rows(_steering(key, org_id, start, end, [sr.c.steering_rule]))
-        return as_csv_if_asked(request, rows) or rows
+    def steering(column: Any) -> Callable[..., Any]:
+        def handler(
+            request: Request,
+            org_id: str | None = None,
+            start: date | None = None,
+            end: date | None = None,
+            key: ApiKey = Depends(auth("read")),
+        ) -> Any:
+            rows = _steering_rows(_steering(key, org_id, start, end, [column]))
+            return as_csv_if_asked(request, rows) or rows
 
-    @app.get("/api/v1/cost-analysis/fallbacks", tags=["cost analysis"], responses=csv_too)
-    def fallbacks_by_model(
-        request: Request,
-        org_id: str | None = None,
-        start: date | None = None,
-        end: date | None = None,
-        key: ApiKey = Depends(auth("read")),
-    ) -> Any:
-        """Per model asked for: requests, how many a fallback served (the rate), and what those cost."""
-        rows = _steering_rows(_steering(key, org_id, start, end, [sr.c.model_requested]))
-        return as_csv_if_asked(request, rows) or rows
+        return handler
+
+    for path, column, doc in (
+        (
+            "by-steering-rule",
+            sr.c.steering_rule,
+            "Spend by RelayCore steering rule (`null`: none applied), with how often and at what cost it fell back.",
+        ),
+        (
+            "fallbacks",
+            sr.c.model_requested,
+            "Per model asked for: requests, how many a fallback served (the rate), and what those cost.",
+        ),
+    ):
+        app.get(f"/api/v1/cost-analysis/{path}", tags=["cost analysis"], responses=csv_too, description=doc)(
+            steering(column)
+        )
 
     @app.get("/api/v1/cost-analysis/savings", tags=["cost analysis"], responses=csv_too)
     def savings(

@@ -47,7 +47,7 @@ def payload(status: BudgetStatus, threshold: Threshold, fired_at: datetime) -> d
 def fire(engine: Engine, statuses: list[BudgetStatus]) -> list[dict[str, Any]]:
     """Record every newly crossed threshold as an alert with a pending delivery per channel."""
     now = datetime.now(UTC)
-    ba, bd = t.budget_alerts, t.budget_alert_deliveries
+    ba = t.budget_alerts
     fired: list[dict[str, Any]] = []
     with engine.begin() as conn:
         lock_for_replace(conn, ba)  # two evaluations at once: the second sees the first's alerts
@@ -57,41 +57,27 @@ def fire(engine: Engine, statuses: list[BudgetStatus]) -> list[dict[str, Any]]:
                 body = payload(s, th, now)
                 if body["event_id"] in existing:
                     continue
-                alert_id = conn.execute(
-                    ba.insert().values(
-                        event_id=body["event_id"],
-                        budget_id=s.budget.id,
-                        period_start=s.period_start,
-                        period_end=s.period_end,
-                        level=th.level,
-                        basis=th.basis,
-                        threshold_percent=th.percent,
-                        percent_used=s.percent_used,
-                        spent_usd=s.spent_usd,
-                        forecast_usd=s.forecast_usd,
-                        amount_usd=s.budget.amount_usd,
-                        state=s.state,
-                        action=th.action,
-                        fired_at=now,
-                        payload_json=json.dumps(body),
-                    )
-                ).inserted_primary_key[0]
-                insert_rows(
+                _insert_alert(
                     conn,
-                    bd,
-                    [
-                        {
-                            "alert_id": alert_id,
-                            "channel_index": i,
-                            "channel_type": ch.type,
-                            "target": ch.target,
-                            "status": "pending",
-                            "attempts": 0,
-                            "last_error": None,
-                            "updated_at": now,
-                        }
-                        for i, ch in enumerate(s.budget.channels)
-                    ],
+                    {
+                        "event_id": body["event_id"],
+                        "budget_id": s.budget.id,
+                        "period_start": s.period_start,
+                        "period_end": s.period_end,
+                        "level": th.level,
+                        "basis": th.basis,
+                        "threshold_percent": th.percent,
+                        "percent_used": s.percent_used,
+                        "spent_usd": s.spent_usd,
+                        "forecast_usd": s.forecast_usd,
+                        "amount_usd": s.budget.amount_usd,
+                        "state": s.state,
+                        "action": th.action,
+                        "fired_at": now,
+                        "payload_json": json.dumps(body),
+                    },
+                    s.budget.channels,
+                    now,
                 )
                 existing.add(body["event_id"])
                 fired.append(body)
@@ -109,7 +95,7 @@ def record_external(engine: Engine, now: datetime | None = None) -> list[dict[st
     from cams.budgets.model import BudgetError, parse_budget
 
     now = now or datetime.now(UTC)
-    we, ba, bd, bs, bc = t.webhook_events, t.budget_alerts, t.budget_alert_deliveries, t.budget_status, t.budget_configs
+    we, ba, bs, bc = t.webhook_events, t.budget_alerts, t.budget_status, t.budget_configs
     recorded: list[dict[str, Any]] = []
     with engine.connect() as conn:
         events = conn.execute(
@@ -128,72 +114,81 @@ def record_external(engine: Engine, now: datetime | None = None) -> list[dict[st
             status = conn.execute(select(bs).where(bs.c.budget_id == budget_id)).mappings().first() or {}
             config = conn.execute(select(bc.c.config_json).where(bc.c.id == budget_id)).scalar()
 
-            def figure(name: str, default: Any, ev: dict[str, Any] = event) -> Any:
-                value = ev.get(name)
-                return value if isinstance(value, int | float | str) and not isinstance(value, bool) else default
-
             body = {
                 "event_id": f"ext:{uuid.uuid5(_NS, source_event)}",
                 "external_event_id": source_event,
-                "source": str(figure("source", "webhook"))[:100],
+                "source": str(_scalar(event, "source", "webhook"))[:100],
                 "budget_id": budget_id,
-                "level": str(figure("level", "warning"))[:10],
+                "level": str(_scalar(event, "level", "warning"))[:10],
                 "basis": "external",
-                "threshold_percent": _number(figure("threshold_percent", status.get("percent_used"))),
-                "percent_used": _number(figure("percent_used", status.get("percent_used"))),
+                "threshold_percent": _number(_scalar(event, "threshold_percent", status.get("percent_used"))),
+                "percent_used": _number(_scalar(event, "percent_used", status.get("percent_used"))),
                 "period_start": str(status.get("period_start") or now.isoformat()),
                 "period_end": str(status.get("period_end") or now.isoformat()),
-                "spent_usd": str(figure("spent_usd", status.get("spent_usd") or 0)),
-                "forecast_usd": str(figure("forecast_usd", status.get("forecast_usd") or 0)),
-                "amount_usd": str(figure("amount_usd", status.get("amount_usd") or 0)),
-                "state": str(figure("state", status.get("state") or "unknown"))[:10],
-                "message": str(figure("message", ""))[:2000],
+                "spent_usd": str(_scalar(event, "spent_usd", status.get("spent_usd") or 0)),
+                "forecast_usd": str(_scalar(event, "forecast_usd", status.get("forecast_usd") or 0)),
+                "amount_usd": str(_scalar(event, "amount_usd", status.get("amount_usd") or 0)),
+                "state": str(_scalar(event, "state", status.get("state") or "unknown"))[:10],
+                "message": str(_scalar(event, "message", ""))[:2000],
                 "fired_at": now.isoformat(),
             }
             if not conn.execute(select(ba.c.id).where(ba.c.event_id == body["event_id"])).first():
-                alert_id = conn.execute(
-                    ba.insert().values(
-                        event_id=body["event_id"],
-                        budget_id=budget_id,
-                        period_start=status.get("period_start") or now,
-                        period_end=status.get("period_end") or now,
-                        level=body["level"],
-                        basis="external",
-                        threshold_percent=body["threshold_percent"],
-                        percent_used=body["percent_used"],
-                        spent_usd=_money(body["spent_usd"]),
-                        forecast_usd=_money(body["forecast_usd"]),
-                        amount_usd=_money(body["amount_usd"]),
-                        state=body["state"],
-                        action="none",
-                        fired_at=now,
-                        payload_json=json.dumps(body),
-                    )
-                ).inserted_primary_key[0]
                 try:
                     channels = parse_budget(json.loads(config)).channels if config else ()
                 except (BudgetError, ValueError):
                     channels = ()
-                insert_rows(
+                _insert_alert(
                     conn,
-                    bd,
-                    [
-                        {
-                            "alert_id": alert_id,
-                            "channel_index": i,
-                            "channel_type": ch.type,
-                            "target": ch.target,
-                            "status": "pending",
-                            "attempts": 0,
-                            "last_error": None,
-                            "updated_at": now,
-                        }
-                        for i, ch in enumerate(channels)
-                    ],
+                    {
+                        "event_id": body["event_id"],
+                        "budget_id": budget_id,
+                        "period_start": status.get("period_start") or now,
+                        "period_end": status.get("period_end") or now,
+                        "level": body["level"],
+                        "basis": "external",
+                        "threshold_percent": body["threshold_percent"],
+                        "percent_used": body["percent_used"],
+                        "spent_usd": _money(body["spent_usd"]),
+                        "forecast_usd": _money(body["forecast_usd"]),
+                        "amount_usd": _money(body["amount_usd"]),
+                        "state": body["state"],
+                        "action": "none",
+                        "fired_at": now,
+                        "payload_json": json.dumps(body),
+                    },
+                    channels,
+                    now,
                 )
                 recorded.append(body)
             conn.execute(we.update().where(we.c.event_id == source_event).values(processed_at=now))
     return recorded
+
+
+def _insert_alert(conn: Any, values: dict[str, Any], channels: Any, now: datetime) -> None:
+    """One alert row and a pending delivery per channel: CAMS's own alerts and external ones alike."""
+    alert_id = conn.execute(t.budget_alerts.insert().values(**values)).inserted_primary_key[0]
+    insert_rows(
+        conn,
+        t.budget_alert_deliveries,
+        [
+            {
+                "alert_id": alert_id,
+                "channel_index": i,
+                "channel_type": ch.type,
+                "target": ch.target,
+                "status": "pending",
+                "attempts": 0,
+                "last_error": None,
+                "updated_at": now,
+            }
+            for i, ch in enumerate(channels)
+        ],
+    )
+
+
+def _scalar(event: dict[str, Any], name: str, default: Any) -> Any:
+    value = event.get(name)
+    return value if isinstance(value, int | float | str) and not isinstance(value, bool) else default
 
 
 def _number(value: Any) -> float:
