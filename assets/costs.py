@@ -7,8 +7,8 @@ from sqlalchemy import Integer, func
 from assets.gx_checks import check_result
 from assets.per_partition import report
 from assets.table_meta import table_metadata
-from cams import pricebook_store
 from cams.costing import cost_partition, priced_rows, rollup_partition
+from cams.pricing import store as pricebook_store
 from cams.warehouse import schema as t
 from cams.warehouse.per_day import per_day
 from resources.pricing import PricingSourceResource

@@ -7,7 +7,8 @@ from pathlib import Path
 import dagster as dg
 
 from assets.per_partition import report
-from cams import focus, pricebook_store
+from cams import focus
+from cams.pricing import store as pricebook_store
 from resources.warehouse import WarehouseResource
 
 FOCUS_SCHEMA = dg.TableSchema(

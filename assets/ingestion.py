@@ -9,8 +9,8 @@ from sqlalchemy import func
 from assets.gx_checks import check_result
 from assets.per_partition import report
 from assets.table_meta import table_metadata
-from cams.landing import Stage, land, landed_rows, landing_table, record_failed_sync
 from cams.sources.http_client import SourceApiError
+from cams.sources.landing import Stage, land, landed_rows, landing_table, record_failed_sync
 from cams.warehouse import schema as t
 from cams.warehouse.per_day import per_day
 from resources.sources import UsageSourceResource

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.table_meta import table_metadata
-from cams import pricebook_store
+from cams.pricing import store as pricebook_store
 from cams.warehouse import schema as t
 from resources.pricing import PricingSourceResource
 from resources.warehouse import WarehouseResource

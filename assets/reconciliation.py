@@ -5,7 +5,7 @@ from sqlalchemy import case, func
 
 from assets.per_partition import report
 from assets.table_meta import table_metadata
-from cams import pricebook_store
+from cams.pricing import store as pricebook_store
 from cams.reconcile import CATEGORIES, Tolerances, reconcile_partition
 from cams.warehouse import schema as t
 from cams.warehouse.per_day import per_day

@@ -8,9 +8,9 @@ from sqlalchemy import true
 
 from assets.as_of import run_as_of
 from assets.table_meta import table_metadata
-from cams import pricebook_store
 from cams.estimation.calibration import MIN_SAMPLES
 from cams.estimation.store import calibrate
+from cams.pricing import store as pricebook_store
 from cams.selection.quality import QualitySettings
 from cams.selection.savings import savings
 from cams.selection.store import STATS_WINDOW_DAYS, latest, load_stats, publish, quality_stats_for, store_stats

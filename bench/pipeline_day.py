@@ -79,14 +79,14 @@ def reset_peak() -> bool:
 def run_one(url: str, root: Path, litellm_n: int) -> dict[str, Any]:
     """All stages of one day on one warehouse, in this process."""
     import assets.gx_checks  # loaded with the code location in a Dagster run: setup, not a stage
-    from cams import pricebook_store
     from cams.config import parse
     from cams.costing import cost_partition, rollup_partition
-    from cams.landing import Stage, land
+    from cams.pricing import store as pricebook_store
     from cams.pricing.quote import load_book
     from cams.reconcile import Tolerances, reconcile_partition
     from cams.sources.batch import Collector
     from cams.sources.files import collect_files, list_drop_files
+    from cams.sources.landing import Stage, land
     from cams.warehouse.db import make_engine, migrate
 
     assets.gx_checks._context()
@@ -143,7 +143,7 @@ def data_checks(engine: Any, start: datetime, end: datetime) -> dict[str, bool]:
     from assets.gx_checks import validate
     from assets.ingestion import AUTERITY_EXPECTATIONS, RELAYCORE_EXPECTATIONS
     from cams.costing import priced_rows
-    from cams.landing import landed_rows
+    from cams.sources.landing import landed_rows
 
     def cols(expectations: list[Any]) -> list[str]:
         return sorted({e.column for e in expectations})

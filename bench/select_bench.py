@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 import httpx
 import uvicorn
 
-from cams import pricebook_store
 from cams.api.app import create_app
 from cams.api.keys import create_key
 from cams.config import parse
+from cams.pricing import store as pricebook_store
 from cams.pricing.quote import load_book
 from cams.selection.quality import QualitySettings, quality_stats
 from cams.selection.select import Request, SelectionError, SelectionTable

@@ -23,3 +23,8 @@ def unit_usd(value: float | Decimal | str | None) -> str:
     sign, v = ("-", -v) if v < 0 else ("", v)
     digits = f"{v:.3g}" if v >= 1e-4 else f"{v:.12f}".rstrip("0")  # never an exponent
     return f"{sign}${digits}"
+
+
+def exact(value: float | Decimal | str | None) -> str:
+    """Exact dollars for JSON: a plain decimal string to 10 places, never an exponent (`0E-10`)."""
+    return f"{Decimal(str(value or 0)).quantize(Decimal('0.0000000001')):f}"

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from cams import config as cams_config
+from cams import report
 from cams.money import usd
 from cams.simulator.drops import write_drops
 from cams.simulator.scenario import serve, simulate, write_manifest
-from cams.warehouse import schema as t
 
 DEMO_BUDGETS = [
     {
@@ -135,41 +135,13 @@ def main(args: Any) -> int:
 
 
 def _print_summary(engine: Engine, summary: dict[str, Any], first: Any, last: Any) -> None:
-    r = t.cost_daily_rollups
-    days = (r.c.day >= first) & (r.c.day < last)
-    with engine.connect() as conn:
-        by_org = conn.execute(
-            select(r.c.org_id, func.sum(r.c.requests), func.sum(r.c.cost_usd))
-            .where(days)
-            .group_by(r.c.org_id)
-            .order_by(func.sum(r.c.cost_usd).desc())
-        ).all()
-        by_model = conn.execute(
-            select(
-                r.c.model,
-                func.sum(r.c.requests),
-                func.sum(r.c.cost_usd),
-                func.sum(r.c.charged_usd),
-                func.sum(r.c.unpriced_requests),
-            )
-            .where(days)
-            .group_by(r.c.model)
-            .order_by(func.sum(r.c.cost_usd).desc())
-        ).all()
-        rs = t.cost_reconciliation_summary
-        recon = conn.execute(
-            select(rs.c.category, func.sum(rs.c.requests), func.sum(rs.c.at_risk_usd))
-            .where((rs.c.day >= first) & (rs.c.day < last))
-            .group_by(rs.c.category)
-            .order_by(func.sum(rs.c.requests).desc())
-        ).all()
-        q = t.quarantine
-        reasons = conn.execute(
-            select(q.c.source, q.c.reason, func.count())
-            .where(q.c.day >= first, q.c.day < last)
-            .group_by(q.c.source, q.c.reason)
-            .order_by(func.count().desc())
-        ).all()
+    tables = report.breakdowns(engine, first, last)
+    by_org, by_model, recon, reasons = (
+        tables["by_org"],
+        tables["by_model"],
+        tables["reconciliation"],
+        tables["quarantine"],
+    )
     recs = summary["records"]
     for source in ("relaycore", "auterity"):
         c = recs[source]

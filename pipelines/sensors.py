@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from cams.sources.files import days_touched, list_drop_files
 from cams.sources.http_client import SourceApiError
 from cams.sources.timeutil import days_between, parse_rfc3339
-from cams.webhook_ingest import webhook_events_to_drops
+from cams.sources.webhooks import webhook_events_to_drops
 from resources.sources import UsageSourceResource
 from resources.warehouse import WarehouseResource
 

@@ -7,7 +7,7 @@ import dagster as dg
 from sqlalchemy import Engine
 
 from cams import config as cams_config
-from cams import pricebook_store
+from cams.pricing import store as pricebook_store
 from cams.pricing.book import PriceBook
 
 

@@ -56,7 +56,7 @@ class UsageSourceResource(dg.ConfigurableResource):
     ) -> tuple[IngestResult, dict[str, Any]]:
         """Every record of [start, end), validated and deduplicated, plus how it was read.
 
-        With a sink (`cams.landing.Stage`), accepted rows go there in chunks as they are read.
+        With a sink (`cams.sources.landing.Stage`), accepted rows go there in chunks as they are read.
         """
         collector = Collector(self.name, start, end, sink)
         if self.mode == "files":

@@ -160,9 +160,9 @@ def published(engine):  # type: ignore[no-untyped-def]
     and API keys by name: admin, acme (read, bound to acme), writer (write), none (not a key)."""
     import sqlalchemy as sa
 
-    from cams import pricebook_store
     from cams.api.keys import create_key
     from cams.config import parse
+    from cams.pricing import store as pricebook_store
     from cams.pricing.quote import load_book
     from cams.selection.store import publish
     from cams.warehouse import schema as t

@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from cams import pricebook_store
 from cams.api.app import create_app
 from cams.api.keys import create_key
 from cams.config import parse
+from cams.pricing import store as pricebook_store
 from cams.pricing.quote import load_book
 from cams.selection.quality import STATS_COLUMNS
 from cams.selection.select import Request, SelectionTable

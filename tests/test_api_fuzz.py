@@ -8,10 +8,10 @@ import schemathesis
 from fastapi.testclient import TestClient
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from cams import pricebook_store
 from cams.api.app import create_app
 from cams.api.keys import create_key
 from cams.config import parse
+from cams.pricing import store as pricebook_store
 from cams.pricing.quote import load_book
 from cams.selection.store import publish
 from tests.test_api import table

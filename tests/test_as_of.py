@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from cams import config as cams_config
-from cams import pricebook_store
+from cams.pricing import store as pricebook_store
 from cams.selection import store
 from cams.selection.quality import QualitySettings
 from cams.selection.select import Request, SelectionError, SelectionTable

@@ -13,12 +13,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cams.landing import Stage, land
 from cams.simulator.drops import write_drops
 from cams.sources import compiled
 from cams.sources.batch import Collector
 from cams.sources.contracts import AUTERITY, PARSERS, RELAYCORE, ROW_FIELDS, RecordError, loads
 from cams.sources.files import collect_files, list_drop_files
+from cams.sources.landing import Stage, land
 from cams.sources.timeutil import day_window
 
 USAGE = {

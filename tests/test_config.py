@@ -126,8 +126,8 @@ def test_every_command_and_config_key_is_documented() -> None:
     """docs/configuration.md lists every `cams` command; every cams.yaml key appears somewhere in docs/."""
     import argparse
 
+    from cams.cli import build_parser
     from cams.config_keys import ANY_KEYS, SCHEMA, Leaf
-    from pipelines.cli import build_parser
 
     repo = Path(__file__).resolve().parents[1]
     table = (repo / "docs" / "configuration.md").read_text()

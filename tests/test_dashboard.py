@@ -15,10 +15,10 @@ import sqlalchemy as sa
 import uvicorn
 from fastapi.testclient import TestClient
 
-from cams import pricebook_store
 from cams.api.app import create_app
 from cams.api.keys import create_key
 from cams.config import parse
+from cams.pricing import store as pricebook_store
 from cams.pricing.quote import load_book
 from cams.selection.store import publish
 from cams.selection.table import SelectionSettings, build_table

@@ -13,12 +13,12 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from assets.selection import build_selection_assets
-from cams import pricebook_store
 from cams.api.app import create_app
 from cams.api.keys import create_key
 from cams.config import parse
 from cams.estimation.calibration import MIN_SAMPLES, learn, model_family
 from cams.estimation.estimator import Estimator, Learnt
+from cams.pricing import store as pricebook_store
 from cams.pricing.quote import load_book
 from cams.selection.store import publish
 from cams.selection.table import SelectionSettings, build_table

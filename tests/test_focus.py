@@ -15,8 +15,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from cams import focus, pricebook_store
+from cams import focus
 from cams.config import parse
+from cams.pricing import store as pricebook_store
 from cams.pricing.quote import load_book
 from cams.warehouse import schema as t
 

@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cams.landing import Stage, land
 from cams.sources.batch import Collector
 from cams.sources.files import collect_files, list_drop_files
+from cams.sources.landing import Stage, land
 from cams.sources.timeutil import day_window
 from tests.test_sources import rc
 
@@ -356,7 +356,7 @@ def test_budget_channels_to_allowed_hosts_and_other_orgs_learn_nothing(api) -> N
 
 def test_webhooks_answer_4xx_and_never_lose_an_acknowledged_event(api, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from cams import signing
-    from cams.webhook_ingest import webhook_events_to_drops
+    from cams.sources.webhooks import webhook_events_to_drops
 
     def post(raw: bytes, sig: str | bytes | None = None, kind: str = "cost-data"):  # type: ignore[no-untyped-def]
         h = {"Content-Type": "application/json", "X-CAMS-Signature": sig or signing.sign("whsec", raw)}

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from cams import pricebook_store
 from cams.config import parse
 from cams.costing import cost_partition
-from cams.landing import land
+from cams.pricing import store as pricebook_store
 from cams.pricing.quote import load_book
 from cams.reconcile import Tolerances, reconcile_partition
 from cams.simulator.drops import write_drops
 from cams.sources.batch import Collector
 from cams.sources.files import collect_files, days_touched, list_drop_files
+from cams.sources.landing import land
 from cams.sources.otlp import flatten, to_otlp
 from cams.sources.timeutil import day_window
 from cams.warehouse.db import make_engine, migrate
@@ -116,7 +116,7 @@ def test_spans_pushed_by_the_opentelemetry_sdk_land_exactly_once(engine, tmp_pat
     from cams.api.keys import create_key
     from cams.sources.contracts import RecordError, parse_auterity
     from cams.sources.timeutil import parse_rfc3339
-    from cams.webhook_ingest import webhook_events_to_drops
+    from cams.sources.webhooks import webhook_events_to_drops
 
     day = sim_days[0]
     write_drops(small_sim, tmp_path / "flat")

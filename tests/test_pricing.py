@@ -129,7 +129,7 @@ def test_snapshot_records_provenance_and_modes() -> None:
 
 def _cams(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args], input=stdin, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "cams.cli", *args], input=stdin, capture_output=True, text=True, timeout=60
     )
 
 
@@ -146,7 +146,7 @@ def test_cams_price_cli_and_no_dagster_import() -> None:
         [
             sys.executable,
             "-c",
-            "import sys, pipelines.cli as c; c.main(['price','gpt-4o-mini',"
+            "import sys, cams.cli as c; c.main(['price','gpt-4o-mini',"
             "'--input-tokens','1','--output-tokens','1']); print('dagster' in sys.modules, file=sys.stderr)",
         ],
         capture_output=True,

@@ -12,16 +12,16 @@ import pytest
 import sqlalchemy as sa
 
 from cams import config as cams_config
-from cams import pricebook_store
 from cams.config import parse
 from cams.costing import cost_partition
-from cams.landing import land
+from cams.pricing import store as pricebook_store
 from cams.pricing.quote import load_book
 from cams.reconcile import CATEGORIES, Tolerances, reconcile_partition
 from cams.simulator.drops import write_drops
 from cams.simulator.generate import SimConfig, generate
 from cams.sources.batch import Collector
 from cams.sources.files import collect_files, list_drop_files
+from cams.sources.landing import land
 from cams.sources.timeutil import day_window
 from pipelines.definitions import build_definitions
 from pipelines.runner import run_range
@@ -314,8 +314,8 @@ def test_a_refresh_never_rewrites_history_a_past_dated_one_is_recorded(db_url, t
     days keeps their dollars to the digit; a version dated into the past moves them exactly, recorded."""
     import yaml
 
+    from cams import cli
     from cams.pricing.snapshot import load_default
-    from pipelines import cli
 
     days = [date(2026, 5, 1), date(2026, 5, 2)]
     sim = generate(SimConfig(days=days, seed=5, requests_per_day=150))

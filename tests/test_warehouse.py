@@ -7,14 +7,14 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from cams import pricebook_store
 from cams.config import parse
 from cams.costing import cost_partition, rollup_partition
-from cams.landing import land
+from cams.pricing import store as pricebook_store
 from cams.pricing.quote import load_book
 from cams.simulator.drops import write_drops
 from cams.sources.batch import Collector
 from cams.sources.files import collect_files, list_drop_files
+from cams.sources.landing import land
 from cams.sources.timeutil import day_window
 from cams.warehouse.db import migrate
 

@@ -21,7 +21,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cams import pricebook_store
 from cams.api import dashboard, data_routes, otlp_receiver
 from cams.api.data_routes import jsonable
 from cams.api.fast_select import FastSelect, error_content, history_row, rate_limited, request_of
@@ -35,6 +34,7 @@ from cams.api.spool import drain as drain_spool
 from cams.config import RateLimits
 from cams.estimation import store as estimation_store
 from cams.estimation.estimator import Estimate, Estimator
+from cams.pricing import store as pricebook_store
 from cams.pricing.book import PriceBook
 from cams.pricing.cost import TokenUsage, request_cost
 from cams.selection import store

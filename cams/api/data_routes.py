@@ -17,10 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, Integer, and_, delete, func, insert, select
 
 from cams import config as cams_config
-from cams import pricebook_store, signing
+from cams import signing
 from cams.api.keys import ApiKey
 from cams.budgets.model import BudgetError, allowed_channels, parse_budget
 from cams.budgets.store import _row as budget_row
+from cams.pricing import store as pricebook_store
 from cams.pricing.book import PricingConfigError
 from cams.sources.contracts import unstorable
 from cams.warehouse import schema as t

@@ -4,7 +4,7 @@ Kept: models whose mode is chat, responses or embedding, with their token prices
 capability fields selection needs, and LiteLLM's `alias_of` names whose target is kept (under
 `aliases`: LiteLLM prices an alias as its target, so does CAMS). The file records its source and
 date under `_meta`. The committed file is the price book's first version; later versions live in
-the warehouse (`cams.pricebook_store`), never in the installed package.
+the warehouse (`cams.pricing.store`), never in the installed package.
 """
 
 from __future__ import annotations

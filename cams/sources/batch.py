@@ -2,7 +2,7 @@
 
 Invariant (SPEC §2.4): read = accepted + duplicates + quarantined, for the partition's window.
 
-A landing row travels as a tuple in `ROW_FIELDS` order. With a sink (`cams.landing.Stage`), accepted
+A landing row travels as a tuple in `ROW_FIELDS` order. With a sink (`cams.sources.landing.Stage`), accepted
 rows leave the collector in chunks of `chunk_rows`, so a day of any size is held in bounded memory;
 the copies that meet across chunks are deduplicated where they are staged, and counted there.
 """

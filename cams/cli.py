@@ -28,7 +28,7 @@ def _book_for_quotes() -> Any:
     try:
         from sqlalchemy.exc import SQLAlchemyError
 
-        from cams import pricebook_store
+        from cams.pricing import store as pricebook_store
         from cams.warehouse.db import make_engine
 
         return pricebook_store.current_book(make_engine(url), config)
@@ -118,7 +118,8 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 def _cmd_export_focus(args: argparse.Namespace) -> int:
     from datetime import date
 
-    from cams import focus, pricebook_store
+    from cams import focus
+    from cams.pricing import store as pricebook_store
 
     try:
         first, last = date.fromisoformat(args.start), date.fromisoformat(args.end)
@@ -145,8 +146,8 @@ def _cmd_pricing_refresh(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from cams import config as cfg
-    from cams import pricebook_store
     from cams.pricing import refresh
+    from cams.pricing import store as pricebook_store
     from cams.pricing.book import to_utc
 
     try:
@@ -309,13 +310,69 @@ def _cmd_export_table(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from pipelines import runner
+def _code_location() -> None:
+    """Make the Dagster code location (`pipelines/`, `assets/`, `resources/`) importable.
 
-    return runner.cli_run(args)
+    Those folders are not installed as packages (names that generic would collide with other projects'
+    modules); they live beside `workspace.yaml` in the project folder (a checkout, the image's /app).
+    `CAMS_PROJECT_DIR` names that folder; by default it is the one holding this `cams` package (an
+    editable install, the image) or else the working directory."""
+    given = os.environ.get("CAMS_PROJECT_DIR")
+    candidates = [Path(given)] if given else [Path(__file__).resolve().parent.parent, Path.cwd()]
+    for root in candidates:
+        if (root / "pipelines" / "definitions.py").is_file():
+            if str(root) not in sys.path:
+                sys.path.insert(0, str(root))
+            return
+    where = f"CAMS_PROJECT_DIR={given}" if given else "this folder"
+    raise CliError(
+        f"no CAMS code location (pipelines/definitions.py) in {where}: run from the project folder "
+        "or set CAMS_PROJECT_DIR to it"
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from cams import config as cfg
+    from cams import report
+    from cams.sources.timeutil import parse_rfc3339
+
+    try:
+        start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    except ValueError as exc:
+        raise CliError(f"dates must be YYYY-MM-DD: {exc}") from None
+    config = cfg.load()
+    if end < start:
+        raise CliError(f"--end {end} is before --start {start}")
+    first = date.fromisoformat(config.partitions_start)
+    if start < first:
+        raise CliError(
+            f"--start {start} is before the first daily partition {first}: "
+            "start later, or move partitions.start_date in cams.yaml"
+        )
+    try:
+        as_of = parse_rfc3339(args.as_of, "--as-of") if args.as_of else None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    _warehouse().dispose()  # a warehouse that cannot be opened is one line here, not a failed run
+    _code_location()
+    from pipelines.definitions import build_definitions
+    from pipelines.runner import RunError, instance_for, run_range
+
+    def progress(msg: str) -> None:
+        print(f"cams run: {msg}", file=sys.stderr, flush=True)
+
+    try:
+        summary = run_range(start, end, instance_for(), build_definitions(config), progress, as_of)
+    except RunError as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps(summary) if args.json else report.as_text(summary))
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    _code_location()
     from pipelines import demo
 
     return demo.main(args)
