@@ -1,23 +1,23 @@
 """Budget assets: configs from cams.yaml, status with forecasts, and alerts with delivery (SPEC §5)."""
 
-from typing import Any
+from collections.abc import Sequence
 
 import dagster as dg
 
 from assets.as_of import run_as_of
 from assets.table_meta import table_metadata
 from cams.budgets.alerts import fire, record_external
-from cams.budgets.delivery import DeliverySettings, deliver_pending
+from cams.budgets.delivery import deliver_pending
 from cams.budgets.model import Budget
 from cams.budgets.store import evaluate_all, published_statuses, sync_yaml_budgets
+from cams.config import AlertsConfig
 from cams.warehouse import schema as t
 from resources.warehouse import WarehouseResource
 
 OWNERS = ["team:finops"]
 
 
-def build_budget_assets(budgets: list[Budget], alerts: dict[str, Any]) -> list[dg.AssetsDefinition]:
-    settings = DeliverySettings.from_config(alerts)
+def build_budget_assets(budgets: Sequence[Budget], alerts: AlertsConfig) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         name="budget_configs",
@@ -91,7 +91,7 @@ def build_budget_assets(budgets: list[Budget], alerts: dict[str, Any]) -> list[d
                 f"budget alert: {body['budget_id']} {body['level']} {body['basis']} "
                 f"{body['threshold_percent']}% ({body['percent_used']:.1f}% used)"
             )
-        delivered = deliver_pending(engine, settings)
+        delivered = deliver_pending(engine, alerts)
         return dg.MaterializeResult(
             metadata={
                 "alerts_fired": len(fired),

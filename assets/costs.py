@@ -11,7 +11,7 @@ from cams.costing import cost_partition, priced_rows, rollup_partition
 from cams.pricing import store as pricebook_store
 from cams.warehouse import schema as t
 from cams.warehouse.per_day import per_day
-from resources.pricing import PricingSourceResource
+from resources.pricing import PricingSource
 from resources.warehouse import WarehouseResource
 
 OWNERS = ["team:finops"]
@@ -57,7 +57,7 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
         ],
     )
     def cost_tracking(
-        context: dg.AssetExecutionContext, warehouse: WarehouseResource, pricing: PricingSourceResource
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, pricing: dg.ResourceParam[PricingSource]
     ) -> dg.MaterializeResult:
         window = context.partition_time_window
         engine = warehouse.engine()

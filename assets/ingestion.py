@@ -13,7 +13,7 @@ from cams.sources.http_client import SourceApiError
 from cams.sources.landing import Stage, land, landed_rows, landing_table, record_failed_sync
 from cams.warehouse import schema as t
 from cams.warehouse.per_day import per_day
-from resources.sources import UsageSourceResource
+from resources.sources import UsageSource
 from resources.warehouse import WarehouseResource
 
 OWNERS = ["team:platform-data"]
@@ -46,7 +46,7 @@ RELAYCORE_NOTES = {
 
 
 def _ingest(
-    context: dg.AssetExecutionContext, source: UsageSourceResource, warehouse: WarehouseResource, checks: list
+    context: dg.AssetExecutionContext, source: dg.ResourceParam[UsageSource], warehouse: WarehouseResource, checks: list
 ) -> dg.MaterializeResult:
     window = context.partition_time_window
     started = datetime.now(UTC)

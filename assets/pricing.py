@@ -5,7 +5,7 @@ import dagster as dg
 from assets.table_meta import table_metadata
 from cams.pricing import store as pricebook_store
 from cams.warehouse import schema as t
-from resources.pricing import PricingSourceResource
+from resources.pricing import PricingSource
 from resources.warehouse import WarehouseResource
 
 
@@ -22,7 +22,7 @@ from resources.warehouse import WarehouseResource
     metadata=table_metadata(t.model_cost_profiles),
 )
 def price_book(
-    context: dg.AssetExecutionContext, pricing: PricingSourceResource, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, pricing: dg.ResourceParam[PricingSource], warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     engine = warehouse.engine()
     book = pricing.build(engine)

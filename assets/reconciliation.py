@@ -5,6 +5,7 @@ from sqlalchemy import case, func
 
 from assets.per_partition import report
 from assets.table_meta import table_metadata
+from cams.config import ReconciliationConfig
 from cams.pricing import store as pricebook_store
 from cams.reconcile import CATEGORIES, Tolerances, reconcile_partition
 from cams.warehouse import schema as t
@@ -12,9 +13,11 @@ from cams.warehouse.per_day import per_day
 from resources.warehouse import WarehouseResource
 
 
-def build_reconciliation_assets(partitions: dg.PartitionsDefinition, settings: dict) -> list[dg.AssetsDefinition]:
+def build_reconciliation_assets(
+    partitions: dg.PartitionsDefinition, settings: ReconciliationConfig
+) -> list[dg.AssetsDefinition]:
     tol = Tolerances.from_config(settings)
-    warn_share = float(settings.get("at_risk_warn_share", 0.02))
+    warn_share = settings.at_risk_warn_share
 
     @dg.asset(
         name="cost_reconciliation",

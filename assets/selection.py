@@ -1,13 +1,13 @@
 """Selection assets: model quality from Auterity, and the published model selection table (SPEC §6)."""
 
 from datetime import timedelta
-from typing import Any
 
 import dagster as dg
 from sqlalchemy import true
 
 from assets.as_of import run_as_of
 from assets.table_meta import table_metadata
+from cams.config import SelectionConfig
 from cams.estimation.calibration import MIN_SAMPLES
 from cams.estimation.store import calibrate
 from cams.pricing import store as pricebook_store
@@ -20,7 +20,7 @@ from cams.warehouse.db import replace_rows
 from resources.warehouse import WarehouseResource
 
 
-def build_selection_assets(selection: dict[str, Any]) -> list[dg.AssetsDefinition]:
+def build_selection_assets(selection: SelectionConfig) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="model_quality_stats",
         deps=["auterity_spans"],
@@ -73,7 +73,7 @@ def build_selection_assets(selection: dict[str, Any]) -> list[dg.AssetsDefinitio
         stats = load_stats(engine)
         seen = sorted(set(stats["model"])) if len(stats) else []
         settings = SelectionSettings.from_config(selection, seen)
-        tasks = sorted(set(stats["task_type"])) if len(stats) else list(selection.get("task_types") or ["chat"])
+        tasks = sorted(set(stats["task_type"])) if len(stats) else list(selection.task_types)
         as_of = run_as_of(context)
         table = build_table(stats, pricebook_store.load(engine), settings, as_of, tasks)
         current = latest(engine)

@@ -79,7 +79,7 @@ def reset_peak() -> bool:
 def run_one(url: str, root: Path, litellm_n: int) -> dict[str, Any]:
     """All stages of one day on one warehouse, in this process."""
     import assets.gx_checks  # loaded with the code location in a Dagster run: setup, not a stage
-    from cams.config import parse
+    from cams.config import PricingConfig
     from cams.costing import cost_partition, rollup_partition
     from cams.pricing import store as pricebook_store
     from cams.pricing.quote import load_book
@@ -92,7 +92,7 @@ def run_one(url: str, root: Path, litellm_n: int) -> dict[str, Any]:
     assets.gx_checks._context()
     engine = make_engine(url)
     migrate(engine)
-    book = load_book(parse({}))
+    book = load_book(PricingConfig())
     pricebook_store.store(engine, book)
     start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
     end, nxt = start + timedelta(days=1), DAY + timedelta(days=1)
@@ -125,7 +125,7 @@ def run_one(url: str, root: Path, litellm_n: int) -> dict[str, Any]:
     out["cost_usd"] = str(costs.cost_usd)
     out["checks"] = timed("data checks", lambda: data_checks(engine, start, end))
     out["rollup_rows"] = timed("rollups", lambda: rollup_partition(engine, DAY, nxt))
-    recon = timed("reconciliation", lambda: reconcile_partition(engine, DAY, nxt, book, Tolerances.from_config({})))
+    recon = timed("reconciliation", lambda: reconcile_partition(engine, DAY, nxt, book, Tolerances()))
     out["reconciliation"] = recon.counts
     out["stages_s"] = stages
     out["total_s"] = round(sum(stages.values()), 2)

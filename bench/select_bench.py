@@ -20,7 +20,7 @@ import uvicorn
 
 from cams.api.app import create_app
 from cams.api.keys import create_key
-from cams.config import parse
+from cams.config import PricingConfig, SelectionConfig
 from cams.pricing import store as pricebook_store
 from cams.pricing.quote import load_book
 from cams.selection.quality import QualitySettings, quality_stats
@@ -34,7 +34,7 @@ from cams.warehouse.db import make_engine, migrate
 def build(engine):  # type: ignore[no-untyped-def]
     import pandas as pd
 
-    book = load_book(parse({}))
+    book = load_book(PricingConfig())
     pricebook_store.store(engine, book)
     sim = generate(SimConfig(days=[datetime.now(UTC).date()], requests_per_day=3000))
     spans = pd.DataFrame(
@@ -52,7 +52,7 @@ def build(engine):  # type: ignore[no-untyped-def]
         ]
     )
     stats = quality_stats(spans, QualitySettings({}))
-    settings = SelectionSettings.from_config({"success_floor": 0.9}, sorted(set(stats["model"])))
+    settings = SelectionSettings.from_config(SelectionConfig(success_floor=0.9), sorted(set(stats["model"])))
     publish(engine, build_table(stats, book, settings, datetime.now(UTC), sorted(set(stats["task_type"]))))
 
 

@@ -24,16 +24,16 @@ def _book_for_quotes() -> Any:
     config = cfg.load()
     url = cfg.database_url()
     if url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).exists():
-        return load_book(config)
+        return load_book(config.pricing)
     try:
         from sqlalchemy.exc import SQLAlchemyError
 
         from cams.pricing import store as pricebook_store
         from cams.warehouse.db import make_engine
 
-        return pricebook_store.current_book(make_engine(url), config)
+        return pricebook_store.current_book(make_engine(url), config.pricing)
     except (SQLAlchemyError, OSError):  # not reachable or not migrated yet: the configured book
-        return load_book(config)
+        return load_book(config.pricing)
 
 
 def _cmd_price(args: argparse.Namespace) -> int:
@@ -171,7 +171,7 @@ def _cmd_pricing_refresh(args: argparse.Namespace) -> int:
     if added is None:
         print(json.dumps({"status": "unchanged", "note": "the version in force then has these prices"}, indent=2))
         return 0
-    book = pricebook_store.current_book(engine, config)
+    book = pricebook_store.current_book(engine, config.pricing)
     pricebook_store.store(engine, book)
     out = {"status": "added", "version": added.version_id, "effective_from": effective.isoformat(), **snap["_meta"]}
     if effective < now:
@@ -186,7 +186,7 @@ def _cmd_pricing_refresh(args: argparse.Namespace) -> int:
 def _committed_snapshot(config: Any) -> dict[str, Any]:
     from cams.pricing import snapshot
 
-    return snapshot.load(config.pricing.get("snapshot"))
+    return snapshot.load(config.pricing.snapshot)
 
 
 def _warehouse() -> Any:

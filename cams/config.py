@@ -1,4 +1,6 @@
-"""`cams.yaml`: the one configuration file (SPEC §8). Secrets appear only as env var names."""
+"""`cams.yaml`: the one configuration file, parsed once into typed sections that the rest of CAMS takes
+as they are (nothing downstream re-reads a section). Unknown keys are errors with their path and a guess
+(`cams.config_keys`); secrets appear only as env var names."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from cams.budgets.model import Budget, BudgetError, parse_budgets
 
 DEFAULT_HOME = Path(".cams")
 DEFAULT_PARTITIONS_START = "2026-01-01"
@@ -71,6 +75,125 @@ class RateLimits:
         return self.per_second > 0 or any(v > 0 for v in self.keys.values())
 
 
+@dataclass(frozen=True)
+class PricingConfig:
+    """`pricing`: the LiteLLM snapshot to start from (default: the packaged one), then overrides and
+    discounts as written (their keys are checked here; their values when the book is built from them)."""
+
+    snapshot: str | None = None
+    overrides: tuple[dict[str, Any], ...] = ()
+    discounts: tuple[dict[str, Any], ...] = ()
+
+
+DEFAULT_PRIOR = 0.70
+DEFAULT_SHRINKAGE = 20.0
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """`selection`: which models compete, the quality each tier needs, and how quality is estimated."""
+
+    candidates: tuple[str, ...] = ()  # empty: every model seen in the spans
+    task_types: tuple[str, ...] = ("chat",)  # tasks to publish before any span names one
+    tiers: dict[str, float] = field(default_factory=dict)  # tier -> quality floor, over the built-in ones
+    success_floor: float = 0.95
+    default_prior: float = DEFAULT_PRIOR
+    priors: dict[str, float] = field(default_factory=dict)  # model -> prior quality
+    shrinkage: float = DEFAULT_SHRINKAGE
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """`alerts`: delivery retries and timeouts, the SMTP relay, how often the sensors look, and which
+    hosts and signing secrets budgets written through the API may use."""
+
+    max_attempts: int = 4
+    backoff_s: float = 0.5
+    timeout_s: float = 5.0
+    sensor_interval_s: int = 30
+    allowed_hosts: tuple[str, ...] = ()
+    secret_envs: tuple[str, ...] = ()
+    smtp: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReconciliationConfig:
+    """`reconciliation`: when a charge differs from the price book, and how many days the daily run settles."""
+
+    abs_tolerance_usd: float = 0.0001
+    rel_tolerance: float = 0.01
+    trailing_days: int = 3
+    at_risk_warn_share: float = 0.02
+
+
+def _number(value: Any, where: str, low: float = 0.0, high: float = float("inf"), whole: bool = False) -> Any:
+    ok = isinstance(value, int) if whole else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok or not low <= value <= high:
+        kind = "a whole number" if whole else "a number"
+        span = f"from {low:g} to {high:g}" if high != float("inf") else f">= {low:g}"
+        raise ConfigError(f"{where} must be {kind} {span}, not {value!r}")
+    return value if whole else float(value)
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    value = [value] if isinstance(value, str) else value
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where} must be a list of names, not {value!r}")
+    return tuple(value)
+
+
+def _weights(value: Any, where: str, high: float = 1.0) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must map names to numbers from 0 to {high:g}")
+    return {str(k): _number(v, f"{where}.{k}", 0.0, high) for k, v in value.items()}
+
+
+def _list_of_mappings(value: Any, where: str) -> tuple[dict[str, Any], ...]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(f"{where} must be a list of mappings")
+    return tuple(dict(v) for v in value)
+
+
+def _pricing(raw: dict[str, Any]) -> PricingConfig:
+    snap = raw.get("snapshot")
+    if snap is not None and not isinstance(snap, str):
+        raise ConfigError(f"pricing.snapshot must be a file path, not {snap!r}")
+    return PricingConfig(
+        snapshot=snap,
+        overrides=_list_of_mappings(raw.get("overrides") or [], "pricing.overrides"),
+        discounts=_list_of_mappings(raw.get("discounts") or [], "pricing.discounts"),
+    )
+
+
+def _selection(raw: dict[str, Any]) -> SelectionConfig:
+    w = "selection"
+    return SelectionConfig(
+        candidates=_names(raw.get("candidates") or [], f"{w}.candidates"),
+        task_types=_names(raw.get("task_types") or ["chat"], f"{w}.task_types"),
+        tiers=_weights(raw.get("tiers") or {}, f"{w}.tiers"),
+        success_floor=_number(raw.get("success_floor", 0.95), f"{w}.success_floor", 0.0, 1.0),
+        default_prior=_number(raw.get("default_prior", DEFAULT_PRIOR), f"{w}.default_prior", 0.0, 1.0),
+        priors=_weights(raw.get("priors") or {}, f"{w}.priors"),
+        shrinkage=_number(raw.get("shrinkage", DEFAULT_SHRINKAGE), f"{w}.shrinkage", 0.0, 1e6),
+    )
+
+
+def _alerts(raw: dict[str, Any]) -> AlertsConfig:
+    w = "alerts"
+    smtp = raw.get("smtp") or {}
+    if not isinstance(smtp, dict):
+        raise ConfigError(f"{w}.smtp must be a mapping")
+    return AlertsConfig(
+        max_attempts=_number(raw.get("max_attempts", 4), f"{w}.max_attempts", 1, 100, whole=True),
+        backoff_s=_number(raw.get("backoff_s", 0.5), f"{w}.backoff_s", 0.0, 3600),
+        timeout_s=_number(raw.get("timeout_s", 5.0), f"{w}.timeout_s", 0.1, 600),
+        sensor_interval_s=_number(raw.get("sensor_interval_s", 30), f"{w}.sensor_interval_s", 1, 86400, whole=True),
+        allowed_hosts=tuple(h.lower() for h in _names(raw.get("allowed_hosts") or [], f"{w}.allowed_hosts")),
+        secret_envs=_names(raw.get("secret_envs") or [], f"{w}.secret_envs"),
+        smtp=dict(smtp),
+    )
+
+
 def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
     value = data.get(name) or {}
     if not isinstance(value, dict):
@@ -110,22 +233,14 @@ class CamsConfig:
     """The parsed configuration with defaults filled in."""
 
     sources: dict[str, SourceConfig]
-    pricing: dict[str, Any] = field(default_factory=dict)
-    budgets: list[dict[str, Any]] = field(default_factory=list)
-    selection: dict[str, Any] = field(default_factory=dict)
-    alerts: dict[str, Any] = field(default_factory=dict)
-    reconciliation: dict[str, Any] = field(default_factory=dict)
+    pricing: PricingConfig = field(default_factory=PricingConfig)
+    budgets: tuple[Budget, ...] = ()
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    reconciliation: ReconciliationConfig = field(default_factory=ReconciliationConfig)
     partitions_start: str = DEFAULT_PARTITIONS_START
     path: str | None = None
     rate_limits: RateLimits = field(default_factory=RateLimits)
-
-    @property
-    def overrides(self) -> list[dict[str, Any]]:
-        return list(self.pricing.get("overrides") or [])
-
-    @property
-    def discounts(self) -> list[dict[str, Any]]:
-        return list(self.pricing.get("discounts") or [])
 
 
 def _reject_inline_secrets(node: Any, where: str) -> None:
@@ -176,44 +291,34 @@ def parse(data: dict[str, Any] | None, path: str | None = None) -> CamsConfig:
         date.fromisoformat(start)
     except ValueError as exc:
         raise ConfigError(f"partitions.start_date must be YYYY-MM-DD, not {start!r}") from exc
-    from cams.budgets.model import BudgetError, parse_budgets
-
+    raw_budgets = data.get("budgets") or []
+    if not isinstance(raw_budgets, list):
+        raise ConfigError("budgets must be a list of budgets")
     try:
-        parse_budgets(list(data.get("budgets") or []))
+        budgets = tuple(parse_budgets(raw_budgets))
     except BudgetError as exc:
         raise ConfigError(str(exc)) from None
     return CamsConfig(
         sources=sources,
-        pricing=dict(data.get("pricing") or {}),
-        budgets=list(data.get("budgets") or []),
-        selection=dict(data.get("selection") or {}),
-        alerts=dict(data.get("alerts") or {}),
-        reconciliation=_reconciliation(data.get("reconciliation") or {}),
+        pricing=_pricing(_section(data, "pricing")),
+        budgets=budgets,
+        selection=_selection(_section(data, "selection")),
+        alerts=_alerts(_section(data, "alerts")),
+        reconciliation=_reconciliation(_section(data, "reconciliation")),
         partitions_start=start,
         path=path,
         rate_limits=_rate_limits(_section(data, "api").get("rate_limits") or {}),
     )
 
 
-RECONCILIATION_DEFAULTS = {
-    "abs_tolerance_usd": 0.0001,
-    "rel_tolerance": 0.01,
-    "trailing_days": 3,
-    "at_risk_warn_share": 0.02,
-}
-
-
-def _reconciliation(raw: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(raw) - set(RECONCILIATION_DEFAULTS)
-    if unknown:
-        raise ConfigError(f"reconciliation: unknown keys {sorted(unknown)}")
-    out = {**RECONCILIATION_DEFAULTS, **raw}
-    for key in ("abs_tolerance_usd", "rel_tolerance", "at_risk_warn_share"):
-        if not isinstance(out[key], int | float) or out[key] < 0:
-            raise ConfigError(f"reconciliation.{key} must be a number >= 0")
-    if not isinstance(out["trailing_days"], int) or not 1 <= out["trailing_days"] <= 60:
-        raise ConfigError("reconciliation.trailing_days must be a whole number from 1 to 60")
-    return out
+def _reconciliation(raw: dict[str, Any]) -> ReconciliationConfig:
+    w, d = "reconciliation", ReconciliationConfig()
+    return ReconciliationConfig(
+        abs_tolerance_usd=_number(raw.get("abs_tolerance_usd", d.abs_tolerance_usd), f"{w}.abs_tolerance_usd"),
+        rel_tolerance=_number(raw.get("rel_tolerance", d.rel_tolerance), f"{w}.rel_tolerance"),
+        trailing_days=_number(raw.get("trailing_days", d.trailing_days), f"{w}.trailing_days", 1, 60, whole=True),
+        at_risk_warn_share=_number(raw.get("at_risk_warn_share", d.at_risk_warn_share), f"{w}.at_risk_warn_share"),
+    )
 
 
 def config_path() -> Path:

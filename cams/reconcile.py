@@ -28,6 +28,7 @@ import pandas as pd
 from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.engine import Engine
 
+from cams.config import ReconciliationConfig
 from cams.costing import TOKEN_COLS, compute_costs
 from cams.pricing.book import PriceBook
 from cams.warehouse import schema as t
@@ -53,8 +54,8 @@ class Tolerances:
     relative: float = 0.01
 
     @classmethod
-    def from_config(cls, raw: dict[str, Any]) -> Tolerances:
-        return cls(float(raw.get("abs_tolerance_usd", cls.absolute_usd)), float(raw.get("rel_tolerance", cls.relative)))
+    def from_config(cls, cfg: ReconciliationConfig) -> Tolerances:
+        return cls(cfg.abs_tolerance_usd, cfg.rel_tolerance)
 
     def exceeded(self, charged: Any, cost: Any) -> Any:
         """Works on floats or numpy arrays."""

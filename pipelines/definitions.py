@@ -12,7 +12,6 @@ from assets.pricing import price_book
 from assets.reconciliation import build_reconciliation_assets
 from assets.selection import build_selection_assets
 from cams import config as cams_config
-from cams.budgets.model import parse_budgets
 from pipelines.schedules import build_daily_schedule, build_export_schedule
 from pipelines.sensors import (
     build_budget_after_usage_sensor,
@@ -43,9 +42,9 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
     costs = build_cost_assets(partitions)
     recon = build_reconciliation_assets(partitions, cfg.reconciliation)
     exports = build_export_assets(partitions)
-    budgets = build_budget_assets(parse_budgets(cfg.budgets), cfg.alerts)
+    budgets = build_budget_assets(cfg.budgets, cfg.alerts)
     selection = build_selection_assets(cfg.selection)
-    interval = int(cfg.alerts.get("sensor_interval_s", 30))
+    interval = cfg.alerts.sensor_interval_s
     daily_job = dg.define_asset_job(
         DAILY_JOB,
         selection=[a.key for a in (*ingestion, *costs, *recon)],
@@ -82,7 +81,7 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
         assets=[price_book, *ingestion, *costs, *recon, *exports, *budgets, *selection],
         jobs=[daily_job, price_job, budget_job, selection_job, export_job, backfill_job],
         schedules=[
-            build_daily_schedule(daily_job, partitions, int(cfg.reconciliation["trailing_days"])),
+            build_daily_schedule(daily_job, partitions, cfg.reconciliation.trailing_days),
             dg.ScheduleDefinition(
                 name="selection_schedule",
                 job=selection_job,

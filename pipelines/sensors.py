@@ -12,7 +12,7 @@ from cams.sources.files import days_touched, list_drop_files
 from cams.sources.http_client import SourceApiError
 from cams.sources.timeutil import days_between, parse_rfc3339
 from cams.sources.webhooks import webhook_events_to_drops
-from resources.sources import UsageSourceResource
+from resources.sources import UsageSource
 from resources.warehouse import WarehouseResource
 
 
@@ -29,7 +29,9 @@ def build_drop_files_sensor(
         "for every UTC day it holds records for. The cursor maps file -> mtime:size.",
     )
     def drop_files_sensor(
-        context: dg.SensorEvaluationContext, relaycore: UsageSourceResource, auterity: UsageSourceResource
+        context: dg.SensorEvaluationContext,
+        relaycore: dg.ResourceParam[UsageSource],
+        auterity: dg.ResourceParam[UsageSource],
     ) -> dg.SensorResult | dg.SkipReason:
         cursor = json.loads(context.cursor) if context.cursor else {}
         new_cursor: dict[str, dict[str, str]] = {}
@@ -109,7 +111,7 @@ def build_relaycore_api_sensor(
         description="In api or litellm mode, polls RelayCore (or a LiteLLM proxy's spend logs) for usage newer "
         "than its cursor and ingests the days it falls on.",
     )
-    def relaycore_api_sensor(context: dg.SensorEvaluationContext, relaycore: UsageSourceResource) -> Any:
+    def relaycore_api_sensor(context: dg.SensorEvaluationContext, relaycore: dg.ResourceParam[UsageSource]) -> Any:
         if relaycore.mode not in ("api", "litellm"):
             return dg.SkipReason("relaycore is not in api or litellm mode")
         end = datetime.now(UTC) - timedelta(seconds=relaycore.poll_lag_s)
@@ -151,7 +153,7 @@ def build_webhook_events_sensor(
         "(webhook-<event_id>.jsonl, in its inbox_dir: the drop_dir in files mode) and ingests the days they hold.",
     )
     def webhook_events_sensor(
-        context: dg.SensorEvaluationContext, relaycore: UsageSourceResource, warehouse: WarehouseResource
+        context: dg.SensorEvaluationContext, relaycore: dg.ResourceParam[UsageSource], warehouse: WarehouseResource
     ) -> Any:
         return _land_inbox(warehouse, relaycore, "cost-data", "webhook", first_day)
 
@@ -172,7 +174,7 @@ def build_otlp_traces_sensor(
         "(otlp-<hash>.jsonl) and ingests the days they hold.",
     )
     def otlp_traces_sensor(
-        context: dg.SensorEvaluationContext, auterity: UsageSourceResource, warehouse: WarehouseResource
+        context: dg.SensorEvaluationContext, auterity: dg.ResourceParam[UsageSource], warehouse: WarehouseResource
     ) -> Any:
         return _land_inbox(warehouse, auterity, "otlp-traces", "otlp", first_day)
 
@@ -180,7 +182,7 @@ def build_otlp_traces_sensor(
 
 
 def _land_inbox(
-    warehouse: WarehouseResource, source: UsageSourceResource, kind: str, trigger: str, first_day: Any
+    warehouse: WarehouseResource, source: dg.ResourceParam[UsageSource], kind: str, trigger: str, first_day: Any
 ) -> Any:
     """Stored events of `kind` into the source's inbox_dir; a run for each day they hold."""
     if not source.inbox_dir:

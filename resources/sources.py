@@ -1,4 +1,4 @@
-"""RelayCore and Auterity as Dagster resources: read a window from drop files or the HTTP API."""
+"""RelayCore and Auterity as resources: read a window from drop files, the HTTP API or LiteLLM's database."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import dagster as dg
-
 from cams.config import SourceConfig
 from cams.sources.batch import Collector, IngestResult
 from cams.sources.files import collect_files, list_drop_files
@@ -16,36 +14,19 @@ from cams.sources.http_client import ApiSpec, fetch_window, has_records
 from cams.sources.litellm_spendlogs import collect_spendlogs, has_rows
 
 
-class UsageSourceResource(dg.ConfigurableResource):
-    """One usage source (SPEC §2, §8). Secrets are read from the env var named by api_key_env."""
-
-    name: str
-    mode: str = "files"
-    drop_dir: str | None = None
-    base_url: str | None = None
-    api_key_env: str | None = None
-    page_size: int = 500
-    timeout_s: float = 10.0
-    max_retries: int = 5
-    poll_lag_s: int = 30
-    dsn_env: str | None = None
-    default_org: str = "default"
-    default_task: str = "chat"
-    inbox_dir: str | None = None
+class UsageSource(SourceConfig):
+    """One usage source (SPEC §2, §8) as cams.yaml describes it (`SourceConfig`, parsed once), plus how to
+    read it. Secrets are read from the env var named by api_key_env, only when a read needs them."""
 
     @classmethod
-    def from_config(cls, cfg: SourceConfig) -> UsageSourceResource:
+    def of(cls, cfg: SourceConfig) -> UsageSource:
         return cls(**dataclasses.asdict(cfg))
 
-    def _config(self) -> SourceConfig:
-        return SourceConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SourceConfig)})
-
     def api_spec(self) -> ApiSpec:
-        cfg = self._config()
         return ApiSpec(
             self.name,
-            cfg.base_url or "",
-            cfg.api_key(),
+            self.base_url or "",
+            self.api_key(),
             page_size=self.page_size,
             timeout_s=self.timeout_s,
             max_retries=self.max_retries,
@@ -65,22 +46,13 @@ class UsageSourceResource(dg.ConfigurableResource):
             inbox = self._inbox(collector) if self.inbox_dir and self.inbox_dir != self.drop_dir else {}
             return collector.result, {"files": len(files), "drop_dir": self.drop_dir, **inbox}
         if self.mode == "litellm":
-            rows = collect_spendlogs(collector, self._config().dsn(), self.default_org, self.default_task)
+            rows = collect_spendlogs(collector, self.dsn(), self.default_org, self.default_task)
             return collector.result, {
                 "litellm_spendlog_rows": rows,
                 "table": "LiteLLM_SpendLogs",
                 **self._inbox(collector),
             }
-        cfg = self._config()
-        spec = ApiSpec(
-            self.name,
-            cfg.base_url or "",
-            cfg.api_key(),
-            page_size=self.page_size,
-            timeout_s=self.timeout_s,
-            max_retries=self.max_retries,
-        )
-        stats = fetch_window(spec, start, end, collector)
+        stats = fetch_window(self.api_spec(), start, end, collector)
         return collector.result, {
             "pages": stats.pages,
             "retries": stats.retries,
@@ -99,5 +71,5 @@ class UsageSourceResource(dg.ConfigurableResource):
     def has_new_rows(self, start: datetime, end: datetime) -> bool:
         """Whether the source holds records in [start, end) (API or LiteLLM database)."""
         if self.mode == "litellm":
-            return has_rows(self._config().dsn(), start, end)
+            return has_rows(self.dsn(), start, end)
         return has_records(self.api_spec(), start, end)

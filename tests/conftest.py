@@ -161,14 +161,14 @@ def published(engine):  # type: ignore[no-untyped-def]
     import sqlalchemy as sa
 
     from cams.api.keys import create_key
-    from cams.config import parse
+    from cams.config import PricingConfig
     from cams.pricing import store as pricebook_store
     from cams.pricing.quote import load_book
     from cams.selection.store import publish
     from cams.warehouse import schema as t
     from tests.test_api import table
 
-    book = load_book(parse({}))
+    book = load_book(PricingConfig())
     pricebook_store.store(engine, book)
     publish(engine, table(book))
     with engine.begin() as conn:

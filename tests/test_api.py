@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from cams.api.app import create_app
 from cams.api.keys import create_key
-from cams.config import parse
+from cams.config import PricingConfig, SelectionConfig
 from cams.pricing import store as pricebook_store
 from cams.pricing.quote import load_book
 from cams.selection.quality import STATS_COLUMNS
@@ -46,13 +46,13 @@ STATS = stats(
 
 
 def table(book):  # type: ignore[no-untyped-def]
-    settings = SelectionSettings.from_config({}, sorted(STATS["model"]))
+    settings = SelectionSettings.from_config(SelectionConfig(), sorted(STATS["model"]))
     return build_table(STATS, book, settings, NOW, ["chat"])
 
 
 @pytest.fixture(scope="module")
 def book():  # type: ignore[no-untyped-def]
-    return load_book(parse({}))
+    return load_book(PricingConfig())
 
 
 def test_table_and_selection_by_hand(book) -> None:  # type: ignore[no-untyped-def]
@@ -234,7 +234,7 @@ def test_new_table_version_is_served_without_restart(client, engine, book) -> No
     ).json()
     cheaper = STATS.copy()
     cheaper.loc[cheaper["model"] == "gpt-4o-mini", "quality"] = 0.95  # now qualifies for standard, and is cheapest
-    settings = SelectionSettings.from_config({}, sorted(cheaper["model"]))
+    settings = SelectionSettings.from_config(SelectionConfig(), sorted(cheaper["model"]))
     version = publish(
         engine, build_table(cheaper, book, settings, NOW, ["chat"]), now=datetime.now(UTC).replace(year=2099)
     )

@@ -10,7 +10,7 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from cams.api.app import create_app
 from cams.api.keys import create_key
-from cams.config import parse
+from cams.config import PricingConfig
 from cams.pricing import store as pricebook_store
 from cams.pricing.quote import load_book
 from cams.selection.store import publish
@@ -19,7 +19,7 @@ from tests.test_api import table
 
 def test_no_input_gives_a_500(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("CAMS_WEBHOOK_SECRET", "fuzz-secret")
-    book = load_book(parse({}))
+    book = load_book(PricingConfig())
     pricebook_store.store(engine, book)
     publish(engine, table(book))
     headers = {"Authorization": f"Bearer {create_key(engine, ['admin'])}"}

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from cams import config as cams_config
+from cams.config import SelectionConfig
 from cams.pricing import store as pricebook_store
 from cams.selection import store
 from cams.selection.quality import QualitySettings
@@ -95,11 +96,11 @@ def _publishes_mays_table(inst: dg.DagsterInstance, engine: sa.Engine, summary: 
         stats_models = set(conn.execute(sa.text("select distinct model from model_quality_stats")).scalars())
     assert str(recorded).replace("T", " ").startswith("2026-05-03 23:59:59")
     assert stats_models == {m for _t, m in seen if m}  # May's models, none invented
-    may_stats = store.quality_stats_for(engine, END_OF_MAY_3, QualitySettings.from_config({}))
+    may_stats = store.quality_stats_for(engine, END_OF_MAY_3, QualitySettings.from_config(SelectionConfig()))
     expected = build_table(
         may_stats,
         pricebook_store.load(engine),
-        SelectionSettings.from_config({}, sorted(set(may_stats["model"]))),
+        SelectionSettings.from_config(SelectionConfig(), sorted(set(may_stats["model"]))),
         END_OF_MAY_3,
         sorted(set(may_stats["task_type"])),
     )

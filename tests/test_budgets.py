@@ -309,8 +309,9 @@ def test_email_alerts_reach_a_real_smtp_server(monkeypatch) -> None:
     that is down is a DeliveryError (retried by the delivery loop), never a crash."""
     import pytest as _pytest
 
-    from cams.budgets.delivery import DeliveryError, DeliverySettings, send
+    from cams.budgets.delivery import DeliveryError, send
     from cams.budgets.model import Channel
+    from cams.config import AlertsConfig
     from tests.receiver import SmtpReceiver
 
     smtp = SmtpReceiver()
@@ -327,7 +328,7 @@ def test_email_alerts_reach_a_real_smtp_server(monkeypatch) -> None:
         "forecast_usd": "128.0000000000",
         "state": "warning",
     }
-    settings = DeliverySettings(
+    settings = AlertsConfig(
         timeout_s=5,
         smtp={
             "host": "127.0.0.1",
@@ -351,7 +352,7 @@ def test_email_alerts_reach_a_real_smtp_server(monkeypatch) -> None:
         send(
             Channel("email", to=("x@acme.example",)),
             body,
-            DeliverySettings(timeout_s=2, smtp={"host": "127.0.0.1", "port": 1}),
+            AlertsConfig(timeout_s=2, smtp={"host": "127.0.0.1", "port": 1}),
         )
 
 
@@ -366,9 +367,10 @@ def test_budget_alerts_posted_by_another_system_are_recorded_and_delivered_once(
     from cams import signing
     from cams.api.app import create_app
     from cams.budgets.alerts import record_external
-    from cams.budgets.delivery import DeliverySettings, deliver_pending
+    from cams.budgets.delivery import deliver_pending
     from cams.budgets.model import parse_budget
     from cams.budgets.store import _row
+    from cams.config import AlertsConfig
     from cams.warehouse import schema as t
     from tests.receiver import Receiver
 
@@ -415,9 +417,9 @@ def test_budget_alerts_posted_by_another_system_are_recorded_and_delivered_once(
             ("no-such-budget", "webhook", "warning"),
         ]
         assert record_external(engine) == []  # each stored event once
-        sent = deliver_pending(engine, DeliverySettings(max_attempts=1))
+        sent = deliver_pending(engine, AlertsConfig(max_attempts=1))
         assert sent == {"sent": 1, "failed": 0}
-        assert deliver_pending(engine, DeliverySettings(max_attempts=1)) == {"sent": 0, "failed": 0}
+        assert deliver_pending(engine, AlertsConfig(max_attempts=1)) == {"sent": 0, "failed": 0}
     finally:
         receiver.stop()
     (posted,) = receiver.at("/alerts")

@@ -54,6 +54,47 @@ def test_unknown_keys_name_their_path_and_a_guess(data: dict, message: str) -> N
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"selection": {"success_floor": 2}}, "selection.success_floor must be a number from 0 to 1, not 2"),
+        ({"selection": {"priors": {"m": "high"}}}, "selection.priors.m must be a number from 0 to 1"),
+        ({"selection": {"candidates": "gpt-4o"}}, None),  # one name is a list of one
+        ({"alerts": {"max_attempts": "three"}}, "alerts.max_attempts must be a whole number from 1 to 100"),
+        ({"alerts": {"sensor_interval_s": 0}}, "alerts.sensor_interval_s must be a whole number from 1 to 86400"),
+        ({"reconciliation": {"trailing_days": 90}}, "reconciliation.trailing_days must be a whole number from 1 to 60"),
+        ({"pricing": {"overrides": {"model": "m"}}}, "pricing.overrides must be a list of mappings"),
+        ({"budgets": {"id": "b"}}, "budgets must be a list of budgets"),
+    ],
+)
+def test_sections_are_typed_once(data: dict, message: str | None) -> None:
+    """A wrong value stops at parse time with its path, not in the middle of a run."""
+    if message is None:
+        assert cams_config.parse(data).selection.candidates == ("gpt-4o",)
+        return
+    with pytest.raises(cams_config.ConfigError) as err:
+        cams_config.parse(data)
+    assert message in str(err.value)
+
+
+def test_parsed_sections_are_what_downstream_takes() -> None:
+    cfg = cams_config.parse(
+        {
+            "budgets": [{"id": "b", "scope": "org", "scope_id": "a", "period": "daily", "amount_usd": 5}],
+            "alerts": {"allowed_hosts": ["Hooks.Example"], "max_attempts": 2},
+            "reconciliation": {"trailing_days": 5},
+            "pricing": {"discounts": [{"provider": "openai", "percent": 10}]},
+        }
+    )
+    from cams.budgets.model import Budget
+
+    assert isinstance(cfg.budgets[0], Budget) and cfg.budgets[0].amount_usd == 5
+    assert cfg.alerts.allowed_hosts == ("hooks.example",) and cfg.alerts.max_attempts == 2
+    assert cfg.reconciliation.trailing_days == 5 and cfg.reconciliation.rel_tolerance == 0.01
+    assert cfg.pricing.discounts == ({"provider": "openai", "percent": 10},) and cfg.pricing.snapshot is None
+    assert cfg.selection.task_types == ("chat",) and cfg.selection.success_floor == 0.95
+
+
 def test_user_named_keys_and_price_keys_pass() -> None:
     cfg = cams_config.parse(
         {
@@ -73,7 +114,7 @@ def test_user_named_keys_and_price_keys_pass() -> None:
             "alerts": {"allowed_hosts": ["ops.internal"], "secret_envs": ["X"]},
         }
     )
-    assert cfg.selection["priors"] == {"acme-finetune": 0.8}
+    assert cfg.selection.priors == {"acme-finetune": 0.8}
 
 
 def test_a_typo_stops_cams_run_with_one_line(tmp_path: Path) -> None:

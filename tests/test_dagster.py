@@ -444,3 +444,20 @@ def test_cost_data_webhook_to_ingestion(db_url, tmp_path, monkeypatch, small_sim
             assert list((tmp_path / "inbox").glob("webhook-*.jsonl"))  # the api mode's inbox, not a drop dir
     assert summary["records"]["relaycore"] == {"read": 2, "accepted": 1, "duplicates": 0, "quarantined": 1}
     assert Decimal(summary["cost_usd"]) == Decimal("0.00045")
+
+
+def test_the_warehouse_url_reaches_dagster_by_name_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deployment's database URL (with its password) is an EnvVar: the UI and run config show the
+    variable's name, and the resource resolves it inside a run."""
+    url = f"sqlite:///{tmp_path / 'w.db'}?secret=hunter2"
+    monkeypatch.setenv("CAMS_DATABASE_URL", url)
+    defs = build_definitions(files_cfg(tmp_path))
+    warehouse = defs.resources["warehouse"]
+    assert isinstance(warehouse.database_url, dg.EnvVar)
+    assert warehouse.database_url.env_var_name == "CAMS_DATABASE_URL"
+    with warehouse.engine().connect() as conn:  # resolved outside a run too (the `cams run` summary)
+        assert conn.execute(sa.text("select count(*) from price_versions")).scalar_one() >= 0
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert defs.resolve_job_def("price_book_job").execute_in_process(instance=instance).success
+    with sa.create_engine(url.split("?")[0]).connect() as conn:
+        assert conn.execute(sa.text("select count(*) from price_versions")).scalar_one() >= 1

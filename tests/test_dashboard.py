@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from cams.api.app import create_app
 from cams.api.keys import create_key
-from cams.config import parse
+from cams.config import PricingConfig, SelectionConfig
 from cams.pricing import store as pricebook_store
 from cams.pricing.quote import load_book
 from cams.selection.store import publish
@@ -30,9 +30,14 @@ TODAY = NOW.date()
 
 
 def _seed(engine) -> None:  # type: ignore[no-untyped-def]
-    book = load_book(parse({}))
+    book = load_book(PricingConfig())
     pricebook_store.store(engine, book)
-    publish(engine, build_table(STATS, book, SelectionSettings.from_config({}, sorted(STATS["model"])), NOW, ["chat"]))
+    publish(
+        engine,
+        build_table(
+            STATS, book, SelectionSettings.from_config(SelectionConfig(), sorted(STATS["model"])), NOW, ["chat"]
+        ),
+    )
     status = {
         "scope": "org",
         "period_start": NOW.replace(day=1),

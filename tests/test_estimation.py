@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from assets.selection import build_selection_assets
 from cams.api.app import create_app
 from cams.api.keys import create_key
-from cams.config import parse
+from cams.config import PricingConfig, SelectionConfig
 from cams.estimation.calibration import MIN_SAMPLES, learn, model_family
 from cams.estimation.estimator import Estimator, Learnt
 from cams.pricing import store as pricebook_store
@@ -78,9 +78,14 @@ def _h(key: str) -> dict[str, str]:
 def test_calibration_learnt_from_matched_requests(engine, db_url) -> None:  # type: ignore[no-untyped-def]
     """Selections with a prompt and request id are logged; RelayCore later bills 30 % more tokens than
     cl100k counts for that family; the token_calibration asset learns 1.3 and the service applies it."""
-    book = load_book(parse({}))
+    book = load_book(PricingConfig())
     pricebook_store.store(engine, book)
-    publish(engine, build_table(STATS, book, SelectionSettings.from_config({}, sorted(STATS["model"])), NOW, ["chat"]))
+    publish(
+        engine,
+        build_table(
+            STATS, book, SelectionSettings.from_config(SelectionConfig(), sorted(STATS["model"])), NOW, ["chat"]
+        ),
+    )
     app = create_app(engine, refresh_s=3600, flush_s=3600)
     n = MIN_SAMPLES + 5
     with TestClient(app) as c:

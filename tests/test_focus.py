@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from cams import focus
-from cams.config import parse
+from cams.config import PricingConfig
 from cams.pricing import store as pricebook_store
 from cams.pricing.quote import load_book
 from cams.warehouse import schema as t
@@ -48,7 +48,7 @@ def _rollup(**kw):  # type: ignore[no-untyped-def]
 
 
 def test_rows_follow_the_focus_rules_and_add_up() -> None:
-    book = load_book(parse({}))
+    book = load_book(PricingConfig())
     rollups = pd.DataFrame(
         [
             _rollup(),
@@ -85,7 +85,7 @@ def test_rows_follow_the_focus_rules_and_add_up() -> None:
 
 
 def test_files_read_back_and_the_command_writes_them(engine, db_url, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    pricebook_store.store(engine, load_book(parse({})))
+    pricebook_store.store(engine, load_book(PricingConfig()))
     with engine.begin() as conn:
         conn.execute(sa.insert(t.cost_daily_rollups), [_rollup(), _rollup(org_id="globex", requests=1)])
     env = {**os.environ, "CAMS_DATABASE_URL": db_url}
@@ -128,7 +128,7 @@ def test_the_asset_writes_a_day_of_files_through_dagster(engine, db_url, tmp_pat
     from pipelines.definitions import EXPORT_JOB, build_definitions
     from tests.test_dagster import files_cfg
 
-    pricebook_store.store(engine, load_book(parse({})))
+    pricebook_store.store(engine, load_book(PricingConfig()))
     with engine.begin() as conn:
         conn.execute(sa.insert(t.cost_daily_rollups), [_rollup(), _rollup(day=DAY.replace(day=3))])
     monkeypatch.setenv("CAMS_EXPORT_DIR", str(tmp_path / "exports"))

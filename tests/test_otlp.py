@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from cams.config import parse
+from cams.config import PricingConfig
 from cams.costing import cost_partition
 from cams.pricing import store as pricebook_store
 from cams.pricing.quote import load_book
@@ -39,7 +39,7 @@ def test_otlp_file_lands_the_same_rows_costs_and_reconciliation_as_its_flat_twin
     span = export["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
     assert span["startTimeUnixNano"].isdigit() and isinstance(span["attributes"], list)
     assert {"key", "value"} == set(span["attributes"][0]) and isinstance(span["status"]["code"], int)
-    book = load_book(parse({}))
+    book = load_book(PricingConfig())
     results = {}
     for form in ("flat", "otlp"):
         engine = make_engine(f"sqlite:///{tmp_path / form}.db")
@@ -51,7 +51,7 @@ def test_otlp_file_lands_the_same_rows_costs_and_reconciliation_as_its_flat_twin
         land(engine, _collect(tmp_path / form, "relaycore", day), "files")
         land(engine, spans, "files")
         cost = cost_partition(engine, day, nxt, book)
-        recon = reconcile_partition(engine, day, nxt, book, Tolerances.from_config({}))
+        recon = reconcile_partition(engine, day, nxt, book, Tolerances())
         with engine.connect() as conn:
             landed = conn.execute(
                 sa.text("select count(*), sum(input_tokens), sum(quality_score) from auterity_spans")

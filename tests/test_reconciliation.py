@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from cams import config as cams_config
-from cams.config import parse
+from cams.config import PricingConfig, parse
 from cams.costing import cost_partition
 from cams.pricing import store as pricebook_store
 from cams.pricing.quote import load_book
@@ -100,7 +100,7 @@ def test_hand_made_mismatches_are_classified_exactly(engine, tmp_path) -> None: 
             span("s9", "ok"),  # a second span of the same request: one request, still matched
         ],
     )
-    pricebook_store.store(engine, load_book(parse({})))
+    pricebook_store.store(engine, load_book(PricingConfig()))
     book = pricebook_store.load(engine)
     start, end = day_window(DAY)
     for source in ("relaycore", "auterity"):

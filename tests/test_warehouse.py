@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from cams.config import parse
+from cams.config import PricingConfig, parse
 from cams.costing import cost_partition, rollup_partition
 from cams.pricing import store as pricebook_store
 from cams.pricing.quote import load_book
@@ -49,7 +49,7 @@ def _run_day(engine, dirs, day, book) -> None:  # type: ignore[no-untyped-def]
 
 def test_rematerializing_a_day_changes_no_totals(engine, tmp_path, small_sim, sim_days) -> None:  # type: ignore[no-untyped-def]
     dirs = write_drops(small_sim, tmp_path)
-    pricebook_store.store(engine, load_book(parse({})))
+    pricebook_store.store(engine, load_book(PricingConfig()))
     book = pricebook_store.load(engine)
     for day in sim_days:
         _run_day(engine, dirs, day, book)
@@ -139,7 +139,7 @@ def test_costs_equal_the_price_book_and_unpriced_is_null(engine, tmp_path) -> No
             }
         }
     )
-    pricebook_store.store(engine, load_book(cfg))
+    pricebook_store.store(engine, load_book(cfg.pricing))
     _run_day(engine, {"relaycore": drop, "auterity": tmp_path / "none"}, day, pricebook_store.load(engine))
     with engine.connect() as c:
         got = {

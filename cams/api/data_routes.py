@@ -214,7 +214,7 @@ def register(
     def _rebuild(extra: list[dict[str, Any]] | None = None) -> Any:
         """The price book from the snapshot, cams.yaml and the API's overrides (+ `extra`), stored."""
         try:
-            book = pricebook_store.current_book(engine, cams_config.load(), extra or [])
+            book = pricebook_store.current_book(engine, cams_config.load().pricing, extra or [])
         except (PricingConfigError, cams_config.ConfigError, ValueError) as exc:
             raise E(422, "invalid_price", str(exc)[:500]) from None
         return book

@@ -13,7 +13,6 @@ import smtplib
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -23,6 +22,7 @@ from sqlalchemy import Engine, select, update
 
 from cams import signing
 from cams.budgets.model import Budget, Channel, parse_budget
+from cams.config import AlertsConfig
 from cams.money import usd
 from cams.warehouse import schema as t
 from cams.warehouse.db import insert_rows
@@ -34,23 +34,6 @@ class DeliveryError(RuntimeError):
     """A channel did not take the alert."""
 
 
-@dataclass(frozen=True)
-class DeliverySettings:
-    max_attempts: int = 4
-    backoff_s: float = 0.5
-    timeout_s: float = 5.0
-    smtp: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_config(cls, raw: dict[str, Any]) -> DeliverySettings:
-        return cls(
-            int(raw.get("max_attempts", 4)),
-            float(raw.get("backoff_s", 0.5)),
-            float(raw.get("timeout_s", 5.0)),
-            dict(raw.get("smtp") or {}),
-        )
-
-
 def _text(body: dict[str, Any]) -> str:
     return (
         f"CAMS budget {body['budget_id']}: {body['level']} ({body['basis']} {body['threshold_percent']:g}%) — "
@@ -59,7 +42,7 @@ def _text(body: dict[str, Any]) -> str:
     )
 
 
-def send(channel: Channel, body: dict[str, Any], settings: DeliverySettings) -> str:
+def send(channel: Channel, body: dict[str, Any], settings: AlertsConfig) -> str:
     """Deliver one alert body to one channel; returns a short receipt, raises DeliveryError."""
     raw = json.dumps(body, sort_keys=True).encode()
     try:
@@ -86,7 +69,7 @@ def send(channel: Channel, body: dict[str, Any], settings: DeliverySettings) -> 
     return f"HTTP {r.status_code}"
 
 
-def _email(channel: Channel, body: dict[str, Any], settings: DeliverySettings) -> None:
+def _email(channel: Channel, body: dict[str, Any], settings: AlertsConfig) -> None:
     smtp = settings.smtp
     if not smtp.get("host"):
         raise DeliveryError("alerts.smtp.host is not configured")
@@ -110,7 +93,7 @@ def _email(channel: Channel, body: dict[str, Any], settings: DeliverySettings) -
 
 
 def deliver_pending(
-    engine: Engine, settings: DeliverySettings, sleep: Callable[[float], None] = time.sleep
+    engine: Engine, settings: AlertsConfig, sleep: Callable[[float], None] = time.sleep
 ) -> dict[str, int]:
     """Try every pending delivery; returns counts of sent and failed deliveries."""
     ba, bd, bc = t.budget_alerts, t.budget_alert_deliveries, t.budget_configs

@@ -28,8 +28,13 @@ class BudgetStatus:
     crossed: tuple[Threshold, ...]
     daily_rate_usd: float
 
-    def value(self, basis: str) -> float:
-        return self.percent_used if basis == "actual" else self.forecast_percent
+
+def crossed_thresholds(budget: Budget, percent_used: float, forecast_percent: float) -> tuple[Threshold, ...]:
+    """The thresholds at or past their percent: actual ones against spend, forecast ones against the
+    forecast. The one rule for evaluating a budget and for reading back a published status."""
+    return tuple(
+        t for t in budget.thresholds if (percent_used if t.basis == "actual" else forecast_percent) >= float(t.percent)
+    )
 
 
 def evaluate(
@@ -44,7 +49,7 @@ def evaluate(
     fc = forecast(spent, amount, history, today_spent, as_of, period[1], budget.timezone)
     pct = spent / amount * 100
     fpct = fc.forecast_usd / amount * 100
-    crossed = tuple(t for t in budget.thresholds if (pct if t.basis == "actual" else fpct) >= float(t.percent))
+    crossed = crossed_thresholds(budget, pct, fpct)
     if spent >= amount:
         state = "exceeded"
     elif any(t.basis == "actual" and t.level == "critical" for t in crossed):

@@ -210,11 +210,9 @@ def allowed_channels(budget: Budget, config: Any) -> None:
     arbitrary environment variables.)"""
     from urllib.parse import urlsplit
 
-    yaml_budgets = parse_budgets(list(config.budgets))
-    alerts = config.alerts or {}
-    hosts = {str(h).lower() for h in alerts.get("allowed_hosts") or []}
-    secrets = {str(s) for s in alerts.get("secret_envs") or []}
-    for yb in yaml_budgets:
+    hosts = set(config.alerts.allowed_hosts)
+    secrets = set(config.alerts.secret_envs)
+    for yb in config.budgets:
         for c in yb.channels:
             if c.url and urlsplit(c.url).hostname:
                 hosts.add(str(urlsplit(c.url).hostname).lower())

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from sqlalchemy import Engine, and_, delete, func, select
 
-from cams.budgets.evaluate import MONEY, BudgetStatus, evaluate
+from cams.budgets.evaluate import MONEY, BudgetStatus, crossed_thresholds, evaluate
 from cams.budgets.forecast import HISTORY_DAYS
 from cams.budgets.model import Budget, parse_budget
 from cams.budgets.periods import period_window
@@ -153,7 +153,7 @@ def published_statuses(engine: Engine) -> list[BudgetStatus]:
         if b is None:
             continue
         pct, fpct = float(r["percent_used"]), float(r["forecast_percent"])
-        crossed = tuple(th for th in b.thresholds if (pct if th.basis == "actual" else fpct) >= float(th.percent))
+        crossed = crossed_thresholds(b, pct, fpct)
         out.append(
             BudgetStatus(
                 budget=b,

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from cams.config import CamsConfig
+from cams.config import PricingConfig
 from cams.pricing import snapshot
 from cams.pricing.book import PriceBook, to_utc
 from cams.pricing.cost import TokenUsage, request_cost
@@ -17,11 +17,9 @@ class QuoteError(ValueError):
     """A request that cannot be priced, with the reason in plain words."""
 
 
-def load_book(config: CamsConfig, api_overrides: Sequence[Mapping[str, Any]] = ()) -> PriceBook:
+def load_book(pricing: PricingConfig, api_overrides: Sequence[Mapping[str, Any]] = ()) -> PriceBook:
     """Snapshot (default or `pricing.snapshot`), the config's overrides, then the Models API's, and discounts."""
-    return PriceBook.build(
-        snapshot.load(config.pricing.get("snapshot")), [*config.overrides, *api_overrides], config.discounts
-    )
+    return PriceBook.build(snapshot.load(pricing.snapshot), [*pricing.overrides, *api_overrides], pricing.discounts)
 
 
 def _int(raw: Mapping[str, Any], name: str, default: int | None = None) -> int:

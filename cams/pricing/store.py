@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, select, update
 
-from cams.config import CamsConfig
+from cams.config import PricingConfig
 from cams.pricing import snapshot as snapshots
 from cams.pricing.book import PriceBook, PriceEntry, to_utc
 from cams.pricing.versions import MIN_TIME, PriceVersion, content_digest
@@ -175,13 +175,15 @@ def add_version(
     return version
 
 
-def current_book(engine: Engine, config: CamsConfig, extra_overrides: Sequence[Mapping[str, Any]] = ()) -> PriceBook:
+def current_book(
+    engine: Engine, pricing: PricingConfig, extra_overrides: Sequence[Mapping[str, Any]] = ()
+) -> PriceBook:
     """The book as the next price_book run builds it: every snapshot version, cams.yaml's overrides and
     discounts, the Models API's prices, and `extra_overrides` (a price about to be written)."""
-    history = versions(engine, snapshots.load(config.pricing.get("snapshot")))
+    history = versions(engine, snapshots.load(pricing.snapshot))
     return PriceBook.build(
         history[0].snapshot,
-        [*config.overrides, *api_overrides(engine), *extra_overrides],
-        config.discounts,
+        [*pricing.overrides, *api_overrides(engine), *extra_overrides],
+        pricing.discounts,
         later=history[1:],
     )

@@ -7,10 +7,11 @@ prior; with many, its observed mean dominates. Success rate counts spans whose s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from cams.config import DEFAULT_PRIOR, DEFAULT_SHRINKAGE, SelectionConfig
 
 STATS_COLUMNS = [
     "model",
@@ -25,8 +26,6 @@ STATS_COLUMNS = [
     "median_input_tokens",
     "median_output_tokens",
 ]
-DEFAULT_PRIOR = 0.70
-DEFAULT_SHRINKAGE = 20.0
 
 
 @dataclass(frozen=True)
@@ -36,12 +35,8 @@ class QualitySettings:
     shrinkage: float = DEFAULT_SHRINKAGE
 
     @classmethod
-    def from_config(cls, raw: dict[str, Any]) -> QualitySettings:
-        return cls(
-            {str(k): float(v) for k, v in (raw.get("priors") or {}).items()},
-            float(raw.get("default_prior", DEFAULT_PRIOR)),
-            float(raw.get("shrinkage", DEFAULT_SHRINKAGE)),
-        )
+    def from_config(cls, cfg: SelectionConfig) -> QualitySettings:
+        return cls(dict(cfg.priors), cfg.default_prior, cfg.shrinkage)
 
     def prior(self, model: str) -> float:
         return self.priors.get(model, self.priors.get(model.split("/")[-1], self.default_prior))

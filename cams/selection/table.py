@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from cams.config import SelectionConfig
 from cams.pricing.book import PriceBook
 from cams.pricing.cost import TokenUsage, request_cost
 from cams.selection.quality import QualitySettings
@@ -34,10 +35,9 @@ class SelectionSettings:
     quality: QualitySettings = field(default_factory=lambda: QualitySettings({}))
 
     @classmethod
-    def from_config(cls, raw: dict[str, Any], seen_models: list[str]) -> SelectionSettings:
-        cands = tuple(raw.get("candidates") or sorted(set(seen_models)))
-        tiers = {**TIERS, **{k: float(v) for k, v in (raw.get("tiers") or {}).items()}}
-        return cls(cands, tiers, float(raw.get("success_floor", 0.95)), QualitySettings.from_config(raw))
+    def from_config(cls, cfg: SelectionConfig, seen_models: list[str]) -> SelectionSettings:
+        cands = cfg.candidates or tuple(sorted(set(seen_models)))
+        return cls(cands, {**TIERS, **cfg.tiers}, cfg.success_floor, QualitySettings.from_config(cfg))
 
 
 def effective_tier(tier: str, action: str) -> str | None:
