@@ -14,11 +14,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from cams.simulator.drops import write_drops
-from cams.sources import compiled
 from cams.sources.batch import Collector
-from cams.sources.contracts import AUTERITY, PARSERS, RELAYCORE, ROW_FIELDS, RecordError, loads
+from cams.sources.contracts import AUTERITY, RELAYCORE, RecordError, loads
 from cams.sources.files import collect_files, list_drop_files
 from cams.sources.landing import Stage, land
+from cams.sources.registry import describe
 from cams.sources.timeutil import day_window
 
 USAGE = {
@@ -104,7 +104,7 @@ ODD_VALUES: list[Any] = [
 
 def _python(source: str, raw: bytes) -> tuple[Any, ...] | None:
     try:
-        return tuple(PARSERS[source](loads(raw.decode("utf-8"))).values())
+        return tuple(describe(source).parse(loads(raw.decode("utf-8"))).values())
     except (RecordError, UnicodeDecodeError):
         return None
 
@@ -131,7 +131,7 @@ def _mutations(base: dict[str, Any], rng: random.Random, n: int) -> list[dict[st
 def test_compiled_contracts_accept_only_what_python_accepts_and_make_the_same_row() -> None:
     rng = random.Random(7)
     for source, base in ((RELAYCORE, USAGE), (AUTERITY, SPAN)):
-        fast = compiled.COMPILED[source]
+        fast = describe(source).decode
         assert fast(json.dumps(base).encode()) == _python(source, json.dumps(base).encode()) is not None
         agreed = unsure = 0
         for rec in _mutations(base, rng, 3000):
@@ -151,8 +151,8 @@ def test_compiled_contracts_accept_only_what_python_accepts_and_make_the_same_ro
 
 
 def test_row_fields_are_the_order_python_parses_in() -> None:
-    assert tuple(PARSERS[RELAYCORE](USAGE)) == ROW_FIELDS[RELAYCORE]
-    assert tuple(PARSERS[AUTERITY](SPAN)) == ROW_FIELDS[AUTERITY]
+    assert tuple(describe(RELAYCORE).parse(USAGE)) == describe(RELAYCORE).fields
+    assert tuple(describe(AUTERITY).parse(SPAN)) == describe(AUTERITY).fields
 
 
 def _collect(root, source: str, days: list[date], fast: bool, sink=None, chunk_rows: int = 100_000):  # type: ignore[no-untyped-def]

@@ -2,9 +2,10 @@
 
 Invariant (SPEC §2.4): read = accepted + duplicates + quarantined, for the partition's window.
 
-A landing row travels as a tuple in `ROW_FIELDS` order. With a sink (`cams.sources.landing.Stage`), accepted
-rows leave the collector in chunks of `chunk_rows`, so a day of any size is held in bounded memory;
-the copies that meet across chunks are deduplicated where they are staged, and counted there.
+A landing row travels as a tuple in its source's `fields` order (`cams.sources.registry`). With a
+sink (`cams.sources.landing.Stage`), accepted rows leave the collector in chunks of `chunk_rows`, so a
+day of any size is held in bounded memory; the copies that meet across chunks are deduplicated where
+they are staged, and counted there.
 """
 
 from __future__ import annotations
@@ -16,14 +17,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from cams.sources.compiled import COMPILED
 from cams.sources.contracts import (
     AUTERITY,
-    KEY_FIELD,
-    PARSERS,
     RISKY_BYTES,
-    ROW_FIELDS,
-    TIME_FIELD,
     RecordError,
     decode_line,
     loads,
@@ -31,6 +27,7 @@ from cams.sources.contracts import (
     unstorable,
 )
 from cams.sources.otlp import flatten, is_otlp
+from cams.sources.registry import describe
 from cams.sources.timeutil import parse_rfc3339
 
 MAX_RAW_KEPT = 64 * 1024  # quarantine keeps at most this much of an enormous line
@@ -73,7 +70,7 @@ class IngestResult:
 
     def row(self, key: str) -> dict[str, Any]:
         """One pending row as a dict (for people and tests; the pipeline moves tuples)."""
-        return dict(zip(ROW_FIELDS[self.source], self.rows[key], strict=True))
+        return dict(zip(describe(self.source).fields, self.rows[key], strict=True))
 
     def counts(self) -> dict[str, int]:
         return {
@@ -102,11 +99,12 @@ class Collector:
     ) -> None:
         self.source = source
         self.result = IngestResult(source, start, end)
-        self._parse = PARSERS[source]
-        self._compiled = COMPILED[source]
-        self._key = KEY_FIELD[source]
-        self._time = TIME_FIELD[source]
-        self._time_at = ROW_FIELDS[source].index(self._time)
+        self.described = describe(source)
+        self._parse = self.described.parse
+        self._compiled = self.described.decode
+        self._key = self.described.key
+        self._time = self.described.time
+        self._time_at = self.described.time_at
         self._sink = sink
         self._chunk_rows = chunk_rows
         self._last_ts: datetime | None = None  # the time of the file's latest readable record
@@ -153,7 +151,7 @@ class Collector:
     def _accept(self, row: tuple[Any, ...]) -> None:
         self.result.read += 1
         rows = self.result.rows
-        key = row[0]  # ROW_FIELDS start with the key
+        key = row[0]  # a row's fields start with the key
         if key in rows:
             self.result.duplicates += 1
             del rows[key]  # re-insert so dict order is the order of the latest copy

@@ -16,7 +16,6 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from cams.pricing.rates import SERVICE_TIERS
-from cams.sources.contracts import AUTERITY, RELAYCORE
 from cams.sources.timeutil import parse_rfc3339
 
 NONBLANK = r"\S"  # str.strip() and re's \s agree on what whitespace is
@@ -114,7 +113,7 @@ def _utf8(raw: bytes) -> bool:
 
 
 def relaycore_row(raw: bytes) -> tuple[Any, ...] | None:
-    """A §2.1 line as `contracts.ROW_FIELDS[RELAYCORE]` values, or None: let the Python contract decide."""
+    """A §2.1 line as `contracts.RELAYCORE_FIELDS` values, or None: let the Python contract decide."""
     try:
         r = _USAGE.decode(raw)
         ts = parse_rfc3339(r.timestamp, "timestamp")
@@ -160,7 +159,7 @@ def relaycore_row(raw: bytes) -> tuple[Any, ...] | None:
 
 
 def auterity_row(raw: bytes) -> tuple[Any, ...] | None:
-    """A flat §2.2 span line as `contracts.ROW_FIELDS[AUTERITY]` values, or None (OTLP lines included)."""
+    """A flat §2.2 span line as `contracts.AUTERITY_FIELDS` values, or None (OTLP lines included)."""
     try:
         s = _SPAN.decode(raw)
         start: datetime = parse_rfc3339(s.start_time, "start_time")
@@ -203,6 +202,3 @@ def auterity_row(raw: bytes) -> tuple[Any, ...] | None:
         a.quality_score,
         a.feedback,
     )
-
-
-COMPILED = {RELAYCORE: relaycore_row, AUTERITY: auterity_row}

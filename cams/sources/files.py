@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from cams.sources.batch import Collector
-from cams.sources.contracts import TIME_FIELD, RecordError, decode_line
+from cams.sources.contracts import RecordError, decode_line
 from cams.sources.otlp import flatten, is_otlp
+from cams.sources.registry import describe
 from cams.sources.timeutil import parse_rfc3339
 
 MAX_LINE_BYTES = 1024 * 1024
@@ -199,7 +200,7 @@ def days_touched(f: DropFile, source: str) -> set[date]:
     if f.outside:
         return {f.mtime_day}  # its refusal is counted on the day the link appeared
     days: set[date] = set()
-    field = TIME_FIELD[source]
+    field = describe(source).time
     probe = Collector(source, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
     last: date | None = None  # as the collector does: an unreadable line takes its neighbour's day
     for line in read_lines(f.path):

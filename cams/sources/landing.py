@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 
 from cams.sources.batch import IngestResult
-from cams.sources.contracts import KEY_FIELD, RELAYCORE, ROW_FIELDS, TIME_FIELD
+from cams.sources.registry import describe
 from cams.warehouse import schema as t
 from cams.warehouse.db import (
     WriteBehind,
@@ -53,8 +53,8 @@ class LandingSummary:
     quarantine_reasons: dict[str, int]
 
 
-def landing_table(source: str):  # type: ignore[no-untyped-def]
-    return t.relaycore_usage if source == RELAYCORE else t.auterity_spans
+def landing_table(source: str) -> Table:
+    return describe(source).table
 
 
 class Stage:
@@ -63,8 +63,8 @@ class Stage:
     def __init__(self, engine: Engine, source: str) -> None:
         self.source = source
         self.target = landing_table(source)
-        self.fields = ROW_FIELDS[source]
-        self._time_at = self.fields.index(TIME_FIELD[source])
+        self.fields = describe(source).fields
+        self._time_at = describe(source).time_at
         self.conn = engine.connect()
         pg = self.conn.dialect.name == "postgresql"
         seq = Column("seq", BigInteger, Identity()) if pg else Column("seq", Integer, primary_key=True)
@@ -150,7 +150,7 @@ def land(
         key = q.reason.split(":")[0][:80]
         reasons[key] = reasons.get(key, 0) + 1
     cols = ["day", *stage.fields]
-    latest = select(func.max(s.c.seq)).group_by(s.c[KEY_FIELD[result.source]])
+    latest = select(func.max(s.c.seq)).group_by(s.c[describe(result.source).key])
     values = [stage.day(), *(s.c[c] for c in stage.fields), literal(now, table.c.ingested_at.type)]
     rows = select(*values).where(s.c.seq.in_(latest))
     conn = stage.conn
