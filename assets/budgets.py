@@ -1,6 +1,7 @@
 """Budget assets: configs from cams.yaml, status with forecasts, and alerts with delivery (SPEC §5)."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 
@@ -105,3 +106,44 @@ def build_budget_assets(budgets: Sequence[Budget], alerts: AlertsConfig) -> list
         )
 
     return [budget_configs, budget_status, budget_alerts]
+
+
+BUDGET_JOB = "budget_job"
+
+
+def build_budget_after_usage_sensor(usage_job: Any, budget_job: Any, interval_s: int = 30) -> dg.SensorDefinition:
+    """New usage landed (any run of the usage job succeeded): evaluate budgets now, not at the next hour."""
+
+    @dg.run_status_sensor(
+        name="budget_after_usage_sensor",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=[usage_job],
+        request_job=budget_job,
+        minimum_interval_seconds=interval_s,
+        description="After each successful usage run, evaluate budgets and deliver the alerts they fire.",
+    )
+    def budget_after_usage_sensor(context: dg.RunStatusSensorContext) -> dg.RunRequest:
+        return dg.RunRequest(
+            run_key=f"after:{context.dagster_run.run_id}",
+            tags={"cams/trigger": f"usage run {context.dagster_run.run_id[:8]}"},
+        )
+
+    return budget_after_usage_sensor
+
+
+def definitions(budgets: Sequence[Budget], alerts: AlertsConfig, usage_job: Any) -> dg.Definitions:
+    """The budgets domain: sync, evaluate and alert; hourly, and right after every usage run."""
+    assets = build_budget_assets(budgets, alerts)
+    job = dg.define_asset_job(
+        BUDGET_JOB,
+        selection=[a.key for a in assets],
+        description="Sync budgets, evaluate them as of now (or the cams/as_of tag), fire and deliver alerts.",
+    )
+    schedule = dg.ScheduleDefinition(
+        name="budget_schedule",
+        job=job,
+        cron_schedule="5 * * * *",
+        description="Hourly: forecasts move with the clock even when no usage arrives.",
+    )
+    sensor = build_budget_after_usage_sensor(usage_job, job, alerts.sensor_interval_s)
+    return dg.Definitions(assets=assets, jobs=[job], schedules=[schedule], sensors=[sensor])

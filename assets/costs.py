@@ -147,3 +147,8 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
         return dg.MaterializeResult(metadata=report(context, days, observe=False))
 
     return [cost_tracking, cost_daily_rollups]
+
+
+def definitions(partitions: dg.PartitionsDefinition) -> dg.Definitions:
+    """The costs domain: every request priced, and the daily rollups (run by ingestion's usage job)."""
+    return dg.Definitions(assets=build_cost_assets(partitions))

@@ -3,6 +3,7 @@
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -37,7 +38,7 @@ def build_export_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         deps=["cost_daily_rollups", "price_book"],
-        group_name="costs",
+        group_name="exports",
         kinds={"python", "csv", "parquet"},
         owners=["team:finops"],
         description="Each day's spend as FinOps FOCUS 1.2 rows (CSV and Parquet in $CAMS_EXPORT_DIR/focus, "
@@ -96,3 +97,33 @@ def build_export_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         )
 
     return [focus_export]
+
+
+EXPORT_JOB = "focus_export_job"
+
+
+def build_export_schedule(job: Any) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name="focus_export_schedule",
+        job=job,
+        cron_schedule="0 1 * * *",
+        execution_timezone="UTC",
+        description="01:00 UTC: FOCUS files for yesterday, after the 00:15 usage run settled it.",
+    )
+    def focus_export_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        day = (context.scheduled_execution_time.date() - timedelta(days=1)).isoformat()
+        return dg.RunRequest(run_key=f"focus:{day}", partition_key=day)
+
+    return focus_export_schedule
+
+
+def definitions(partitions: dg.PartitionsDefinition) -> dg.Definitions:
+    """The exports domain: the day's FOCUS files, their job and the schedule that writes yesterday's."""
+    assets = build_export_assets(partitions)
+    job = dg.define_asset_job(
+        EXPORT_JOB,
+        selection=[a.key for a in assets],
+        partitions_def=partitions,
+        description="Write the day's FinOps FOCUS 1.2 files from the rollups (after daily_usage_job).",
+    )
+    return dg.Definitions(assets=assets, jobs=[job], schedules=[build_export_schedule(job)])

@@ -44,3 +44,17 @@ def price_book(
             "dagster/row_count": stored,
         }
     )
+
+
+PRICE_BOOK_JOB = "price_book_job"
+
+
+def definitions() -> dg.Definitions:
+    """The pricing domain: the price book, the job that reloads it, and its nightly schedule."""
+    job = dg.define_asset_job(
+        PRICE_BOOK_JOB, selection=[price_book.key], description="Reload the price book from the snapshot and cams.yaml."
+    )
+    schedule = dg.ScheduleDefinition(
+        name="price_book_schedule", job=job, cron_schedule="0 0 * * *", description="Nightly reload of the price book."
+    )
+    return dg.Definitions(assets=[price_book], jobs=[job], schedules=[schedule])

@@ -90,3 +90,8 @@ def build_reconciliation_assets(
         )
 
     return [cost_reconciliation]
+
+
+def definitions(partitions: dg.PartitionsDefinition, settings: ReconciliationConfig) -> dg.Definitions:
+    """The reconciliation domain: RelayCore against Auterity and the price book (run by the usage job)."""
+    return dg.Definitions(assets=build_reconciliation_assets(partitions, settings))

@@ -181,3 +181,23 @@ def build_selection_assets(selection: SelectionConfig) -> list[dg.AssetsDefiniti
         )
 
     return [model_quality_stats, model_selection_table, savings_report, token_calibration]
+
+
+SELECTION_JOB = "selection_job"
+
+
+def definitions(selection: SelectionConfig) -> dg.Definitions:
+    """The selection domain: model quality, the published table, savings and token calibration; nightly."""
+    assets = build_selection_assets(selection)
+    job = dg.define_asset_job(
+        SELECTION_JOB,
+        selection=[a.key for a in assets],
+        description="Recompute model quality and publish a new selection table version.",
+    )
+    schedule = dg.ScheduleDefinition(
+        name="selection_schedule",
+        job=job,
+        cron_schedule="30 1 * * *",
+        description="Nightly: new quality stats and a new selection table version.",
+    )
+    return dg.Definitions(assets=assets, jobs=[job], schedules=[schedule])

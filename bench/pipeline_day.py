@@ -141,7 +141,7 @@ def data_checks(engine: Any, start: datetime, end: datetime) -> dict[str, bool]:
     """The assets' GX checks (relaycore_valid, auterity_valid, cost_non_negative), run as they run them."""
     from assets.costs import COST_EXPECTATIONS
     from assets.gx_checks import validate
-    from assets.ingestion import AUTERITY_EXPECTATIONS, RELAYCORE_EXPECTATIONS
+    from assets.ingestion.assets import AUTERITY_EXPECTATIONS, RELAYCORE_EXPECTATIONS
     from cams.costing import priced_rows
     from cams.sources.landing import landed_rows
 

@@ -16,9 +16,9 @@ from typing import Any
 import dagster as dg
 
 from assets.as_of import AS_OF_TAG, end_of_days
+from assets.ingestion.schedules import RANGE_END_TAG, RANGE_START_TAG
 from cams import report
 from pipelines.definitions import BACKFILL_JOB, BUDGET_JOB, PRICE_BOOK_JOB, SELECTION_JOB
-from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

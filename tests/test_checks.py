@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import sqlalchemy as sa
 
 from assets.gx_checks import check_result, validate
-from assets.ingestion import RELAYCORE_EXPECTATIONS
+from assets.ingestion.assets import RELAYCORE_EXPECTATIONS
 from cams.sources.landing import landed_rows
 from cams.warehouse import schema as t
 from cams.warehouse.db import insert_rows

@@ -292,8 +292,8 @@ def _day_costs(engine: sa.Engine) -> dict[str, tuple[str, str]]:
 
 def recheck(inst: dg.DagsterInstance, defs: dg.Definitions, days: list[date]) -> None:
     """What `daily_usage_schedule` launches: the days as one range run of the daily job."""
+    from assets.ingestion.schedules import RANGE_END_TAG, RANGE_START_TAG
     from pipelines.definitions import DAILY_JOB
-    from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
 
     tags = {RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat()}
     assert defs.resolve_job_def(DAILY_JOB).execute_in_process(instance=inst, tags=tags).success

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipelines.webserver import ASSET_GRAPH_QUERY, graphql, webserver
 
-GROUPS = {"pricing", "ingestion", "costs", "reconciliation", "budgets", "selection"}
+GROUPS = {"pricing", "ingestion", "costs", "reconciliation", "exports", "budgets", "selection"}
 
 
 def test_webserver_serves_the_asset_graph_and_lineage(tmp_path: Path) -> None:

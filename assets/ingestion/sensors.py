@@ -1,4 +1,5 @@
-"""Sensors: new usage in the drop dirs launches ingestion of exactly the days it touches."""
+"""Ingestion's sensors: new usage (drop files, RelayCore's API, pushed webhooks and OTLP exports) launches
+the usage run for exactly the days it touches."""
 
 import hashlib
 import json
@@ -71,26 +72,6 @@ def build_drop_files_sensor(
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(new_cursor, sort_keys=True))
 
     return drop_files_sensor
-
-
-def build_budget_after_usage_sensor(usage_job: Any, budget_job: Any, interval_s: int = 30) -> dg.SensorDefinition:
-    """New usage landed (any run of the usage job succeeded): evaluate budgets now, not at the next hour."""
-
-    @dg.run_status_sensor(
-        name="budget_after_usage_sensor",
-        run_status=dg.DagsterRunStatus.SUCCESS,
-        monitored_jobs=[usage_job],
-        request_job=budget_job,
-        minimum_interval_seconds=interval_s,
-        description="After each successful usage run, evaluate budgets and deliver the alerts they fire.",
-    )
-    def budget_after_usage_sensor(context: dg.RunStatusSensorContext) -> dg.RunRequest:
-        return dg.RunRequest(
-            run_key=f"after:{context.dagster_run.run_id}",
-            tags={"cams/trigger": f"usage run {context.dagster_run.run_id[:8]}"},
-        )
-
-    return budget_after_usage_sensor
 
 
 def build_relaycore_api_sensor(

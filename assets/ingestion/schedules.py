@@ -41,18 +41,3 @@ def build_daily_schedule(
         ]
 
     return daily_usage_schedule
-
-
-def build_export_schedule(job: Any) -> dg.ScheduleDefinition:
-    @dg.schedule(
-        name="focus_export_schedule",
-        job=job,
-        cron_schedule="0 1 * * *",
-        execution_timezone="UTC",
-        description="01:00 UTC: FOCUS files for yesterday, after the 00:15 usage run settled it.",
-    )
-    def focus_export_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        day = (context.scheduled_execution_time.date() - timedelta(days=1)).isoformat()
-        return dg.RunRequest(run_key=f"focus:{day}", partition_key=day)
-
-    return focus_export_schedule
