@@ -384,7 +384,8 @@ def test_cost_analysis(client, engine) -> None:  # type: ignore[no-untyped-def]
     weeks = client.get("/api/v1/cost-analysis/trends?granularity=week", headers=_h(client.keys["admin"])).json()
     assert [(w["period_start"], w["requests"]) for w in weeks] == [("2026-05-04", 12), ("2026-05-11", 7)]
     assert client.get("/api/v1/cost-analysis/trends?granularity=year", headers=h).status_code == 422
-    assert client.get("/api/v1/cost-analysis/summary?start=2026-05-09&end=2026-05-01", headers=h).status_code == 422
+    for path in ("summary", "by-model", "trends"):  # one scope dependency for every rollup read
+        assert client.get(f"/api/v1/cost-analysis/{path}?start=2026-05-09&end=2026-05-01", headers=h).status_code == 422
     # breakdowns by team, user and task, scoped to the key's org
     admin = _h(client.keys["admin"])
     teams = client.get("/api/v1/cost-analysis/by-team", headers=admin).json()

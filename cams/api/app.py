@@ -10,55 +10,37 @@ import os
 import queue
 import threading
 from contextlib import asynccontextmanager, suppress
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
-from sqlalchemy import Engine, select
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cams.api import dashboard, data_routes, otlp_receiver
-from cams.api.data_routes import jsonable
-from cams.api.fast_select import FastSelect, error_content, history_row, rate_limited, request_of
+from cams.api import dashboard, otlp_receiver
+from cams.api.deps import ApiError, auth
+from cams.api.fast_select import FastSelect, error_content, history_row, request_of
 from cams.api.guard import DEFAULT_MAX_BODY_BYTES, InputGuard
 from cams.api.history import write_or_set_aside
-from cams.api.keys import ApiKey, digest, load_keys
+from cams.api.keys import ApiKey, load_keys
 from cams.api.ratelimit import Limiter
+from cams.api.routes import budgets, cost_analysis, explainer, models, selection, webhooks
+from cams.api.routes.selection import estimate_row
 from cams.api.spool import Spool, run_writer, spool_dir_for
 from cams.api.spool import backlog as spool_backlog
 from cams.api.spool import drain as drain_spool
 from cams.config import RateLimits
 from cams.estimation import store as estimation_store
-from cams.estimation.estimator import Estimate, Estimator
+from cams.estimation.estimator import Estimator
 from cams.pricing import store as pricebook_store
 from cams.pricing.book import PriceBook
-from cams.pricing.cost import TokenUsage, request_cost
 from cams.selection import store
-from cams.selection.client import document as client_document
-from cams.selection.client import etag as client_etag
 from cams.selection.select import SelectionError, SelectionTable
-from cams.warehouse import schema as t
 
 log = logging.getLogger("cams.api")
 CONTEXT_MODEL = "gpt-4o"  # whose tokenizer sizes a prompt before a model is chosen
-
-
-class ApiError(Exception):
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        detail: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ):
-        super().__init__(message)
-        self.status, self.code, self.message, self.detail = status, code, message, detail or {}
-        self.headers = headers
 
 
 def _error(
@@ -135,7 +117,7 @@ class Service:
     def after_select(self, body: Any, d: Any) -> None:
         """What a served selection leaves behind: its history line, and the prompt's estimate by request id."""
         if body.request_id and body.prompt is not None:
-            self.token_log.put(_estimate_row(body.request_id, self.estimator.estimate(d.model, prompt=body.prompt)))
+            self.token_log.put(estimate_row(body.request_id, self.estimator.estimate(d.model, prompt=body.prompt)))
         self.record(body, d)
 
     def record(self, body: Any, d: Any) -> None:
@@ -218,41 +200,6 @@ def _drain(q: queue.Queue[dict[str, Any]], limit: int = 5000) -> list[dict[str, 
         except queue.Empty:
             break
     return batch
-
-
-def _estimate_row(request_id: str, est: Estimate) -> dict[str, Any]:
-    return {
-        "request_id": request_id,
-        "model": est.model,
-        "family": est.family,
-        "encoding": est.encoding,
-        "raw_input_tokens": est.raw_input_tokens,
-        "estimated_at": datetime.now(UTC),
-    }
-
-
-class SelectBody(BaseModel):
-    org_id: str = Field(min_length=1, max_length=200)
-    team_id: str | None = Field(default=None, max_length=200)
-    user_id: str | None = Field(default=None, max_length=200)
-    task_type: str = Field(min_length=1, max_length=100)
-    quality_tier: Literal["economy", "standard", "premium"] = "standard"
-    max_latency_ms: float | None = Field(default=None, gt=0, le=3_600_000)
-    required_capabilities: list[str] = Field(default_factory=list, max_length=20)
-    input_tokens: int | None = Field(default=None, ge=0, le=100_000_000)
-    prompt: str | None = Field(default=None, max_length=2_000_000)
-    request_id: str | None = Field(default=None, max_length=200)
-
-
-class EstimateBody(BaseModel):
-    model: str = Field(min_length=1, max_length=512)
-    prompt: str | None = Field(default=None, max_length=2_000_000)
-    messages: list[dict[str, Any]] | None = Field(default=None, max_length=10_000)
-    max_output_tokens: int | None = Field(default=None, ge=0, le=10_000_000)
-    task_type: str | None = Field(default=None, max_length=100)
-    request_id: str | None = Field(
-        default=None, max_length=200, description="the request's id: its actual usage will calibrate later estimates"
-    )
 
 
 def _local_docs(app: FastAPI) -> None:
@@ -361,27 +308,6 @@ def create_app(
         log.exception("unexpected error")
         return _error(500, "internal", "an unexpected error; it has been logged")
 
-    def auth(scope: str):  # type: ignore[no-untyped-def]
-        def check(authorization: str | None = Header(default=None)) -> ApiKey:
-            if not authorization or not authorization.startswith("Bearer "):
-                raise ApiError(401, "unauthorized", "send Authorization: Bearer <api key>")
-            key = svc.keys.get(digest(authorization[7:].strip()))
-            if key is None:
-                raise ApiError(401, "unauthorized", "unknown or revoked API key")
-            if not key.allows(scope):
-                raise ApiError(403, "forbidden", f"this key lacks the {scope} scope")
-            wait = svc.limiter.retry_after(key.id)
-            if wait is not None:
-                status, content, headers = rate_limited(svc.limiter, key.id, wait)
-                raise ApiError(status, content["error"]["code"], content["error"]["message"], headers=headers)
-            return key
-
-        return check
-
-    def same_org(key: ApiKey, org_id: str | None) -> None:
-        if key.org_id is not None and org_id != key.org_id:
-            raise ApiError(403, "forbidden", "this key is bound to another org")
-
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -398,103 +324,12 @@ def create_app(
         }
         return JSONResponse(status_code=200 if ready else 503, content=body)
 
-    def current_table() -> SelectionTable:
-        table = svc.table
-        if table is None:
-            raise ApiError(503, "not_ready", "no selection table has been published yet")
-        return table
-
-    def decide(body: SelectBody, key: ApiKey) -> Any:
-        """The one decision path of select and explainer/generate: pure, in memory."""
-        same_org(key, body.org_id)
-        return svc.decide(current_table(), body)
-
-    @app.post("/api/v1/models/select")
-    def select_model(body: SelectBody, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
-        d = decide(body, key)
-        svc.after_select(body, d)
-        return d.response()
-
-    @app.get("/api/v1/models/table", responses={304: {"description": "the table the ETag names is current"}})
-    def model_table(key: ApiKey = Depends(auth("read")), if_none_match: str | None = Header(default=None)) -> Response:
-        """The published table and the budget states selection reads, for `cams.selection.Client` and
-        gateways in other languages (docs/selection-table.md); 304 while the ETag still holds."""
-        table = current_table()
-        budgets = [b for b in svc.budget_rows if key.org_id is None or b["org_id"] == key.org_id]
-        doc = client_document(table.version, svc._raw, budgets)
-        tag = client_etag(doc)
-        if if_none_match == tag:
-            return Response(status_code=304, headers={"ETag": tag})
-        return JSONResponse(doc, headers={"ETag": tag})
-
-    @app.post("/api/v1/explainer/generate")
-    def generate_explanation(body: SelectBody, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
-        """What selection would decide for this request now, and why; nothing is recorded."""
-        d = decide(body, key)
-        return {
-            "model": d.model,
-            "provider": d.provider,
-            "estimated_cost_usd": f"{d.estimated_cost_usd:.10f}",
-            "tier_requested": body.quality_tier,
-            "tier_served": d.tier,
-            "binding_constraint": d.binding_constraint,
-            "budget_state": d.budget_state,
-            "budget_action": d.budget_action,
-            "fallback_chain": d.fallback_chain,
-            "alternatives": d.alternatives,
-            "table_version": d.table_version,
-        }
-
-    @app.get("/api/v1/models/fallbacks/{model_id:path}")
-    def fallbacks(
-        model_id: str, task_type: str = "chat", quality_tier: str = "standard", key: ApiKey = Depends(auth("read"))
-    ) -> dict[str, Any]:
-        table = current_table()
-        row = table.rows.get((task_type, quality_tier))
-        if row is None:
-            raise ApiError(404, "not_found", f"no table row for {task_type}/{quality_tier}")
-        for c in row["candidates"]:
-            if c["model"] == model_id:
-                return {
-                    "model": model_id,
-                    "task_type": task_type,
-                    "quality_tier": quality_tier,
-                    "fallback_chain": c["fallback_chain"],
-                    "table_version": table.version,
-                }
-        raise ApiError(404, "not_found", f"{model_id} is not a candidate for {task_type}/{quality_tier}")
-
-    @app.post("/api/v1/models/estimate")
-    def estimate(body: EstimateBody, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
-        if (body.prompt is None) == (body.messages is None):
-            raise ApiError(422, "invalid_request", "send exactly one of prompt or messages")
-        entry = svc.book.lookup(body.model, datetime.now(UTC)) if svc.book is not None else None
-        if entry is None:
-            raise ApiError(404, "unknown_model", f"no price for {body.model!r}")
-        est = svc.estimator.estimate(body.model, body.prompt, body.messages, body.max_output_tokens, body.task_type)
-        if body.request_id:
-            svc.token_log.put(_estimate_row(body.request_id, est))
-        cost = request_cost(entry.rates("standard", est.input_tokens), TokenUsage(est.input_tokens, est.output_tokens))
-        return {**est.response(), "estimated_cost_usd": f"{cost:f}"}
-
-    @app.get("/api/v1/budgets/{budget_id}/status")
-    def budget_status(budget_id: str, key: ApiKey = Depends(auth("read"))) -> dict[str, Any]:
-        bs = t.budget_status
-        with engine.connect() as conn:
-            row = conn.execute(select(bs).where(bs.c.budget_id == budget_id)).mappings().first()
-        if row is None or (key.org_id is not None and row["org_id"] != key.org_id):
-            raise ApiError(404, "not_found", "no such budget status")
-        return jsonable(dict(row))
-
+    app.include_router(selection.router)
     dashboard.register(app, engine, lambda: svc.keys, lambda: svc.table)
 
-    def set_book(book: PriceBook) -> None:
-        svc.book = book
-
     otlp_receiver.register(app, engine, auth, ApiError, max_body_bytes)
-    data_routes.register(
-        app, engine, auth, same_org, ApiError, lambda: os.environ.get("CAMS_WEBHOOK_SECRET"), svc.flush, set_book
-    )
+    for domain in (budgets, models, cost_analysis, explainer, webhooks):
+        app.include_router(domain.router)
     return app
 
 
