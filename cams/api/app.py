@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cams.api import dashboard, otlp_receiver
-from cams.api.deps import ApiError, auth
+from cams.api.deps import ApiError
 from cams.api.fast_select import FastSelect, error_content, history_row, request_of
 from cams.api.guard import DEFAULT_MAX_BODY_BYTES, InputGuard
 from cams.api.history import write_or_set_aside
@@ -280,6 +280,7 @@ def create_app(
         description="Cost-Aware Model Switching: model selection, estimates and explanations.",
     )
     app.state.service = svc
+    app.state.max_body_bytes = max_body_bytes  # what a compressed body may inflate to (OTLP)
     _local_docs(app)
     app.add_middleware(InputGuard, max_body_bytes=max_body_bytes)
     app.fast = FastSelect(app.framework, service=svc, max_body_bytes=max_body_bytes, enabled=fast_select)
@@ -325,9 +326,9 @@ def create_app(
         return JSONResponse(status_code=200 if ready else 503, content=body)
 
     app.include_router(selection.router)
-    dashboard.register(app, engine, lambda: svc.keys, lambda: svc.table)
+    app.include_router(dashboard.router)
 
-    otlp_receiver.register(app, engine, auth, ApiError, max_body_bytes)
+    app.include_router(otlp_receiver.router)
     for domain in (budgets, models, cost_analysis, explainer, webhooks):
         app.include_router(domain.router)
     return app

@@ -14,15 +14,14 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 
 from cams.api.charts import hbars, lines
 from cams.api.keys import ApiKey, digest
@@ -85,129 +84,141 @@ def _float(v: Any) -> float:
     return float(v or 0)
 
 
-def register(app: FastAPI, engine: Engine, keys: Callable[[], dict[str, ApiKey]], table: Callable[[], Any]) -> None:
-    def who(request: Request) -> ApiKey | None:
-        raw = request.headers.get("authorization", "")
-        if raw.startswith("Bearer "):
-            key = keys().get(digest(raw[7:].strip()))
-        else:
-            cookie = request.cookies.get(COOKIE, "")
-            key = session_key(cookie, keys()) if cookie else None
-        return key if key is not None and key.allows("read") else None
+router = APIRouter(include_in_schema=False)  # pages for people; the API is described by OpenAPI
 
-    def denied() -> HTMLResponse:
-        form = (
-            "<section><p>Sign in with a CAMS API key (scope read; an org key shows its org).</p>"
-            "<form action='/dashboard/login' method='post'><input name='key' type='password' size='50' "
-            "placeholder='cams_…'> <button>Open</button></form></section>"
-        )
-        page = _page("Sign in", form, None)
-        page.status_code = 401
-        return page
 
-    @app.get("/dashboard/login", include_in_schema=False)
-    def login_form() -> Any:
+def _svc(request: Request) -> Any:
+    """The app's service: the keys the pages sign in with, the table the simulator reads, the warehouse."""
+    return request.app.state.service
+
+
+def who(request: Request) -> ApiKey | None:
+    raw = request.headers.get("authorization", "")
+    if raw.startswith("Bearer "):
+        key = _svc(request).keys.get(digest(raw[7:].strip()))
+    else:
+        cookie = request.cookies.get(COOKIE, "")
+        key = session_key(cookie, _svc(request).keys) if cookie else None
+    return key if key is not None and key.allows("read") else None
+
+
+def denied() -> HTMLResponse:
+    form = (
+        "<section><p>Sign in with a CAMS API key (scope read; an org key shows its org).</p>"
+        "<form action='/dashboard/login' method='post'><input name='key' type='password' size='50' "
+        "placeholder='cams_…'> <button>Open</button></form></section>"
+    )
+    page = _page("Sign in", form, None)
+    page.status_code = 401
+    return page
+
+
+@router.get("/dashboard/login")
+def login_form() -> Any:
+    return denied()
+
+
+@router.post("/dashboard/login")
+async def login(request: Request) -> Any:
+    form = parse_qs((await request.body())[:2000].decode("utf-8", "replace"))
+    entered = (form.get("key") or [""])[0].strip()
+    key_digest = digest(entered) if entered else ""
+    key = _svc(request).keys.get(key_digest)
+    if key is None or not key.allows("read"):
         return denied()
+    resp = RedirectResponse("/dashboard", status_code=303)
+    resp.set_cookie(
+        COOKIE,
+        session_cookie(key.id, key_digest),
+        max_age=SESSION_S,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return resp
 
-    @app.post("/dashboard/login", include_in_schema=False)
-    async def login(request: Request) -> Any:
-        form = parse_qs((await request.body())[:2000].decode("utf-8", "replace"))
-        entered = (form.get("key") or [""])[0].strip()
-        key_digest = digest(entered) if entered else ""
-        key = keys().get(key_digest)
-        if key is None or not key.allows("read"):
-            return denied()
-        resp = RedirectResponse("/dashboard", status_code=303)
-        resp.set_cookie(
-            COOKIE,
-            session_cookie(key.id, key_digest),
-            max_age=SESSION_S,
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-        )
-        return resp
 
-    def org_of(key: ApiKey, asked: str | None) -> str | None:
-        return key.org_id or asked or None
+def org_of(key: ApiKey, asked: str | None) -> str | None:
+    return key.org_id or asked or None
 
-    @app.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
-    def overview(
-        request: Request, org_id: str | None = Query(default=None, max_length=200), days: int = Query(30, ge=1, le=400)
-    ) -> Any:
-        key = who(request)
-        if key is None:
-            return denied()
-        org = org_of(key, org_id)
-        since = datetime.now(UTC).date() - timedelta(days=days - 1)
-        bs, r, rs, mh = t.budget_status, t.cost_daily_rollups, t.cost_reconciliation_summary, t.model_selection_history
-        with engine.connect() as conn:
-            bq = select(bs).order_by(bs.c.percent_used.desc())
-            budgets = [dict(x) for x in conn.execute(bq.where(bs.c.org_id == org) if org else bq).mappings()]
-            where = [r.c.day >= since] + ([r.c.org_id == org] if org else [])
-            by_model = conn.execute(
-                select(r.c.day, r.c.model, func.sum(r.c.cost_usd)).where(*where).group_by(r.c.day, r.c.model)
-            ).all()
-            by_provider = conn.execute(
-                select(r.c.provider, func.sum(r.c.cost_usd)).where(*where).group_by(r.c.provider)
-            ).all()
-            rwhere = [rs.c.day >= since] + ([rs.c.org_id == org] if org else [])
-            risk = conn.execute(
-                select(rs.c.category, func.sum(rs.c.at_risk_usd), func.sum(rs.c.requests))
-                .where(*rwhere)
-                .group_by(rs.c.category)
-            ).all()
-            hq = select(mh).order_by(mh.c.selected_at.desc()).limit(12)
-            recent = [dict(x) for x in conn.execute(hq.where(mh.c.org_id == org) if org else hq).mappings()]
-            ba = t.budget_alerts
-            aq = select(ba.c.fired_at, ba.c.budget_id, ba.c.level, ba.c.basis, ba.c.percent_used, ba.c.payload_json)
-            if org:  # an org's own budgets' alerts
-                aq = aq.where(ba.c.budget_id.in_(select(bs.c.budget_id).where(bs.c.org_id == org)))
-            alerts = conn.execute(aq.order_by(ba.c.fired_at.desc(), ba.c.id.desc()).limit(12)).all()
-        parts = [
-            _budgets(budgets),
-            _alerts(alerts),
-            _trends(by_model, by_provider, days),
-            _risk(risk),
-            _recent(recent),
-        ]
-        return _page("Budgets and spend", "".join(parts), org)
 
-    @app.get("/dashboard/explain/{selection_id}", response_class=HTMLResponse, include_in_schema=False)
-    def explain(request: Request, selection_id: str) -> Any:
-        key = who(request)
-        if key is None:
-            return denied()
-        ex = t.model_selection_explanations
-        with engine.connect() as conn:
-            row = conn.execute(select(ex).where(ex.c.id == selection_id[:64])).mappings().first()
-        if row is None or (key.org_id is not None and row["org_id"] not in (None, key.org_id)):
-            page = _page("Not found", "<section>No such selection for this key.</section>", key.org_id)
-            page.status_code = 404
-            return page
-        e = json.loads(row["explanation_json"])
-        chosen = e.get("chosen") or (e.get("candidates") or [{}])[0].get("model")
-        alts = e.get("alternatives") or e.get("candidates") or []
-        return _page(f"Why {chosen}", _explanation(e, chosen, alts, row), key.org_id)
+@router.get("/dashboard", response_class=HTMLResponse)
+def overview(
+    request: Request, org_id: str | None = Query(default=None, max_length=200), days: int = Query(30, ge=1, le=400)
+) -> Any:
+    key = who(request)
+    if key is None:
+        return denied()
+    org = org_of(key, org_id)
+    since = datetime.now(UTC).date() - timedelta(days=days - 1)
+    bs, r, rs, mh = t.budget_status, t.cost_daily_rollups, t.cost_reconciliation_summary, t.model_selection_history
+    with _svc(request).engine.connect() as conn:
+        bq = select(bs).order_by(bs.c.percent_used.desc())
+        budgets = [dict(x) for x in conn.execute(bq.where(bs.c.org_id == org) if org else bq).mappings()]
+        where = [r.c.day >= since] + ([r.c.org_id == org] if org else [])
+        by_model = conn.execute(
+            select(r.c.day, r.c.model, func.sum(r.c.cost_usd)).where(*where).group_by(r.c.day, r.c.model)
+        ).all()
+        by_provider = conn.execute(
+            select(r.c.provider, func.sum(r.c.cost_usd)).where(*where).group_by(r.c.provider)
+        ).all()
+        rwhere = [rs.c.day >= since] + ([rs.c.org_id == org] if org else [])
+        risk = conn.execute(
+            select(rs.c.category, func.sum(rs.c.at_risk_usd), func.sum(rs.c.requests))
+            .where(*rwhere)
+            .group_by(rs.c.category)
+        ).all()
+        hq = select(mh).order_by(mh.c.selected_at.desc()).limit(12)
+        recent = [dict(x) for x in conn.execute(hq.where(mh.c.org_id == org) if org else hq).mappings()]
+        ba = t.budget_alerts
+        aq = select(ba.c.fired_at, ba.c.budget_id, ba.c.level, ba.c.basis, ba.c.percent_used, ba.c.payload_json)
+        if org:  # an org's own budgets' alerts
+            aq = aq.where(ba.c.budget_id.in_(select(bs.c.budget_id).where(bs.c.org_id == org)))
+        alerts = conn.execute(aq.order_by(ba.c.fired_at.desc(), ba.c.id.desc()).limit(12)).all()
+    parts = [
+        _budgets(budgets),
+        _alerts(alerts),
+        _trends(by_model, by_provider, days),
+        _risk(risk),
+        _recent(recent),
+    ]
+    return _page("Budgets and spend", "".join(parts), org)
 
-    @app.get("/dashboard/simulator", response_class=HTMLResponse, include_in_schema=False)
-    def simulator(
-        request: Request,
-        org_id: str | None = Query(default=None, max_length=200),
-        task_type: str | None = Query(default=None, max_length=100),
-        quality_tier: str = Query(default="standard", pattern="^(economy|standard|premium)$"),
-    ) -> Any:
-        key = who(request)
-        if key is None:
-            return denied()
-        current: SelectionTable | None = table()
-        if current is None:
-            return _page(
-                "Selection simulator", "<section>No selection table has been published yet.</section>", key.org_id
-            )
-        org = key.org_id or org_id or "acme"
-        task = task_type if task_type in current.tasks else current.tasks[0]
-        return _page("Selection simulator", _simulate(current, org, task, quality_tier, key.org_id is None), key.org_id)
+
+@router.get("/dashboard/explain/{selection_id}", response_class=HTMLResponse)
+def explain(request: Request, selection_id: str) -> Any:
+    key = who(request)
+    if key is None:
+        return denied()
+    ex = t.model_selection_explanations
+    with _svc(request).engine.connect() as conn:
+        row = conn.execute(select(ex).where(ex.c.id == selection_id[:64])).mappings().first()
+    if row is None or (key.org_id is not None and row["org_id"] not in (None, key.org_id)):
+        page = _page("Not found", "<section>No such selection for this key.</section>", key.org_id)
+        page.status_code = 404
+        return page
+    e = json.loads(row["explanation_json"])
+    chosen = e.get("chosen") or (e.get("candidates") or [{}])[0].get("model")
+    alts = e.get("alternatives") or e.get("candidates") or []
+    return _page(f"Why {chosen}", _explanation(e, chosen, alts, row), key.org_id)
+
+
+@router.get("/dashboard/simulator", response_class=HTMLResponse)
+def simulator(
+    request: Request,
+    org_id: str | None = Query(default=None, max_length=200),
+    task_type: str | None = Query(default=None, max_length=100),
+    quality_tier: str = Query(default="standard", pattern="^(economy|standard|premium)$"),
+) -> Any:
+    key = who(request)
+    if key is None:
+        return denied()
+    current: SelectionTable | None = _svc(request).table
+    if current is None:
+        return _page("Selection simulator", "<section>No selection table has been published yet.</section>", key.org_id)
+    org = key.org_id or org_id or "acme"
+    task = task_type if task_type in current.tasks else current.tasks[0]
+    return _page("Selection simulator", _simulate(current, org, task, quality_tier, key.org_id is None), key.org_id)
 
 
 def _budgets(budgets: list[dict[str, Any]]) -> str:

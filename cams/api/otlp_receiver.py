@@ -16,10 +16,12 @@ import zlib
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine, insert, select
 
+from cams.api.deps import ApiError, auth, engine
+from cams.api.keys import ApiKey
 from cams.warehouse import schema as t
 
 KIND = "otlp-traces"
@@ -101,29 +103,28 @@ def spans_in(request: dict[str, Any]) -> int:
     return sum(len(ss.get("spans", [])) for rs in request["resourceSpans"] for ss in rs.get("scopeSpans", []))
 
 
-def register(app: Any, engine: Engine, auth: Any, error: Any, max_body_bytes: int) -> None:
-    """The route, on the service's app (its errors in the service's shape, its auth)."""
+router = APIRouter(tags=["otlp"])  # the service's errors and auth (cams.api.deps)
 
-    @app.post(
-        "/v1/traces",
-        tags=["otlp"],
-        responses={200: {"description": "stored (or already stored): the spans land with the next sensor tick"}},
-    )
-    async def traces(request: Request, key: Any = Depends(auth("write"))) -> Response:
-        """OTLP/HTTP trace export (protobuf or JSON, optionally gzip), as the OpenTelemetry SDK and the
-        Collector's otlphttp exporter send it; spans land through the Auterity contract."""
-        try:
-            obj = decode(
-                await request.body(),
-                request.headers.get("content-type", ""),
-                request.headers.get("content-encoding", ""),
-                max_body_bytes,
-            )
-        except OtlpError as exc:
-            raise error(exc.status, "invalid_otlp", str(exc)) from None
-        event_id, new = store(engine, obj)
-        if request.headers.get("content-type", "").startswith(PROTOBUF):
-            from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-            return Response(ExportTraceServiceResponse().SerializeToString(), media_type=PROTOBUF)
-        return JSONResponse({"status": "stored" if new else "duplicate", "event_id": event_id, "spans": spans_in(obj)})
+@router.post(
+    "/v1/traces",
+    responses={200: {"description": "stored (or already stored): the spans land with the next sensor tick"}},
+)
+async def traces(request: Request, key: ApiKey = Depends(auth("write")), db: Engine = Depends(engine)) -> Response:
+    """OTLP/HTTP trace export (protobuf or JSON, optionally gzip), as the OpenTelemetry SDK and the
+    Collector's otlphttp exporter send it; spans land through the Auterity contract."""
+    try:
+        obj = decode(
+            await request.body(),
+            request.headers.get("content-type", ""),
+            request.headers.get("content-encoding", ""),
+            request.app.state.max_body_bytes,
+        )
+    except OtlpError as exc:
+        raise ApiError(exc.status, "invalid_otlp", str(exc)) from None
+    event_id, new = store(db, obj)
+    if request.headers.get("content-type", "").startswith(PROTOBUF):
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+        return Response(ExportTraceServiceResponse().SerializeToString(), media_type=PROTOBUF)
+    return JSONResponse({"status": "stored" if new else "duplicate", "event_id": event_id, "spans": spans_in(obj)})
