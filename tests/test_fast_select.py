@@ -102,6 +102,7 @@ def test_lean_path_answers_byte_for_byte_like_fastapi(engine, published) -> None
         assert fast.answered >= 20
         assert _fast_path(ref_app).answered == 0
         lean_app.state.service.flush()
+        ref_app.state.service.flush()  # each app writes its own history: both must have landed
         with engine.connect() as conn:
             served = conn.execute(sa.text("select count(*) from model_selection_history")).scalar()
             explained = conn.execute(
