@@ -11,6 +11,8 @@ from resources.warehouse import WarehouseResource
 
 @dg.asset(
     group_name="pricing",
+    # nightly, whatever changed: dated prices that take effect today enter the book at midnight
+    automation_condition=dg.AutomationCondition.cron_tick_passed("0 0 * * *") & ~dg.AutomationCondition.in_progress(),
     kinds={"python", "sql"},
     owners=["team:finops"],
     description="Effective-dated price book: the dated versions of the LiteLLM price snapshot (the committed "
@@ -50,11 +52,8 @@ PRICE_BOOK_JOB = "price_book_job"
 
 
 def definitions() -> dg.Definitions:
-    """The pricing domain: the price book, the job that reloads it, and its nightly schedule."""
+    """The pricing domain: the price book (reloaded at 00:00 UTC by its automation condition) and its job."""
     job = dg.define_asset_job(
         PRICE_BOOK_JOB, selection=[price_book.key], description="Reload the price book from the snapshot and cams.yaml."
     )
-    schedule = dg.ScheduleDefinition(
-        name="price_book_schedule", job=job, cron_schedule="0 0 * * *", description="Nightly reload of the price book."
-    )
-    return dg.Definitions(assets=[price_book], jobs=[job], schedules=[schedule])
+    return dg.Definitions(assets=[price_book], jobs=[job])

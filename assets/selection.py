@@ -19,10 +19,15 @@ from cams.warehouse import schema as t
 from cams.warehouse.db import replace_rows
 from resources.warehouse import WarehouseResource
 
+# Nightly after the 00:15 usage run settled yesterday: a new table version whether or not spans arrived
+# (the evaluation moves with the clock); never a second run while one is in flight.
+NIGHTLY = dg.AutomationCondition.cron_tick_passed("30 1 * * *") & ~dg.AutomationCondition.in_progress()
+
 
 def build_selection_assets(selection: SelectionConfig) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="model_quality_stats",
+        automation_condition=NIGHTLY,
         deps=["auterity_spans"],
         group_name="selection",
         kinds={"python", "pandas", "sql"},
@@ -47,6 +52,7 @@ def build_selection_assets(selection: SelectionConfig) -> list[dg.AssetsDefiniti
 
     @dg.asset(
         name="model_selection_table",
+        automation_condition=NIGHTLY,
         deps=["model_quality_stats", "price_book"],
         group_name="selection",
         kinds={"python", "sql"},
@@ -117,6 +123,7 @@ def build_selection_assets(selection: SelectionConfig) -> list[dg.AssetsDefiniti
 
     @dg.asset(
         name="savings_report",
+        automation_condition=NIGHTLY,
         deps=["model_selection_table", "cost_tracking"],
         group_name="selection",
         kinds={"python", "pandas", "sql"},
@@ -154,6 +161,7 @@ def build_selection_assets(selection: SelectionConfig) -> list[dg.AssetsDefiniti
 
     @dg.asset(
         name="token_calibration",
+        automation_condition=NIGHTLY,
         deps=["cost_tracking"],
         group_name="selection",
         kinds={"python", "pandas", "sql"},
@@ -187,17 +195,12 @@ SELECTION_JOB = "selection_job"
 
 
 def definitions(selection: SelectionConfig) -> dg.Definitions:
-    """The selection domain: model quality, the published table, savings and token calibration; nightly."""
+    """The selection domain: model quality, the published table, savings and token calibration, refreshed
+    at 01:30 UTC by their automation condition (and by `cams run` as of its range)."""
     assets = build_selection_assets(selection)
     job = dg.define_asset_job(
         SELECTION_JOB,
         selection=[a.key for a in assets],
         description="Recompute model quality and publish a new selection table version.",
     )
-    schedule = dg.ScheduleDefinition(
-        name="selection_schedule",
-        job=job,
-        cron_schedule="30 1 * * *",
-        description="Nightly: new quality stats and a new selection table version.",
-    )
-    return dg.Definitions(assets=assets, jobs=[job], schedules=[schedule])
+    return dg.Definitions(assets=assets, jobs=[job])

@@ -1,7 +1,8 @@
 """Definitions: every domain's assets, checks, jobs, schedules and sensors, merged, from cams.yaml.
 
 Each domain module in `assets/` owns its part (`definitions()`); this module only adds what spans them:
-the resources, the executor, and `backfill_job` (every partitioned asset for a range of days in one run,
+the resources, the executor, the sensor that evaluates the assets' automation conditions, and
+`backfill_job` (every partitioned asset for a range of days in one run,
 what `cams run` launches).
 """
 
@@ -47,7 +48,18 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
         budgets.definitions(cfg.budgets, cfg.alerts, usage_job),
         selection.definitions(cfg.selection),
         dg.Definitions(
-            jobs=[backfill_job], resources=build_resources(cfg, database_url), executor=dg.in_process_executor
+            jobs=[backfill_job],
+            sensors=[
+                dg.AutomationConditionSensorDefinition(
+                    "automation_sensor",
+                    target=dg.AssetSelection.all(),
+                    minimum_interval_seconds=cfg.alerts.sensor_interval_s,
+                    description="Evaluates the assets' automation conditions: the price book at 00:00 UTC, "
+                    "model quality, the selection table, savings and calibration at 01:30 UTC.",
+                )
+            ],
+            resources=build_resources(cfg, database_url),
+            executor=dg.in_process_executor,
         ),
     )
 

@@ -457,7 +457,40 @@ def test_the_warehouse_url_reaches_dagster_by_name_only(tmp_path: Path, monkeypa
     assert warehouse.database_url.env_var_name == "CAMS_DATABASE_URL"
     with warehouse.engine().connect() as conn:  # resolved outside a run too (the `cams run` summary)
         assert conn.execute(sa.text("select count(*) from price_versions")).scalar_one() >= 0
-    with dg.DagsterInstance.ephemeral() as instance:
+    with dg.instance_for_test() as instance:
         assert defs.resolve_job_def("price_book_job").execute_in_process(instance=instance).success
     with sa.create_engine(url.split("?")[0]).connect() as conn:
         assert conn.execute(sa.text("select count(*) from price_versions")).scalar_one() >= 1
+
+
+def test_automation_conditions_state_the_nightly_chains(tmp_path: Path) -> None:
+    """The price book at 00:00 UTC and the selection assets at 01:30, whether or not data arrived;
+    nothing in between; evaluated as the daemon's automation_sensor evaluates them."""
+    defs = build_definitions(files_cfg(tmp_path), database_url=f"sqlite:///{tmp_path / 'w.db'}")
+    selection = {"model_quality_stats", "model_selection_table", "savings_report", "token_calibration"}
+    with dg.instance_for_test() as instance:
+        keys = defs.resolve_asset_graph().get_all_asset_keys()
+        cursor, requested = None, {}
+        for hhmm in ("2026-06-01T23:50", "2026-06-02T00:00:30", "2026-06-02T00:40", "2026-06-02T01:30:30"):
+            result = dg.evaluate_automation_conditions(
+                defs, instance, evaluation_time=datetime.fromisoformat(f"{hhmm}+00:00"), cursor=cursor
+            )
+            cursor = result.cursor
+            requested[hhmm] = {k.to_user_string() for k in keys if result.get_requested_partitions(k)}
+    assert requested["2026-06-01T23:50"] == set()
+    assert requested["2026-06-02T00:00:30"] == {"price_book"}
+    assert requested["2026-06-02T00:40"] == set()
+    assert requested["2026-06-02T01:30:30"] == selection
+    assert isinstance(defs.resolve_sensor_def("automation_sensor"), dg.AutomationConditionSensorDefinition)
+
+
+def test_every_schedule_sensor_and_automated_asset_is_documented(tmp_path: Path) -> None:
+    """docs/operations.md's table names everything that launches runs on its own."""
+    defs = build_definitions(files_cfg(tmp_path), database_url=f"sqlite:///{tmp_path / 'w.db'}")
+    with dg.instance_for_test():  # resolve inside: Dagster keeps a global weakref to the instance
+        graph = defs.resolve_asset_graph()
+        automated = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).automation_condition}
+    names = {s.name for s in defs.schedules or []} | {s.name for s in defs.sensors or []} | automated
+    text = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
+    assert {"automation_sensor", "price_book", "model_selection_table"} <= names
+    assert sorted(n for n in names if f"`{n}`" not in text) == []
