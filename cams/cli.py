@@ -231,7 +231,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from cams import config as cfg
     from cams.api.app import create_app
 
-    cfg.load()  # a cams.yaml mistake stops here, before the server starts
+    config = cfg.load()  # a cams.yaml mistake stops here, before the server starts
     engine = _warehouse()
     if args.max_body_bytes < 1024:
         raise CliError("--max-body-bytes must be at least 1024")
@@ -239,7 +239,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     # cost a quarter of the throughput, so it is off unless asked for
     server = {"loop": "uvloop", "http": "httptools", "access_log": args.access_log, "log_level": "info"}
     if args.workers <= 1:
-        app = create_app(engine, refresh_s=args.refresh_s, max_body_bytes=args.max_body_bytes, writer_process=True)
+        app = create_app(
+            engine, refresh_s=args.refresh_s, max_body_bytes=args.max_body_bytes, writer_process=True, config=config
+        )
         uvicorn.run(app, host=args.host, port=args.port, **server)
         return 0
     engine.dispose()  # each worker process opens its own

@@ -102,3 +102,15 @@ def test_without_redis_a_limit_holds_per_process_and_says_so(engine, published) 
         assert a.get("/readyz").json()["rate_limits"] == "per process"
         codes = [_post(c, key).status_code for c in (a, b) for _ in range(4)]
         assert codes == [200, 200, 200, 429] * 2
+
+
+def test_the_service_takes_its_limits_from_the_parsed_config(engine, published) -> None:  # type: ignore[no-untyped-def]
+    """`cams serve` (one worker or several) hands the service cams.yaml as parsed: its api.rate_limits hold."""
+    key = create_key(engine, ["read"])
+    config = parse({"api": {"rate_limits": {"keys": {key.split("_")[1]: 1 / 3600}, "window_s": 3600}}})
+    _fresh_window(3600, 30)
+    app = create_app(engine, refresh_s=60, config=config)
+    with TestClient(app) as client:
+        app.state.service.refresh()
+        assert app.state.service.config is config
+        assert [_post(client, key).status_code for _ in range(2)] == [200, 429]

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cams import config as cams_config
 from cams.api import dashboard, otlp_receiver
 from cams.api.deps import ApiError
 from cams.api.fast_select import FastSelect, error_content, history_row, request_of
@@ -31,7 +32,7 @@ from cams.api.routes.selection import estimate_row
 from cams.api.spool import Spool, run_writer, spool_dir_for
 from cams.api.spool import backlog as spool_backlog
 from cams.api.spool import drain as drain_spool
-from cams.config import RateLimits
+from cams.config import CamsConfig, RateLimits
 from cams.estimation import store as estimation_store
 from cams.estimation.estimator import Estimator
 from cams.pricing import store as pricebook_store
@@ -60,9 +61,11 @@ class Service:
         spool_dir: Path | None = None,
         writer_process: bool = False,
         rate_limits: RateLimits | None = None,
+        config: CamsConfig | None = None,
     ):
         self.engine = engine
-        self.limiter = Limiter(rate_limits or RateLimits())
+        self.config = config or CamsConfig(sources={})  # cams.yaml as parsed once, for the routes that need it
+        self.limiter = Limiter(rate_limits or self.config.rate_limits)
         url = engine.url.render_as_string(hide_password=False)
         self.spool = Spool(spool_dir or spool_dir_for(url))
         self._writer: multiprocessing.process.BaseProcess | None = None
@@ -258,11 +261,19 @@ def create_app(
     spool_dir: Path | None = None,
     writer_process: bool = False,
     rate_limits: RateLimits | None = None,
+    config: CamsConfig | None = None,
 ) -> LookupApp:
     """The service. `fast_select=False` serves select through FastAPI only (the reference the lean path is
-    compared with); `writer_process` writes history from a process of its own (what `cams serve` does)."""
+    compared with); `writer_process` writes history from a process of its own (what `cams serve` does).
+    `config` is cams.yaml as `cams serve` parsed it (default: read now), `rate_limits` overrides its own."""
     svc = Service(
-        engine, refresh_s, flush_s, spool_dir=spool_dir, writer_process=writer_process, rate_limits=rate_limits
+        engine,
+        refresh_s,
+        flush_s,
+        spool_dir=spool_dir,
+        writer_process=writer_process,
+        rate_limits=rate_limits,
+        config=config or cams_config.load(),
     )
 
     @asynccontextmanager
@@ -341,7 +352,7 @@ def app_from_env() -> FastAPI:
 
     return create_app(
         make_engine(config.database_url()),
-        rate_limits=config.load().rate_limits,
+        config=config.load(),
         refresh_s=float(os.environ.get("CAMS_REFRESH_S", "5")),
         max_body_bytes=int(os.environ.get("CAMS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
         writer_process=True,

@@ -10,12 +10,12 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from sqlalchemy import Engine, delete, insert, select
 
-from cams import config as cams_config
-from cams.api.deps import ApiError, auth, engine, org_filter, same_org
+from cams.api.deps import ApiError, auth, engine, org_filter, same_org, service
 from cams.api.keys import ApiKey
 from cams.api.rows import jsonable
 from cams.budgets.model import BudgetError, allowed_channels, parse_budget
 from cams.budgets.store import _row as budget_row
+from cams.config import CamsConfig
 from cams.warehouse import schema as t
 
 router = APIRouter(tags=["budgets"])
@@ -38,11 +38,11 @@ def _out(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _parse(body: dict[str, Any]) -> Any:
+def _parse(body: dict[str, Any], config: CamsConfig) -> Any:
     """A budget body, validated, whose channels reach only hosts (and name only secrets) cams.yaml allows."""
     try:
         b = parse_budget(body)
-        allowed_channels(b, cams_config.load())
+        allowed_channels(b, config)
     except BudgetError as exc:
         raise ApiError(422, "invalid_budget", str(exc)) from None
     return b
@@ -71,9 +71,12 @@ def list_budgets(
 
 @router.post("/api/v1/budgets", status_code=201)
 def create_budget(
-    body: dict[str, Any], key: ApiKey = Depends(auth("write")), db: Engine = Depends(engine)
+    body: dict[str, Any],
+    key: ApiKey = Depends(auth("write")),
+    db: Engine = Depends(engine),
+    svc: Any = Depends(service),
 ) -> dict[str, Any]:
-    b = _parse(body)
+    b = _parse(body, svc.config)
     same_org(key, b.org_id)
     with db.begin() as conn:
         found = conn.execute(select(bc.c.org_id).where(bc.c.id == b.id)).first()
@@ -93,14 +96,18 @@ def get_budget(budget_id: str, key: ApiKey = Depends(auth("read")), db: Engine =
 
 @router.put("/api/v1/budgets/{budget_id}")
 def put_budget(
-    budget_id: str, body: dict[str, Any], key: ApiKey = Depends(auth("write")), db: Engine = Depends(engine)
+    budget_id: str,
+    body: dict[str, Any],
+    key: ApiKey = Depends(auth("write")),
+    db: Engine = Depends(engine),
+    svc: Any = Depends(service),
 ) -> dict[str, Any]:
     old = _budget(db, budget_id, key)
     if old["source"] == "yaml":
         raise ApiError(409, "conflict", "this budget is managed in cams.yaml; change it there")
     if not isinstance(body, dict):
         raise ApiError(422, "invalid_budget", "a budget is a JSON object")
-    b = _parse({**body, "id": budget_id})
+    b = _parse({**body, "id": budget_id}, svc.config)
     same_org(key, b.org_id)
     row = budget_row(b, "api", datetime.now(UTC))
     row["created_at"] = old["created_at"]

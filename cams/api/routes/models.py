@@ -13,10 +13,10 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, func, select
 
-from cams import config as cams_config
 from cams.api.deps import ApiError, auth, engine, service
 from cams.api.keys import ApiKey
 from cams.api.rows import jsonable
+from cams.config import ConfigError
 from cams.pricing import store as pricebook_store
 from cams.pricing.book import PricingConfigError
 from cams.warehouse import schema as t
@@ -54,11 +54,11 @@ def _profile(row: Any) -> dict[str, Any]:
     return d
 
 
-def rebuild(db: Engine, extra: list[dict[str, Any]] | None = None) -> Any:
+def rebuild(db: Engine, svc: Any, extra: list[dict[str, Any]] | None = None) -> Any:
     """The price book from the snapshot, cams.yaml and the API's overrides (+ `extra`), not yet stored."""
     try:
-        return pricebook_store.current_book(db, cams_config.load().pricing, extra or [])
-    except (PricingConfigError, cams_config.ConfigError, ValueError) as exc:
+        return pricebook_store.current_book(db, svc.config.pricing, extra or [])
+    except (PricingConfigError, ConfigError, ValueError) as exc:
         raise ApiError(422, "invalid_price", str(exc)[:500]) from None
 
 
@@ -84,7 +84,7 @@ def override(model: str, body: ModelPrice) -> dict[str, Any]:
 
 
 def write_prices(db: Engine, svc: Any, overrides: list[dict[str, Any]], writer: str | None) -> None:
-    book = rebuild(db, overrides)
+    book = rebuild(db, svc, overrides)
     for o in overrides:
         pricebook_store.add_override(db, o, writer)
     _publish(db, svc, book)
@@ -171,4 +171,4 @@ def delete_model(
             "not_found",
             f"no API-written price for {model_id!r}; snapshot and cams.yaml prices change in cams.yaml",
         )
-    _publish(db, svc, rebuild(db))
+    _publish(db, svc, rebuild(db, svc))

@@ -49,7 +49,7 @@ async def webhook(
         raise ApiError(422, "invalid_event", "the body must be an object with a string event_id")
     if len(body["event_id"]) > 200 or unstorable([body["event_id"]], ["event_id"]):
         raise ApiError(422, "invalid_event", "event_id must be 1 to 200 characters of text without NUL")
-    prices = _price_update(db, body) if kind == "model-cost-update" else []
+    prices = _price_update(db, svc, body) if kind == "model-cost-update" else []
     we = t.webhook_events
     with db.begin() as conn:
         if conn.execute(select(we.c.event_id).where(we.c.event_id == body["event_id"])).first():
@@ -72,7 +72,7 @@ async def webhook(
     return {"status": "stored", "event_id": body["event_id"]}
 
 
-def _price_update(db: Engine, body: dict[str, Any]) -> list[dict[str, Any]]:
+def _price_update(db: Engine, svc: Any, body: dict[str, Any]) -> list[dict[str, Any]]:
     """A model-cost-update body's prices, validated before anything is stored: `{"event_id", "model",
     "valid_from"?, "input_cost_per_token", ...}` or `{"event_id", "prices": [{"model", ...}, ...]}`."""
     items = body.get("prices") if "prices" in body else [{k: v for k, v in body.items() if k != "event_id"}]
@@ -87,5 +87,5 @@ def _price_update(db: Engine, body: dict[str, Any]) -> list[dict[str, Any]]:
         if not price.model:
             raise ApiError(422, "invalid_price", "each price needs a model")
         out.append(override(price.model, price))
-    rebuild(db, out)  # an override the book cannot apply is a 422 now, not a stored event that fails later
+    rebuild(db, svc, out)  # an override the book cannot apply is a 422 now, not a stored event that fails later
     return out
