@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import re
@@ -137,6 +138,68 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection of the open-loop generator: a request at a time, its response parsed
+    in place (a protocol, not streams: the generator shares the server's cores, so it must cost little)."""
+
+    def __init__(self, gen: _Generator) -> None:
+        self.gen, self.buf, self.due = gen, bytearray(), 0.0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.gen.idle.append(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None  # not handed out again; a request it carried counts as unanswered
+
+    def send(self, due: float) -> bool:
+        if self.transport is None or self.transport.is_closing():
+            return False
+        self.due = due
+        self.transport.write(self.gen.request)
+        return True
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buf[:end]).lower()
+        at = head.find(b"content-length:")
+        length = int(head[at + 15 :].split(b"\r\n", 1)[0]) if at >= 0 else 0
+        if len(self.buf) < end + 4 + length:
+            return
+        ok = self.buf.startswith(b"HTTP/1.1 200")
+        del self.buf[: end + 4 + length]
+        self.gen.done(self, time.perf_counter() - self.due, ok)
+
+
+class _Generator:
+    """Sends at a fixed rate over a pool of connections; a request waits for a free connection if all
+    are busy, and its latency counts from when it was *due* (no coordinated omission)."""
+
+    def __init__(self, request: bytes) -> None:
+        # idle connections in turn (first in, first out), so none sits idle past the server's keep-alive
+        self.request, self.idle, self.backlog = request, collections.deque(), collections.deque()
+        self.latencies: list[float] = []
+        self.errors = 0
+
+    def due(self, at: float) -> None:
+        while self.idle:
+            if self.idle.popleft().send(at):
+                return
+        self.backlog.append(at)
+
+    def done(self, conn: _Conn, seconds: float, ok: bool) -> None:
+        self.latencies.append(seconds * 1000)
+        self.errors += not ok
+        if self.backlog and conn.send(self.backlog[0]):
+            self.backlog.popleft()
+        else:
+            self.idle.append(conn)
+
+
 async def _open_loop(port: int, key: str, rate: float, seconds: float, conns: int = 64) -> tuple[int, int, list[float]]:
     body = json.dumps(BODY).encode()
     request = (
@@ -144,37 +207,32 @@ async def _open_loop(port: int, key: str, rate: float, seconds: float, conns: in
         + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
         + body
     )
-    due: asyncio.Queue[float | None] = asyncio.Queue()
-    latencies: list[float] = []
-    errors = 0
-
-    async def connection() -> None:
-        nonlocal errors
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        while (t := await due.get()) is not None:
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))  # type: ignore[union-attr]
-            await reader.readexactly(length)
-            latencies.append((time.perf_counter() - t) * 1000)
-            if not head.startswith(b"HTTP/1.1 200"):
-                errors += 1
-        writer.close()
-
-    workers = [asyncio.create_task(connection()) for _ in range(conns)]
+    loop = asyncio.get_running_loop()
+    gen = _Generator(request)
+    transports = [(await loop.create_connection(lambda: _Conn(gen), "127.0.0.1", port))[0] for _ in range(conns)]
     await asyncio.sleep(0.2)
-    start, sent = time.perf_counter(), 0
     total = int(rate * seconds)
-    while sent < total:
-        now = time.perf_counter()
-        while sent < total and start + sent / rate <= now:
-            due.put_nowait(start + sent / rate)  # latency counts from when it was due, not when sent
-            sent += 1
-        await asyncio.sleep(0.0005)
-    for _ in workers:
-        due.put_nowait(None)
-    await asyncio.gather(*workers)
-    return sent, errors, latencies
+    start = time.perf_counter() + 0.05
+
+    def pace() -> None:
+        """The schedule, kept by a thread: time.sleep wakes within ~0.1 ms, where the event loop's timers
+        round to 1 ms (and a shorter asyncio.sleep spins). Each request is handed to the loop when due."""
+        for i in range(total):
+            due = start + i / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            loop.call_soon_threadsafe(gen.due, due)  # latency counts from when it was due, not when sent
+
+    await asyncio.to_thread(pace)
+    sent = total
+    give_up = time.perf_counter() + 10
+    while len(gen.latencies) < sent and time.perf_counter() < give_up:
+        await asyncio.sleep(0.01)
+    gen.errors += sent - len(gen.latencies)  # never answered: counted, not hidden
+    for tr in transports:
+        tr.close()
+    return sent, gen.errors, gen.latencies
 
 
 def open_loop(port: int, key: str, rate: float, seconds: float) -> tuple[float, float, float, int]:
@@ -257,6 +315,24 @@ def _litellm_router_rate(client, seconds: float) -> float | None:  # type: ignor
     return asyncio.run(rate())
 
 
+def settle(port: int, timeout_s: float = 120.0) -> float:
+    """Seconds until the server's history backlog (`/readyz`) is empty: each phase starts from a
+    writer that has caught up, so a phase's latency is its own load's and not the previous phase's
+    catch-up (the wrk phase spools ~10 s of 15,000+ selections a second)."""
+    import httpx
+
+    began = time.perf_counter()
+    while time.perf_counter() - began < timeout_s:
+        try:
+            history = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json().get("history") or {}
+        except (httpx.HTTPError, ValueError):
+            return -1.0  # no /readyz (the constant app): nothing to wait for
+        if not history.get("waiting_bytes"):
+            return time.perf_counter() - began
+        time.sleep(0.25)
+    return time.perf_counter() - began
+
+
 def history_rows(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.text("select count(*) from model_selection_history")).scalar() or 0)
@@ -299,10 +375,13 @@ def main() -> None:
                 closed = wrk(port, key, a.seconds)
                 cells = []
                 answered = closed[2] if closed else 0
+                drains = []
                 for r in rates:
+                    drains.append(settle(port) if persists else -1.0)
                     p50, p99, p999, errors = open_loop(port, key, r, a.seconds)
                     answered += int(r * a.seconds) - errors
-                    cells.append(f"{p50:7.2f} / {p99:7.2f} / {p999:7.2f}" + (f" ({errors} non-200)" if errors else ""))
+                    late = f" ({errors} not a 200 within 10 s)" if errors else ""
+                    cells.append(f"{p50:7.2f} / {p99:7.2f} / {p999:7.2f}{late}")
             finally:
                 stop(proc)
             head = f"{closed[0]:>10,.0f}/s {closed[1]:>7.2f}ms" if closed else f"{'(no wrk)':>14} {'':>8}"
@@ -310,6 +389,10 @@ def main() -> None:
             if persists:
                 kept = history_rows(engine) - before
                 print(f"{'':34} history in the warehouse after stop: {kept:,} of {answered:,} answered selections")
+                print(
+                    f"{'':34} waited for the writer to catch up before each open-loop phase: "
+                    + ", ".join(f"{d:.1f} s" for d in drains)
+                )
 
 
 if __name__ == "__main__":
