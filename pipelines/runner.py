@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._core.utils import make_new_run_id
 
 from assets.as_of import AS_OF_TAG, end_of_days
 from assets.ingestion.schedules import RANGE_END_TAG, RANGE_START_TAG
 from cams import report
 from pipelines.definitions import BACKFILL_JOB, BUDGET_JOB, PRICE_BOOK_JOB, SELECTION_JOB
+from pipelines.progress import StageWatcher, step_seconds_per_day
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -111,9 +113,14 @@ def run_range(
         **_process_tags(),
     }
     progress(f"ingesting, costing, rolling up, reconciling and exporting {start} .. {end}")
-    result = defs.resolve_job_def(BACKFILL_JOB).execute_in_process(
-        instance=instance, run_config=QUIET, tags=range_tags, raise_on_error=False
-    )
+    job = defs.resolve_job_def(BACKFILL_JOB)
+    run_id = make_new_run_id()
+    steps = [n.name for n in job.graph.nodes_in_topological_order]
+    per_day = step_seconds_per_day(instance, BACKFILL_JOB)
+    with StageWatcher(instance, run_id, steps, (end - start).days + 1, progress, per_day):
+        result = job.execute_in_process(
+            instance=instance, run_config=QUIET, tags=range_tags, raise_on_error=False, run_id=run_id
+        )
     if not result.success:
         raise RunError(f"{BACKFILL_JOB} failed: {_failure(result)}")
     usage_run = result.run_id

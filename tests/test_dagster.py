@@ -129,7 +129,8 @@ def test_dagster_definitions_validate_cli(tmp_path: Path) -> None:
 def test_materialize_range_files_twice_same_totals(db_url, instance, tmp_path, small_sim, sim_days) -> None:  # type: ignore[no-untyped-def]
     write_drops(small_sim, tmp_path / "drop")
     defs = build_definitions(files_cfg(tmp_path / "drop"), db_url)
-    summary = run_range(sim_days[0], sim_days[-1], instance, defs)
+    said: list[str] = []
+    summary = run_range(sim_days[0], sim_days[-1], instance, defs, progress=said.append)
     truth = [small_sim.faults.day(d) for d in sim_days]
     rc = summary["records"]["relaycore"]
     assert rc["accepted"] == sum(t["requests"] for t in truth)
@@ -153,7 +154,21 @@ def test_materialize_range_files_twice_same_totals(db_url, instance, tmp_path, s
     }
     assert all(evals[c].passed for c in ("relaycore_valid", "auterity_valid", "cost_non_negative"))
     assert evals["relaycore_valid"].metadata["rows"].value == str(rc["accepted"])
-    again = run_range(sim_days[0], sim_days[-1], instance, defs)
+    # progress per stage, on the terminal and in the run's own log; the second run's ETA from the first
+    stages = [line for line in said if line.startswith("[")]
+    steps = ["auterity_spans", "relaycore_usage", "cost_tracking", "cost_daily_rollups", "cost_reconciliation"]
+    for n, step in enumerate([*steps, "focus_export"], start=1):
+        assert any(line.startswith(f"[{n}/6] {step}: started on {len(sim_days)} day(s)") for line in stages), stages
+        assert any(line.startswith(f"[{n}/6] {step}: done in") for line in stages), stages
+    logged = [
+        e.dagster_event.message or ""
+        for e in instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+        if e.dagster_event is not None
+    ]
+    assert sum("cams run progress: [" in m for m in logged) == len(stages)
+    said.clear()
+    again = run_range(sim_days[0], sim_days[-1], instance, defs, progress=said.append)
+    assert all("left" in line for line in said if line.startswith("[") and ": started" in line), said
     engine = defs.resources["warehouse"].engine()
     assert again["cost_usd"] == summary["cost_usd"] and again["records"] == summary["records"]
     with engine.connect() as conn:
