@@ -24,6 +24,9 @@ import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+
+# the Dagster code location (assets/) is not installed: it is imported from the project folder
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from typing import Any
 
 from scratch_db import scratch_database

@@ -12,8 +12,12 @@ partition-day.png); then the dashboard pages.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
+
+# the Dagster code location (pipelines/) is not installed: it is imported from the project folder
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options

@@ -3,6 +3,8 @@ Chromium (Debian's chromium + chromium-driver) shows each page with its charts."
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import shutil
 import threading
@@ -223,6 +225,30 @@ def test_pages_render_with_data_and_charts(dash, engine) -> None:  # type: ignor
 
 def _chromium() -> str | None:
     return shutil.which("chromedriver") if shutil.which("chromium") else None
+
+
+def test_pickers_breakdowns_and_their_csv(dash) -> None:  # type: ignore[no-untyped-def]
+    """A date range and org/team pickers; spend by team, user, task and model; each table's full CSV,
+    the same figures the cost-analysis API gives, scoped like it."""
+    c, _app = dash
+    window = f"start={TODAY - timedelta(days=2)}&end={TODAY}"
+    page = c.get(f"/dashboard?{window}", headers=_h(c.admin)).text
+    assert "id='filters'" in page and f"value='{TODAY - timedelta(days=2)}'" in page and "name='team_id'" in page
+    assert all(f"id='by-{by}'" in page for by in ("team", "user", "task", "model"))
+    assert "/dashboard/breakdown.csv?by=model" in page
+    got = c.get(f"/dashboard/breakdown.csv?by=model&{window}", headers=_h(c.admin))
+    assert got.headers["content-type"].startswith("text/csv") and "attachment" in got.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(got.text)))
+    api = c.get(f"/api/v1/cost-analysis/by-model?{window}", headers=_h(c.admin)).json()
+    assert rows == [{k: str(v) for k, v in a.items()} for a in api] and len(rows) == 3
+    # three days of the seeded seven: requests 10+11+12 per model
+    assert {r["model"]: int(r["requests"]) for r in rows}["gpt-4.1"] == 33
+    # an org-bound key sees its org only, whatever it asks for; a team that has no spend shows none
+    acme = c.get(f"/dashboard/breakdown.csv?by=model&org_id=globex&{window}", headers=_h(c.acme)).text
+    assert {r["model"] for r in csv.DictReader(io.StringIO(acme))} == {"gpt-4o-mini", "gpt-4.1"}
+    nobody = c.get(f"/dashboard?{window}&team_id=nobody", headers=_h(c.admin)).text
+    assert nobody.count("no spend") == 4
+    assert c.get("/dashboard/breakdown.csv?by=model").status_code == 401
 
 
 def test_headless_chromium_shows_each_page_with_charts(tmp_path) -> None:  # type: ignore[no-untyped-def]

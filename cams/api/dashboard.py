@@ -14,17 +14,20 @@ import hashlib
 import hmac
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from html import escape
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from cams.api.charts import hbars, lines
 from cams.api.keys import ApiKey, digest
+from cams.api.routes.cost_analysis import BREAKDOWNS, breakdown, rollup_where
+from cams.api.rows import as_csv
 from cams.money import unit_usd, usd
 from cams.selection.select import Request as SelectRequest
 from cams.selection.select import SelectionError, SelectionTable
@@ -142,27 +145,50 @@ def org_of(key: ApiKey, asked: str | None) -> str | None:
     return key.org_id or asked or None
 
 
-@router.get("/dashboard", response_class=HTMLResponse)
-def overview(
-    request: Request, org_id: str | None = Query(default=None, max_length=200), days: int = Query(30, ge=1, le=400)
-) -> Any:
+@dataclass(frozen=True)
+class View:
+    """Who is looking and at what: the signed-in key, its org (a bound key's own), a team, the days."""
+
+    key: ApiKey
+    org: str | None
+    team: str | None
+    since: date
+    until: date
+
+
+def view(
+    request: Request,
+    org_id: str | None = Query(default=None, max_length=200),
+    team_id: str | None = Query(default=None, max_length=200),
+    start: date | None = None,
+    end: date | None = None,
+    days: int = Query(30, ge=1, le=400),
+) -> View | None:
+    """The pickers' values for a signed-in key, or None (the page asks to sign in)."""
     key = who(request)
     if key is None:
+        return None
+    return View(key, org_of(key, org_id), team_id or None, *_window(start, end, days))
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def overview(request: Request, v: View | None = Depends(view)) -> Any:
+    if v is None:
         return denied()
-    org = org_of(key, org_id)
-    since = datetime.now(UTC).date() - timedelta(days=days - 1)
+    key, org, team, since, until = v.key, v.org, v.team, v.since, v.until
     bs, r, rs, mh = t.budget_status, t.cost_daily_rollups, t.cost_reconciliation_summary, t.model_selection_history
     with _svc(request).engine.connect() as conn:
         bq = select(bs).order_by(bs.c.percent_used.desc())
         budgets = [dict(x) for x in conn.execute(bq.where(bs.c.org_id == org) if org else bq).mappings()]
-        where = [r.c.day >= since] + ([r.c.org_id == org] if org else [])
+        where = [r.c.day >= since, r.c.day <= until] + ([r.c.org_id == org] if org else [])
+        where += [r.c.team_id == team] if team else []
         by_model = conn.execute(
             select(r.c.day, r.c.model, func.sum(r.c.cost_usd)).where(*where).group_by(r.c.day, r.c.model)
         ).all()
         by_provider = conn.execute(
             select(r.c.provider, func.sum(r.c.cost_usd)).where(*where).group_by(r.c.provider)
         ).all()
-        rwhere = [rs.c.day >= since] + ([rs.c.org_id == org] if org else [])
+        rwhere = [rs.c.day >= since, rs.c.day <= until] + ([rs.c.org_id == org] if org else [])
         risk = conn.execute(
             select(rs.c.category, func.sum(rs.c.at_risk_usd), func.sum(rs.c.requests))
             .where(*rwhere)
@@ -176,9 +202,11 @@ def overview(
             aq = aq.where(ba.c.budget_id.in_(select(bs.c.budget_id).where(bs.c.org_id == org)))
         alerts = conn.execute(aq.order_by(ba.c.fired_at.desc(), ba.c.id.desc()).limit(12)).all()
     parts = [
+        _filters(key, org, team, since, until),
         _budgets(budgets),
         _alerts(alerts),
-        _trends(by_model, by_provider, days),
+        _trends(by_model, by_provider, f"{since} .. {until}"),
+        _breakdowns(_svc(request).engine, key, org, team, since, until),
         _risk(risk),
         _recent(recent),
     ]
@@ -276,7 +304,72 @@ def _alerts(alerts: list[Any]) -> str:
     )
 
 
-def _trends(by_model: list[Any], by_provider: list[Any], days: int) -> str:
+def _window(start: date | None, end: date | None, days: int) -> tuple[date, date]:
+    """The inclusive day range a page shows: [start, end], or the `days` up to `end` (default today);
+    at most 400 days, and never backwards."""
+    until = end or datetime.now(UTC).date()
+    since = start or until - timedelta(days=days - 1)
+    if since > until:
+        since, until = until, since
+    return max(since, until - timedelta(days=399)), until
+
+
+def _query(**params: Any) -> str:
+    return urlencode({k: str(v) for k, v in params.items() if v})
+
+
+def _filters(key: ApiKey, org: str | None, team: str | None, since: date, until: date) -> str:
+    """The date range and org/team pickers: a GET form, so every view is a link to share."""
+    org_field = (
+        f"<label>org <input name='org_id' value='{escape(org or '')}' size='12' placeholder='all'></label>"
+        if key.org_id is None
+        else f"<span class='muted'>org {escape(key.org_id)}</span>"
+    )
+    return (
+        "<section id='filters'><form method='get' action='/dashboard' class='grid'>"
+        f"<label>from <input type='date' name='start' value='{since}'></label>"
+        f"<label>to <input type='date' name='end' value='{until}'></label>{org_field}"
+        f"<label>team <input name='team_id' value='{escape(team or '')}' size='12' placeholder='all'></label>"
+        "<button>Show</button></form></section>"
+    )
+
+
+def _breakdowns(engine: Engine, key: ApiKey, org: str | None, team: str | None, since: date, until: date) -> str:
+    """Spend by team, user, task and model for the window, the top 12 of each, each with its full CSV."""
+    where = rollup_where(key, org, team, None, since, until)
+    tables = []
+    for by in ("team", "user", "task", "model"):
+        rows = breakdown(engine, where, BREAKDOWNS[by])
+        name = {"team": "team_id", "user": "user_id", "task": "task_type", "model": "model"}[by]
+        link = "/dashboard/breakdown.csv?" + _query(by=by, org_id=org, team_id=team, start=since, end=until)
+        body = "".join(
+            f"<tr><td>{escape(str(x.get('org_id', '')) + '/' if by in ('team', 'user') else '')}"
+            f"{escape(str(x[name] or '(none)'))}</td><td>{x['requests']:,}</td>"
+            f"<td>{usd(x['cost_usd'])}</td><td>{usd(x['charged_usd'])}</td></tr>"
+            for x in rows[:12]
+        )
+        more = f"<p class='muted'>{len(rows) - 12:,} more in the CSV</p>" if len(rows) > 12 else ""
+        tables.append(
+            f"<div id='by-{by}'><h3>By {by} <a class='muted' href='{escape(link)}'>CSV</a></h3>"
+            "<table><tr><th></th><th>requests</th><th>cost</th><th>RelayCore charged</th></tr>"
+            f"{body or '<tr><td colspan=4 class=muted>no spend</td></tr>'}</table>{more}</div>"
+        )
+    return f"<section id='breakdowns'><h2>Breakdowns</h2><div class='grid'>{''.join(tables)}</div></section>"
+
+
+@router.get("/dashboard/breakdown.csv")
+def breakdown_csv(
+    request: Request, by: str = Query(pattern="^(team|user|task|model|provider)$"), v: View | None = Depends(view)
+) -> Any:
+    """A breakdown's every row as a CSV download (the dashboard's links: the session cookie signs in)."""
+    if v is None:
+        return denied()
+    where = rollup_where(v.key, v.org, v.team, None, v.since, v.until)
+    rows = breakdown(_svc(request).engine, where, BREAKDOWNS[by])
+    return as_csv(rows, filename=f"cams-by-{by}-{v.since}-{v.until}.csv")
+
+
+def _trends(by_model: list[Any], by_provider: list[Any], window: str) -> str:
     if not by_model:
         return "<section><h2>Spend trends</h2><p class='muted'>No costs in this window.</p></section>"
     xs = sorted({str(d)[:10] for d, _, _ in by_model})
@@ -291,7 +384,7 @@ def _trends(by_model: list[Any], by_provider: list[Any], days: int) -> str:
             series[m][index[str(d)[:10]]] += _float(c)
     providers = sorted(((p, _float(c)) for p, c in by_provider), key=lambda pc: -pc[1])
     return (
-        f"<section id='trends'><h2>Spend trends, last {days} days</h2><div class='grid'>"
+        f"<section id='trends'><h2>Spend trends, {escape(window)}</h2><div class='grid'>"
         + lines(xs, series, "Daily cost by model (top 6), USD", unit=" $", width=720)
         + hbars(providers, "Cost by provider, USD", unit=" $", width=520)
         + "</div></section>"

@@ -32,11 +32,15 @@ def jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 def as_csv_if_asked(request: Request, rows: list[dict[str, Any]]) -> Response | None:
     """The rows as CSV when the client sends `Accept: text/csv` (a spreadsheet's import, `curl -H`)."""
-    if "text/csv" not in request.headers.get("accept", ""):
-        return None
+    return as_csv(rows) if "text/csv" in request.headers.get("accept", "") else None
+
+
+def as_csv(rows: list[dict[str, Any]], filename: str | None = None) -> Response:
+    """The rows as CSV (a download when `filename` is given: the dashboard's CSV links)."""
     out = io.StringIO()
     if rows:
         writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    return Response(out.getvalue(), media_type="text/csv; charset=utf-8")
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'} if filename else None
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)

@@ -24,7 +24,7 @@ COUNTS = ("requests", "errors", "input_tokens", "output_tokens", "unpriced_reque
 STEERING_MONEY = ("cost_usd", "charged_usd", "fallback_cost_usd")
 
 
-def _where(
+def rollup_where(
     key: ApiKey, org: str | None, team: str | None, user: str | None, start: date | None, end: date | None
 ) -> Any:
     org = org_filter(key, org)
@@ -75,30 +75,39 @@ def rollup_scope(
     and an inclusive day range, as a WHERE clause."""
     if start and end and end < start:
         raise ApiError(422, "invalid_request", "end is before start")
-    return _where(key, org_id, team_id, user_id, start, end)
+    return rollup_where(key, org_id, team_id, user_id, start, end)
+
+
+# the breakdowns the API serves (/cost-analysis/by-<name>) and the dashboard shows
+BREAKDOWNS: dict[str, list[Any]] = {
+    "model": [r.c.model],
+    "provider": [r.c.provider],
+    "team": [r.c.org_id, r.c.team_id],
+    "user": [r.c.org_id, r.c.user_id],
+    "task": [r.c.task_type],
+}
+
+
+def breakdown(db: Engine, where: Any, group: list[Any]) -> list[dict[str, Any]]:
+    """Requests, tokens and dollars of the rollup rows `where` selects, per `group` (most spent first)."""
+    stmt = select(*group, *_money_cols()).where(where)
+    if group:
+        stmt = stmt.group_by(*group).order_by(func.sum(r.c.cost_usd).desc(), *group)
+    with db.connect() as conn:
+        return [_fmt(dict(x)) for x in conn.execute(stmt).mappings()]
 
 
 def analysis(group: list[Any]) -> Callable[..., Any]:
     def handler(request: Request, where: Any = Depends(rollup_scope), db: Engine = Depends(engine)) -> Any:
-        stmt = select(*group, *_money_cols()).where(where)
-        if group:
-            stmt = stmt.group_by(*group).order_by(func.sum(r.c.cost_usd).desc())
-        with db.connect() as conn:
-            rows = [_fmt(dict(x)) for x in conn.execute(stmt).mappings()]
+        rows = breakdown(db, where, group)
         return as_csv_if_asked(request, rows) or (rows if group else rows[0])
 
     return handler
 
 
-for _path, _group in (
-    ("summary", []),
-    ("by-model", [r.c.model]),
-    ("by-provider", [r.c.provider]),
-    ("by-team", [r.c.org_id, r.c.team_id]),
-    ("by-user", [r.c.org_id, r.c.user_id]),
-    ("by-task", [r.c.task_type]),
-):
-    router.get(f"/api/v1/cost-analysis/{_path}", responses=CSV_TOO)(analysis(_group))
+router.get("/api/v1/cost-analysis/summary", responses=CSV_TOO)(analysis([]))
+for _name, _group in BREAKDOWNS.items():
+    router.get(f"/api/v1/cost-analysis/by-{_name}", responses=CSV_TOO)(analysis(_group))
 
 
 def _steering(key: ApiKey, org_id: str | None, start: date | None, end: date | None, group: list[Any]) -> Any:
