@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import threading
 import time
@@ -305,3 +306,13 @@ def test_headless_chromium_shows_each_page_with_charts(tmp_path) -> None:  # typ
         server.should_exit = True
         th.join(timeout=10)
         engine.dispose()
+
+
+def test_line_charts_have_round_ticks_gridlines_and_whole_legends() -> None:
+    from cams.api.charts import lines, nice_step
+
+    assert [nice_step(x) for x in (0.013, 1.33, 4.9, 120)] == [0.02, 2, 5, 200]
+    svg = lines(["2026-11-01", "2026-11-02"], {"gemini/gemini-2.5-flash-lite": [1.0, 5.33]}, "cost", unit=" $")
+    ticks = re.findall(r'class="tick"[^>]*>([^<]+)<', svg)
+    assert ticks == ["$0.00", "$2.00", "$4.00", "$6.00"]  # 0 .. above the highest point, in round steps
+    assert svg.count('class="grid"') == 4 and "gemini/gemini-2.5-flash-lite<" in svg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from html import escape
 
@@ -23,6 +24,14 @@ def _num(v: float) -> str:
     if abs(v) >= 1:
         return f"{v:,.2f}"
     return f"{v:.4f}"
+
+
+def nice_step(raw: float) -> float:
+    """A round tick step at or above `raw`: 1, 2, 2.5 or 5 times a power of ten."""
+    if raw <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * (1 - 1e-9))
 
 
 def hbars(
@@ -73,18 +82,29 @@ def lines(
     width: int = 640,
     height: int = 260,
 ) -> str:
-    """One line per series over the same x labels (days), with a legend."""
-    left, right, top_pad, bottom = 56, 150, 30, 40
+    """One line per series over the same x labels (days): a y axis with round ticks and gridlines, and a
+    legend wide enough for the series' names."""
+    longest = max([len(name) for name in series] + [8])
+    left, right, top_pad, bottom = 64, min(260, 34 + 7 * longest), 30, 40
     plot_w, plot_h = width - left - right, height - top_pad - bottom
-    top = max([max(v) for v in series.values() if len(v)] + [1e-12])
+    step = nice_step(max([max(v) for v in series.values() if len(v)] + [1e-12]) / 4)
+    top = step * max(1, math.ceil(max([max(v) for v in series.values() if len(v)] + [1e-12]) / step - 1e-9))
     n = max(len(xs) - 1, 1)
     parts = [
         f'<svg class="chart" role="img" aria-label="{escape(title)}" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
         f'<text x="4" y="18" font-size="14" font-weight="600">{escape(title)}</text>',
-        f'<line x1="{left}" y1="{top_pad + plot_h}" x2="{left + plot_w}" y2="{top_pad + plot_h}" stroke="#999"/>',
-        f'<text x="4" y="{top_pad + 10}" font-size="11">{_label(top, unit)}</text>',
     ]
+    for k in range(round(top / step) + 1):  # gridlines and labels at round values
+        y = top_pad + plot_h - plot_h * (k * step) / top
+        parts.append(
+            f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" '
+            f'stroke="{"#999" if k == 0 else "#e5e7eb"}"/>'
+        )
+        parts.append(
+            f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" font-size="10" text-anchor="end">'
+            f"{_label(k * step, unit)}</text>"
+        )
     for i, x in enumerate(xs):
         if i in (0, len(xs) - 1) or i % max(1, len(xs) // 6) == 0:
             px = left + plot_w * i / n
@@ -102,6 +122,6 @@ def lines(
         )
         ly = top_pad + 14 * j
         parts.append(f'<rect x="{width - right + 10}" y="{ly}" width="10" height="10" fill="{color}"/>')
-        parts.append(f'<text x="{width - right + 24}" y="{ly + 9}" font-size="11">{escape(name[:22])}</text>')
+        parts.append(f'<text x="{width - right + 24}" y="{ly + 9}" font-size="11">{escape(name[:32])}</text>')
     parts.append("</svg>")
     return "".join(parts)
