@@ -129,6 +129,7 @@ def dashboard(home: Path) -> None:
             ("dashboard", "/dashboard"),
             ("dashboard-explain", f"/dashboard/explain/{sel['selection_id']}"),
             ("dashboard-simulator", "/dashboard/simulator?org_id=initech&task_type=code&quality_tier=premium"),
+            ("dashboard-budgets", "/dashboard/budgets"),
         ):
             if name == "dashboard":  # sign in through the form: it POSTs the key and sets a session cookie
                 d.get(f"{base}/dashboard/login")

@@ -252,6 +252,53 @@ def test_pickers_breakdowns_and_their_csv(dash) -> None:  # type: ignore[no-unty
     assert c.get("/dashboard/breakdown.csv?by=model").status_code == 401
 
 
+def test_budgets_are_created_and_changed_from_the_page_with_a_write_key(dash) -> None:  # type: ignore[no-untyped-def]
+    c, app = dash
+    writer = create_key(app.state.service.engine, ["write"], org_id="acme")
+    app.state.service.refresh()
+    form = {
+        "id": "acme-search-weekly",
+        "name": "Search, weekly",
+        "scope": "team",
+        "scope_id": "search",
+        "period": "weekly",
+        "amount_usd": "250",
+        "timezone": "Europe/Paris",
+        "warning_percent": "80",
+        "critical_percent": "95",
+        "critical_action": "downgrade",
+        "channel_type": "log",
+    }
+    page = c.get("/dashboard/budgets", headers=_h(writer)).text
+    assert "id='budget-form'" in page and "name='amount_usd'" in page and "name='org_id'" not in page  # org-bound
+    # a read key may look but not save
+    refused = c.post("/dashboard/budgets", data=form, headers=_h(c.acme))
+    assert refused.status_code == 403 and "write scope" in refused.text
+    saved = c.post("/dashboard/budgets", data=form, headers=_h(writer), follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    api = c.get("/api/v1/budgets/acme-search-weekly", headers=_h(writer)).json()
+    assert (api["org_id"], api["scope"], api["period"], api["timezone"], api["source"]) == (
+        "acme",
+        "team",
+        "weekly",
+        "Europe/Paris",
+        "api",
+    )
+    critical = api["thresholds"][-1]
+    assert (critical["level"], float(critical["percent"]), critical["action"]) == ("critical", 95.0, "downgrade")
+    # edit: the form comes back filled in; the amount changes, the id does not
+    editing = c.get("/dashboard/budgets?edit=acme-search-weekly", headers=_h(writer)).text
+    assert "Change acme-search-weekly" in editing and "value='250'" in editing
+    changed = c.post(
+        "/dashboard/budgets", data={**form, "original": "acme-search-weekly", "amount_usd": "300"}, headers=_h(writer)
+    )
+    assert changed.status_code == 200 and "acme-search-weekly" in changed.text  # followed to the list
+    assert c.get("/api/v1/budgets/acme-search-weekly", headers=_h(writer)).json()["amount_usd"] == "300"
+    # a mistake comes back as the API's one line, the form kept
+    bad = c.post("/dashboard/budgets", data={**form, "id": "x", "amount_usd": "lots"}, headers=_h(writer))
+    assert bad.status_code == 422 and "id='problem'" in bad.text and "value='lots'" in bad.text
+
+
 def test_headless_chromium_shows_each_page_with_charts(tmp_path) -> None:  # type: ignore[no-untyped-def]
     if _chromium() is None:
         if os.environ.get("CAMS_TEST_REQUIRE_BROWSER"):
@@ -267,7 +314,7 @@ def test_headless_chromium_shows_each_page_with_charts(tmp_path) -> None:  # typ
     engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
     migrate(engine)
     _seed(engine)
-    key = create_key(engine, ["read"])
+    key = create_key(engine, ["write"])
     app = create_app(engine, refresh_s=3600, flush_s=0.2)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     th = threading.Thread(target=server.run, daemon=True)
@@ -289,6 +336,20 @@ def test_headless_chromium_shows_each_page_with_charts(tmp_path) -> None:  # typ
         charts = driver.find_elements(By.CSS_SELECTOR, "svg.chart")
         assert len(charts) == 4 and all(c.size["width"] > 300 and c.size["height"] > 50 for c in charts)
         assert len(driver.find_elements(By.CSS_SELECTOR, "svg.chart rect.bar")) >= 5
+        # the pickers: a team narrows the breakdowns, and the view is a link
+        driver.find_element(By.CSS_SELECTOR, "#filters input[name=team_id]").send_keys("t")
+        driver.find_element(By.CSS_SELECTOR, "#filters button").click()
+        time.sleep(0.5)
+        assert "team_id=t" in driver.current_url
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#by-model tr")) == 4  # the header and three models
+        assert driver.find_element(By.CSS_SELECTOR, "#by-model a").get_attribute("href").count("by=model") == 1
+        # a budget made on the page, with the signed-in write key
+        driver.get(f"{base}/dashboard/budgets")
+        for name, value in (("id", "made-in-browser"), ("scope_id", "acme"), ("org_id", "acme"), ("amount_usd", "50")):
+            driver.find_element(By.CSS_SELECTOR, f"#budget-form [name={name}]").send_keys(value)
+        driver.find_element(By.CSS_SELECTOR, "#budget-form button").click()
+        time.sleep(0.5)
+        assert "made-in-browser" in driver.find_element(By.ID, "budget-list").text
         import httpx
 
         sel = httpx.post(

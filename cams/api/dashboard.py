@@ -25,7 +25,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import Engine, func, select
 
 from cams.api.charts import hbars, lines
+from cams.api.deps import ApiError
 from cams.api.keys import ApiKey, digest
+from cams.api.routes import budgets as budget_routes
 from cams.api.routes.cost_analysis import BREAKDOWNS, breakdown, rollup_where
 from cams.api.rows import as_csv
 from cams.money import unit_usd, usd
@@ -77,7 +79,8 @@ def _page(title: str, body: str, org: str | None) -> HTMLResponse:
     return HTMLResponse(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)} · CAMS</title>"
         f"<style>{CSS}</style></head><body><header><strong>CAMS</strong>"
-        "<a href='/dashboard'>Budgets &amp; spend</a><a href='/dashboard/simulator'>Selection simulator</a>"
+        "<a href='/dashboard'>Budgets &amp; spend</a><a href='/dashboard/budgets'>Edit budgets</a>"
+        "<a href='/dashboard/simulator'>Selection simulator</a>"
         f"<span class='muted' style='color:#a5b4fc'>{scope}</span></header><main><h1>{escape(title)}</h1>{body}</main>"
         "</body></html>"
     )
@@ -247,6 +250,162 @@ def simulator(
     org = key.org_id or org_id or "acme"
     task = task_type if task_type in current.tasks else current.tasks[0]
     return _page("Selection simulator", _simulate(current, org, task, quality_tier, key.org_id is None), key.org_id)
+
+
+PERIODS = ("daily", "weekly", "monthly", "quarterly", "yearly")
+SCOPES = ("org", "team", "user")
+
+
+@router.get("/dashboard/budgets", response_class=HTMLResponse)
+def budgets_page(request: Request, edit: str | None = Query(default=None, max_length=200)) -> Any:
+    """Every budget the key may see (cams.yaml's and the API's), and a form to create one or change
+    one written through the API or this page; saving needs a key with the write scope."""
+    key = who(request)
+    if key is None:
+        return denied()
+    return _budget_editor(request, key, edit)
+
+
+@router.post("/dashboard/budgets", response_class=HTMLResponse)
+async def save_budget(request: Request) -> Any:
+    key = who(request)
+    if key is None:
+        return denied()
+    form = {k: v[0].strip() for k, v in parse_qs((await request.body())[:20000].decode("utf-8", "replace")).items()}
+    if not key.allows("write"):
+        return _budget_editor(request, key, None, form, "this key lacks the write scope: sign in with a write key", 403)
+    svc = _svc(request)
+    try:
+        body = _budget_body(form, key)
+        if form.get("original"):
+            budget_routes.replace(svc.engine, svc.config, key, form["original"], body)
+        else:
+            budget_routes.create(svc.engine, svc.config, key, body)
+    except ApiError as exc:
+        return _budget_editor(request, key, None, form, exc.message, exc.status)
+    except ValueError as exc:
+        return _budget_editor(request, key, None, form, str(exc), 422)
+    return RedirectResponse("/dashboard/budgets", status_code=303)
+
+
+def _budget_body(form: dict[str, str], key: ApiKey) -> dict[str, Any]:
+    """The form as a budget (the API's shape): one warning and one critical threshold, one channel."""
+    thresholds = [
+        {"level": level, "percent": float(form[f"{level}_percent"]), "action": form.get(f"{level}_action") or "notify"}
+        for level in ("warning", "critical")
+        if form.get(f"{level}_percent")
+    ]
+    url = form.get("channel_url") or ""
+    channel = {"type": form.get("channel_type") or "log", **({"url": url} if url else {})}
+    return {
+        "id": form.get("id") or form.get("original") or "",
+        "name": form.get("name") or None,
+        "scope": form.get("scope") or "org",
+        "scope_id": form.get("scope_id") or "",
+        "org_id": key.org_id or form.get("org_id") or None,
+        "period": form.get("period") or "monthly",
+        "amount_usd": form.get("amount_usd") or "",
+        "timezone": form.get("timezone") or "UTC",
+        "thresholds": thresholds,
+        "channels": [channel],
+    }
+
+
+def _budget_editor(
+    request: Request,
+    key: ApiKey,
+    edit: str | None,
+    form: dict[str, str] | None = None,
+    problem: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    bc = t.budget_configs
+    q = select(bc).order_by(bc.c.id)
+    with _svc(request).engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(q.where(bc.c.org_id == key.org_id) if key.org_id else q).mappings()]
+    if form is None:
+        form = {}
+        chosen = next((r for r in rows if r["id"] == edit and r["source"] == "api"), None)
+        if chosen is not None:
+            cfg = json.loads(chosen["config_json"])
+            form = {k: str(cfg.get(k) or "") for k in ("name", "scope", "scope_id", "org_id", "period", "amount_usd")}
+            form |= {"original": chosen["id"], "id": chosen["id"], "timezone": cfg.get("timezone") or "UTC"}
+            for th in cfg.get("thresholds") or []:
+                form.setdefault(f"{th.get('level')}_percent", str(th.get("percent")))
+                form.setdefault(f"{th.get('level')}_action", str(th.get("action") or "notify"))
+            channel = (cfg.get("channels") or [{}])[0]
+            form |= {"channel_type": channel.get("type") or "log", "channel_url": channel.get("url") or ""}
+    listing = "".join(
+        f"<tr><td>{escape(r['id'])}</td><td>{escape(r['source'])}</td><td>{escape(str(r['org_id'] or ''))}</td>"
+        f"<td>{_budget_summary(r)}</td><td>"
+        + (
+            f"<a href='/dashboard/budgets?edit={escape(r['id'])}'>edit</a>"
+            if r["source"] == "api" and key.allows("write")
+            else "<span class='muted'>in cams.yaml</span>"
+            if r["source"] == "yaml"
+            else ""
+        )
+        + "</td></tr>"
+        for r in rows
+    )
+    page = _page(
+        "Budgets",
+        "<section id='budget-list'><table><tr><th>budget</th><th>source</th><th>org</th><th>what</th><th></th></tr>"
+        f"{listing or '<tr><td colspan=5 class=muted>no budgets yet</td></tr>'}</table></section>"
+        + _budget_form(form, key, problem),
+        key.org_id,
+    )
+    page.status_code = status
+    return page
+
+
+def _budget_summary(row: dict[str, Any]) -> str:
+    cfg = json.loads(row["config_json"])
+    levels = ", ".join(
+        f"{th.get('level')} {float(th.get('percent') or 0):g} %"
+        + (" of forecast" if th.get("basis") == "forecast" else "")
+        for th in cfg.get("thresholds") or []
+    )
+    return escape(
+        f"{cfg.get('scope')} {cfg.get('scope_id')}: {usd(cfg.get('amount_usd'))} {cfg.get('period')}; {levels}"
+    )
+
+
+def _budget_form(form: dict[str, str], key: ApiKey, problem: str | None) -> str:
+    def field(name: str, label: str, kind: str = "text", size: int = 14) -> str:
+        return (
+            f"<label>{label} <input name='{name}' type='{kind}' size='{size}' "
+            f"value='{escape(form.get(name, ''))}'></label>"
+        )
+
+    def choice(name: str, label: str, options: tuple[str, ...], default: str) -> str:
+        chosen = form.get(name) or default
+        opts = "".join(f"<option{' selected' if o == chosen else ''}>{o}</option>" for o in options)
+        return f"<label>{label} <select name='{name}'>{opts}</select></label>"
+
+    editing = form.get("original")
+    title = f"Change {escape(editing)}" if editing else "New budget"
+    return (
+        f"<section id='budget-form'><h2>{title}</h2>"
+        + (f"<p id='problem' style='color:#dc2626'>{escape(problem)}</p>" if problem else "")
+        + "<form method='post' action='/dashboard/budgets' class='grid'>"
+        + (f"<input type='hidden' name='original' value='{escape(editing)}'>" if editing else field("id", "id"))
+        + field("name", "name", size=20)
+        + choice("scope", "scope", SCOPES, "org")
+        + field("scope_id", "scope id")
+        + ("" if key.org_id else field("org_id", "org"))
+        + choice("period", "period", PERIODS, "monthly")
+        + field("amount_usd", "amount USD", "number", 8)
+        + field("timezone", "time zone", size=16)
+        + field("warning_percent", "warning at %", "number", 5)
+        + field("critical_percent", "critical at %", "number", 5)
+        + choice("critical_action", "then", ("notify", "downgrade", "block"), "notify")
+        + choice("channel_type", "alerts to", ("log", "webhook", "slack"), "log")
+        + field("channel_url", "url", size=30)
+        + "<button>Save</button></form><p class='muted'>The form sets one warning and one critical threshold "
+        "and one channel (the API takes any number); the id cannot change. Budgets from cams.yaml change "
+        "in cams.yaml.</p></section>"
+    )
 
 
 def _budgets(budgets: list[dict[str, Any]]) -> str:

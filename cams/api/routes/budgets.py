@@ -48,6 +48,38 @@ def _parse(body: dict[str, Any], config: CamsConfig) -> Any:
     return b
 
 
+def create(db: Engine, config: CamsConfig, key: ApiKey, body: dict[str, Any]) -> dict[str, Any]:
+    """A new budget written through the API or the dashboard: validated, in the key's org, a new id."""
+    b = _parse(body, config)
+    same_org(key, b.org_id)
+    with db.begin() as conn:
+        found = conn.execute(select(bc.c.org_id).where(bc.c.id == b.id)).first()
+        if found and key.org_id is not None and found.org_id != key.org_id:
+            # another org's budget: say nothing of it (SPEC §7: 404, not 409)
+            raise ApiError(404, "not_found", f"budget id {b.id!r} cannot be created; choose another id")
+        if found:
+            raise ApiError(409, "conflict", f"budget {b.id!r} exists; PUT to change it")
+        conn.execute(insert(bc).values(**budget_row(b, "api", datetime.now(UTC))))
+    return _out(budget_row(b, "api", datetime.now(UTC)))
+
+
+def replace(db: Engine, config: CamsConfig, key: ApiKey, budget_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A budget written through the API replaced whole (those from cams.yaml change in cams.yaml)."""
+    old = _budget(db, budget_id, key)
+    if old["source"] == "yaml":
+        raise ApiError(409, "conflict", "this budget is managed in cams.yaml; change it there")
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_budget", "a budget is a JSON object")
+    b = _parse({**body, "id": budget_id}, config)
+    same_org(key, b.org_id)
+    row = budget_row(b, "api", datetime.now(UTC))
+    row["created_at"] = old["created_at"]
+    with db.begin() as conn:
+        conn.execute(delete(bc).where(bc.c.id == budget_id))
+        conn.execute(insert(bc).values(**row))
+    return _out(row)
+
+
 @router.get("/api/v1/budgets/{budget_id}/status")
 def budget_status(budget_id: str, key: ApiKey = Depends(auth("read")), db: Engine = Depends(engine)) -> dict[str, Any]:
     bs = t.budget_status
@@ -76,17 +108,7 @@ def create_budget(
     db: Engine = Depends(engine),
     svc: Any = Depends(service),
 ) -> dict[str, Any]:
-    b = _parse(body, svc.config)
-    same_org(key, b.org_id)
-    with db.begin() as conn:
-        found = conn.execute(select(bc.c.org_id).where(bc.c.id == b.id)).first()
-        if found and key.org_id is not None and found.org_id != key.org_id:
-            # another org's budget: say nothing of it (SPEC §7: 404, not 409)
-            raise ApiError(404, "not_found", f"budget id {b.id!r} cannot be created; choose another id")
-        if found:
-            raise ApiError(409, "conflict", f"budget {b.id!r} exists; PUT to change it")
-        conn.execute(insert(bc).values(**budget_row(b, "api", datetime.now(UTC))))
-    return _out(budget_row(b, "api", datetime.now(UTC)))
+    return create(db, svc.config, key, body)
 
 
 @router.get("/api/v1/budgets/{budget_id}")
@@ -102,19 +124,7 @@ def put_budget(
     db: Engine = Depends(engine),
     svc: Any = Depends(service),
 ) -> dict[str, Any]:
-    old = _budget(db, budget_id, key)
-    if old["source"] == "yaml":
-        raise ApiError(409, "conflict", "this budget is managed in cams.yaml; change it there")
-    if not isinstance(body, dict):
-        raise ApiError(422, "invalid_budget", "a budget is a JSON object")
-    b = _parse({**body, "id": budget_id}, svc.config)
-    same_org(key, b.org_id)
-    row = budget_row(b, "api", datetime.now(UTC))
-    row["created_at"] = old["created_at"]
-    with db.begin() as conn:
-        conn.execute(delete(bc).where(bc.c.id == budget_id))
-        conn.execute(insert(bc).values(**row))
-    return _out(row)
+    return replace(db, svc.config, key, budget_id, body)
 
 
 @router.delete("/api/v1/budgets/{budget_id}", status_code=204)
