@@ -184,6 +184,7 @@ def test_pages_render_with_data_and_charts(dash, engine) -> None:  # type: ignor
         )
     page = c.get("/dashboard", headers=_h(c.admin)).text
     assert "Recent alerts" in page and "<td>finops-tool</td>" in page and "<td>CAMS</td>" in page
+    assert "/dashboard/alerts.csv?" in page  # the alerts table, once there are alerts, has its CSV link
     assert "acme-monthly" in page and "globex-cap" in page and "exceeded" in page
     # warning by spend so far, 130 % by forecast: both said, and which one set the colour
     assert page.count("badge forecast") == 1 and "forecast 130 %</span>" in page  # exceeded needs no forecast badge
@@ -250,6 +251,27 @@ def test_pickers_breakdowns_and_their_csv(dash) -> None:  # type: ignore[no-unty
     nobody = c.get(f"/dashboard?{window}&team_id=nobody", headers=_h(c.admin)).text
     assert nobody.count("no spend") == 4
     assert c.get("/dashboard/breakdown.csv?by=model").status_code == 401
+
+
+def test_every_table_on_the_page_downloads_as_csv(dash) -> None:  # type: ignore[no-untyped-def]
+    c, _app = dash
+    window = f"start={TODAY - timedelta(days=6)}&end={TODAY}"
+    page = c.get(f"/dashboard?{window}", headers=_h(c.admin)).text
+    links = re.findall(r"href='/dashboard/([a-z-]+)\.csv\?", page)
+    # every table shown has its link (alerts and selections show, with theirs, once there are any)
+    assert set(links) == {"budgets", "daily-cost", "providers", "at-risk", "breakdown"}
+    for empty in ("alerts", "selections"):
+        got = c.get(f"/dashboard/{empty}.csv?{window}", headers=_h(c.admin))
+        assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+    daily = list(csv.DictReader(io.StringIO(c.get(f"/dashboard/daily-cost.csv?{window}", headers=_h(c.admin)).text)))
+    assert len(daily) == 7 * 3 and {r["model"] for r in daily} == {"gpt-4o-mini", "gpt-4.1", "claude-haiku-4-5"}
+    got = c.get(f"/dashboard/budgets.csv?{window}", headers=_h(c.acme))
+    assert "attachment" in got.headers["content-disposition"]
+    assert {r["org_id"] for r in csv.DictReader(io.StringIO(got.text))} == {"acme"}  # a bound key: its org only
+    risk = list(csv.DictReader(io.StringIO(c.get(f"/dashboard/at-risk.csv?{window}", headers=_h(c.admin)).text)))
+    assert {r["category"]: float(r["at_risk_usd"]) for r in risk}["cost_mismatch"] == 1.25
+    assert c.get(f"/dashboard/nope.csv?{window}", headers=_h(c.admin)).status_code == 404
+    assert c.get(f"/dashboard/budgets.csv?{window}").status_code == 401
 
 
 def test_budgets_are_created_and_changed_from_the_page_with_a_write_key(dash) -> None:  # type: ignore[no-untyped-def]

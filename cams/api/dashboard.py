@@ -29,7 +29,7 @@ from cams.api.deps import ApiError
 from cams.api.keys import ApiKey, digest
 from cams.api.routes import budgets as budget_routes
 from cams.api.routes.cost_analysis import BREAKDOWNS, breakdown, rollup_where
-from cams.api.rows import as_csv
+from cams.api.rows import as_csv, jsonable
 from cams.money import unit_usd, usd
 from cams.selection.select import Request as SelectRequest
 from cams.selection.select import SelectionError, SelectionTable
@@ -179,41 +179,72 @@ def overview(request: Request, v: View | None = Depends(view)) -> Any:
     if v is None:
         return denied()
     key, org, team, since, until = v.key, v.org, v.team, v.since, v.until
-    bs, r, rs, mh = t.budget_status, t.cost_daily_rollups, t.cost_reconciliation_summary, t.model_selection_history
-    with _svc(request).engine.connect() as conn:
-        bq = select(bs).order_by(bs.c.percent_used.desc())
-        budgets = [dict(x) for x in conn.execute(bq.where(bs.c.org_id == org) if org else bq).mappings()]
-        where = [r.c.day >= since, r.c.day <= until] + ([r.c.org_id == org] if org else [])
-        where += [r.c.team_id == team] if team else []
-        by_model = conn.execute(
-            select(r.c.day, r.c.model, func.sum(r.c.cost_usd)).where(*where).group_by(r.c.day, r.c.model)
-        ).all()
-        by_provider = conn.execute(
-            select(r.c.provider, func.sum(r.c.cost_usd)).where(*where).group_by(r.c.provider)
-        ).all()
-        rwhere = [rs.c.day >= since, rs.c.day <= until] + ([rs.c.org_id == org] if org else [])
-        risk = conn.execute(
-            select(rs.c.category, func.sum(rs.c.at_risk_usd), func.sum(rs.c.requests))
-            .where(*rwhere)
-            .group_by(rs.c.category)
-        ).all()
-        hq = select(mh).order_by(mh.c.selected_at.desc()).limit(12)
-        recent = [dict(x) for x in conn.execute(hq.where(mh.c.org_id == org) if org else hq).mappings()]
-        ba = t.budget_alerts
-        aq = select(ba.c.fired_at, ba.c.budget_id, ba.c.level, ba.c.basis, ba.c.percent_used, ba.c.payload_json)
-        if org:  # an org's own budgets' alerts
-            aq = aq.where(ba.c.budget_id.in_(select(bs.c.budget_id).where(bs.c.org_id == org)))
-        alerts = conn.execute(aq.order_by(ba.c.fired_at.desc(), ba.c.id.desc()).limit(12)).all()
+    d = _tables(_svc(request).engine, v, limit=12)
+    budgets, alerts, by_model, by_provider, risk, recent = (d[k] for k in TABLES)
     parts = [
         _filters(key, org, team, since, until),
-        _budgets(budgets),
-        _alerts(alerts),
-        _trends(by_model, by_provider, f"{since} .. {until}"),
+        _csv_link(_budgets(budgets), "budgets", v),
+        _csv_link(_alerts(alerts), "alerts", v),
+        _csv_link(_csv_link(_trends(by_model, by_provider, f"{since} .. {until}"), "daily-cost", v), "providers", v),
         _breakdowns(_svc(request).engine, key, org, team, since, until),
-        _risk(risk),
-        _recent(recent),
+        _csv_link(_risk(risk), "at-risk", v),
+        _csv_link(_recent(recent), "selections", v),
     ]
     return _page("Budgets and spend", "".join(parts), org)
+
+
+TABLES = ("budgets", "alerts", "daily-cost", "providers", "at-risk", "selections")
+
+
+def _tables(engine: Engine, v: View, limit: int | None) -> dict[str, list[Any]]:
+    """What the overview shows, for its window and pickers: one query per table, the page's and the
+    CSV's alike (`limit` rows of the latest alerts and selections; the CSV takes up to 10,000)."""
+    org, team = v.org, v.team
+    bs, r, rs, mh, ba = (
+        t.budget_status,
+        t.cost_daily_rollups,
+        t.cost_reconciliation_summary,
+        t.model_selection_history,
+        t.budget_alerts,
+    )
+    where = [r.c.day >= v.since, r.c.day <= v.until] + ([r.c.org_id == org] if org else [])
+    where += [r.c.team_id == team] if team else []
+    rwhere = [rs.c.day >= v.since, rs.c.day <= v.until] + ([rs.c.org_id == org] if org else [])
+    bq = select(bs).order_by(bs.c.percent_used.desc())
+    hq = select(mh).order_by(mh.c.selected_at.desc()).limit(limit or 10_000)
+    aq = select(ba.c.fired_at, ba.c.budget_id, ba.c.level, ba.c.basis, ba.c.percent_used, ba.c.payload_json)
+    if org:  # an org's own budgets' alerts
+        aq = aq.where(ba.c.budget_id.in_(select(bs.c.budget_id).where(bs.c.org_id == org)))
+    with engine.connect() as conn:
+        return {
+            "budgets": [dict(x) for x in conn.execute(bq.where(bs.c.org_id == org) if org else bq).mappings()],
+            "alerts": conn.execute(aq.order_by(ba.c.fired_at.desc(), ba.c.id.desc()).limit(limit or 10_000)).all(),
+            "daily-cost": conn.execute(
+                select(r.c.day, r.c.model, func.sum(r.c.cost_usd).label("cost_usd"))
+                .where(*where)
+                .group_by(r.c.day, r.c.model)
+                .order_by(r.c.day, r.c.model)
+            ).all(),
+            "providers": conn.execute(
+                select(r.c.provider, func.sum(r.c.cost_usd).label("cost_usd")).where(*where).group_by(r.c.provider)
+            ).all(),
+            "at-risk": conn.execute(
+                select(
+                    rs.c.category,
+                    func.sum(rs.c.at_risk_usd).label("at_risk_usd"),
+                    func.sum(rs.c.requests).label("requests"),
+                )
+                .where(*rwhere)
+                .group_by(rs.c.category)
+            ).all(),
+            "selections": [dict(x) for x in conn.execute(hq.where(mh.c.org_id == org) if org else hq).mappings()],
+        }
+
+
+def _csv_link(section: str, table: str, v: View) -> str:
+    """A section with a link to its table as CSV (the same window and pickers), beside its heading."""
+    link = f"/dashboard/{table}.csv?" + _query(org_id=v.org, team_id=v.team, start=v.since, end=v.until)
+    return section.replace("</h2>", f" <a class='muted csv' href='{escape(link)}'>CSV</a></h2>", 1)
 
 
 @router.get("/dashboard/explain/{selection_id}", response_class=HTMLResponse)
@@ -657,4 +688,21 @@ def _simulate(current: SelectionTable, org: str, task: str, tier: str, any_org: 
         "<section id='outcomes'><h2>What the table chooses, now and under each budget state</h2><table><tr><th>budget state</th>"
         f"<th>tier served</th><th>model</th><th>expected cost</th><th>fallbacks</th><th>binding</th></tr>{''.join(rows)}</table>"
         f"{chart}</section>"
+    )
+
+
+# after /dashboard/breakdown.csv: the path parameter would take that name too
+@router.get("/dashboard/{table}.csv")
+def table_csv(request: Request, table: str, v: View | None = Depends(view)) -> Any:
+    """One of the overview's tables as a CSV download, all its rows for the window."""
+    if v is None:
+        return denied()
+    if table not in TABLES:
+        page = _page("Not found", f"<section>No table {escape(table)}; one of {', '.join(TABLES)}.</section>", v.org)
+        page.status_code = 404
+        return page
+    rows = _tables(_svc(request).engine, v, limit=None)[table]
+    return as_csv(
+        [jsonable(dict(x) if isinstance(x, dict) else dict(x._mapping)) for x in rows],
+        filename=f"cams-{table}-{v.since}-{v.until}.csv",
     )
