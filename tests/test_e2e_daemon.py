@@ -28,6 +28,13 @@ def test_dropped_usage_crossing_a_threshold_alerts_through_the_daemon(backend: s
         _run(tmp_path, url)
 
 
+def _far_from_midnight() -> str:
+    """A fixed-offset zone whose local time is 4 to 20 hours past midnight, so the daily budget's period
+    cannot roll over while the test runs (run at 00:00 UTC, the usage fell in the day that had just ended)."""
+    hour = datetime.now(UTC).hour
+    return "Etc/GMT-6" if 4 <= (hour + 6) % 24 <= 20 else "Etc/GMT+6"  # UTC+6, else UTC-6
+
+
 def _run(tmp_path: Path, db_url: str) -> None:
     receiver = Receiver()
     home = tmp_path / "dagster_home"
@@ -59,6 +66,7 @@ def _run(tmp_path: Path, db_url: str) -> None:
                         "scope": "org",
                         "scope_id": "acme",
                         "period": "daily",
+                        "timezone": _far_from_midnight(),
                         "amount_usd": 1,
                         "thresholds": [{"level": "critical", "percent": 100, "basis": "actual", "action": "block"}],
                         "channels": [
@@ -103,11 +111,7 @@ def _run(tmp_path: Path, db_url: str) -> None:
             json.dumps(
                 {
                     "request_id": f"e2e-{i}",
-                    "timestamp": (
-                        max(now - timedelta(minutes=5), datetime(today.year, today.month, today.day, tzinfo=UTC))
-                    )
-                    .isoformat()
-                    .replace("+00:00", "Z"),
+                    "timestamp": (now - timedelta(minutes=1)).isoformat().replace("+00:00", "Z"),
                     "org_id": "acme",
                     "task_type": "chat",
                     "model": "flat-model",
