@@ -10,9 +10,8 @@ from sqlalchemy import Engine, Integer, and_, func, select
 
 from cams.money import exact, usd
 from cams.reconcile import CATEGORIES
+from cams.sources.registry import SOURCES
 from cams.warehouse import schema as t
-
-SOURCES = ("relaycore", "auterity")
 
 
 def summarize(

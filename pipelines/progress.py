@@ -91,21 +91,13 @@ class StageWatcher:
     def eta(self, now: float) -> float | None:
         """Seconds left: expected time of the stages not done (from the last run's per-day times, else
         this run's average stage so far), less what the running stage has already taken."""
-        if self.done and not self.per_day:
-            average = sum(self.done.values()) / len(self.done)
+        average = sum(self.done.values()) / len(self.done) if self.done else None
         left = 0.0
-        for step in self.steps:
-            if step in self.done:
-                continue
-            if step in self.per_day:
-                expected = self.per_day[step] * self.days
-            elif self.done and not self.per_day:
-                expected = average
-            else:
+        for step in (s for s in self.steps if s not in self.done):
+            expected = self.per_day[step] * self.days if step in self.per_day else None if self.per_day else average
+            if expected is None:
                 return None
-            if step in self.started:
-                expected = max(0.0, expected - (now - self.started[step]))
-            left += expected
+            left += max(0.0, expected - (now - self.started[step])) if step in self.started else expected
         return left
 
     def poll(self) -> None:

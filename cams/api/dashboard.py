@@ -530,7 +530,7 @@ def _breakdowns(engine: Engine, key: ApiKey, org: str | None, team: str | None, 
     tables = []
     for by in ("team", "user", "task", "model"):
         rows = breakdown(engine, where, BREAKDOWNS[by])
-        name = {"team": "team_id", "user": "user_id", "task": "task_type", "model": "model"}[by]
+        name = BREAKDOWNS[by][-1].name  # the column a row is named by
         link = "/dashboard/breakdown.csv?" + _query(by=by, org_id=org, team_id=team, start=since, end=until)
         body = "".join(
             f"<tr><td>{escape(str(x.get('org_id', '')) + '/' if by in ('team', 'user') else '')}"
