@@ -5,7 +5,7 @@ import great_expectations as gx
 from sqlalchemy import Integer, func
 
 from assets.gx_checks import check_result
-from assets.per_partition import report
+from assets.per_partition import day_progress, report
 from assets.table_meta import table_metadata
 from cams.costing import cost_partition, priced_rows, rollup_partition
 from cams.pricing import store as pricebook_store
@@ -69,7 +69,7 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
             pricebook_store.store(engine, pricing.build(engine))
             book = pricebook_store.load(engine)
         first, last = window.start.date(), window.end.date()
-        summary = cost_partition(engine, first, last, book, context.run_id)
+        summary = cost_partition(engine, first, last, book, context.run_id, day_progress(context))
         ct = t.cost_tracking
         days = per_day(
             engine,

@@ -11,6 +11,8 @@ from typing import Any
 
 import dagster as dg
 
+from cams.progress import DayProgress
+
 
 def report(
     context: dg.AssetExecutionContext,
@@ -46,6 +48,12 @@ def report(
         **(common or {}),
         **{f"range_{k}": v for k, v in (totals or {}).items()},
     }
+
+
+def day_progress(context: dg.AssetExecutionContext) -> DayProgress:
+    """The step's progress through its window's days, written to the run's log (`cams run` prints it)."""
+    window = context.partition_time_window
+    return DayProgress(context.log.info, window.start.date(), window.end.date())
 
 
 def _fmt(value: float | int) -> str:

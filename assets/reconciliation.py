@@ -3,7 +3,7 @@
 import dagster as dg
 from sqlalchemy import case, func
 
-from assets.per_partition import report
+from assets.per_partition import day_progress, report
 from assets.table_meta import table_metadata
 from cams.config import ReconciliationConfig
 from cams.pricing import store as pricebook_store
@@ -45,7 +45,9 @@ def build_reconciliation_assets(
         window = context.partition_time_window
         engine = warehouse.engine()
         book = pricebook_store.load(engine)
-        s = reconcile_partition(engine, window.start.date(), window.end.date(), book, tol, context.run_id)
+        s = reconcile_partition(
+            engine, window.start.date(), window.end.date(), book, tol, context.run_id, day_progress(context)
+        )
         share = s.at_risk_total / s.spend_usd if s.spend_usd else 0.0
         table = "| category | requests | at risk USD |\n|---|---|---|\n" + "\n".join(
             f"| {c} | {s.counts[c]} | {s.at_risk_usd[c]:.4f} |" for c in CATEGORIES

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +19,8 @@ from sqlalchemy import Engine, Integer, Select, and_, func, insert, select
 
 from cams.pricing.book import PriceBook
 from cams.pricing.cost import token_cost
+from cams.progress import DayProgress
+from cams.sources.timeutil import days_between
 from cams.warehouse import schema as t
 from cams.warehouse.db import WriteBehind, analyze, insert_frame, insert_rows, read_frames, replace_rows
 
@@ -100,7 +102,12 @@ def _day_costs(conn, first: date, last_exclusive: date) -> dict[date, tuple[int,
 
 
 def cost_partition(
-    engine: Engine, first: date, last_exclusive: date, book: PriceBook, run_id: str | None = None
+    engine: Engine,
+    first: date,
+    last_exclusive: date,
+    book: PriceBook,
+    run_id: str | None = None,
+    progress: DayProgress | None = None,
 ) -> CostSummary:
     """Recompute cost_tracking for [first, last_exclusive) from relaycore_usage; replace those days.
 
@@ -122,20 +129,24 @@ def cost_partition(
         "status",
         *TOKEN_COLS,
     ]
-    query = select(*(src.c[c] for c in cols), src.c.cost_usd.label("charged_usd")).where(
-        _days_clause(src, first, last_exclusive)
-    )
+    query = select(*(src.c[c] for c in cols), src.c.cost_usd.label("charged_usd"))
     tally = _Tally()
     with engine.begin() as conn:
         before = _day_costs(conn, first, last_exclusive)
         replace_rows(conn, t.cost_tracking, _days_clause(t.cost_tracking, first, last_exclusive), [])
         computed_at = datetime.now(UTC)
         with WriteBehind(conn) as writes:  # a chunk is written while the next one is read and costed
-            for frame in read_frames(conn, query):  # a chunk at a time: memory does not grow with the day
-                frame["charged_usd"] = pd.to_numeric(frame["charged_usd"], errors="coerce").astype(float)
-                costed = compute_costs(frame, book).assign(computed_at=computed_at)
-                writes.submit(insert_frame, conn, t.cost_tracking, costed[[c.name for c in t.cost_tracking.columns]])
-                tally.add(costed)
+            for day in days_between(first, last_exclusive - timedelta(days=1)):  # day by day: says where it is
+                # a chunk at a time: memory does not grow with the day
+                for frame in read_frames(conn, query.where(src.c.day == day)):
+                    frame["charged_usd"] = pd.to_numeric(frame["charged_usd"], errors="coerce").astype(float)
+                    costed = compute_costs(frame, book).assign(computed_at=computed_at)
+                    writes.submit(
+                        insert_frame, conn, t.cost_tracking, costed[[c.name for c in t.cost_tracking.columns]]
+                    )
+                    tally.add(costed)
+                if progress is not None:
+                    progress.reached(day, tally.rows, force=True)
         analyze(conn, t.cost_tracking)
         after = _day_costs(conn, first, last_exclusive)
         now = datetime.now(UTC)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -26,11 +27,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import and_, func, insert, or_, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from cams.config import ReconciliationConfig
 from cams.costing import TOKEN_COLS, compute_costs
 from cams.pricing.book import PriceBook
+from cams.progress import DayProgress
+from cams.sources.timeutil import days_between
 from cams.warehouse import schema as t
 from cams.warehouse.db import WriteBehind, insert_frame, insert_rows, read_frames, replace_rows
 
@@ -252,8 +255,30 @@ def classify_orphans(orphans: pd.DataFrame, book: PriceBook) -> pd.DataFrame:
     )
 
 
+def _day_chunks(
+    conn: Connection, day: date, book: PriceBook, tol: Tolerances, progress: DayProgress | None
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame | None]]:
+    """A day's classified chunks: its requests (with their spans), then its orphan spans."""
+    after = day + timedelta(days=1)
+    rows = 0
+    for c in read_frames(conn, paired_requests(day, after)):
+        rows += len(c)
+        yield classify(c, book, tol), c
+    for c in read_frames(conn, orphan_spans(day, after)):
+        rows += len(c)
+        yield classify_orphans(c, book), None
+    if progress is not None:
+        progress.add(day, rows, force=True)
+
+
 def reconcile_partition(
-    engine: Engine, first: date, last_exclusive: date, book: PriceBook, tol: Tolerances, run_id: str | None = None
+    engine: Engine,
+    first: date,
+    last_exclusive: date,
+    book: PriceBook,
+    tol: Tolerances,
+    run_id: str | None = None,
+    progress: DayProgress | None = None,
 ) -> ReconSummary:
     """Classify every request and span of [first, last_exclusive); replace those days' rows.
 
@@ -261,6 +286,7 @@ def reconcile_partition(
     by numpy and written at once, so memory holds one chunk whatever the size of the day.
     """
     started = datetime.now(UTC)
+    days = days_between(first, last_exclusive - timedelta(days=1))  # day by day: the step says where it is
     cr, cs = t.cost_reconciliation, t.cost_reconciliation_summary
     window = and_(cr.c.day >= first, cr.c.day < last_exclusive)
     counts = dict.fromkeys(CATEGORIES, 0)
@@ -284,10 +310,7 @@ def reconcile_partition(
     )
     with engine.begin() as conn:
         replace_rows(conn, cr, window, [])
-        chunks = itertools.chain(
-            ((classify(c, book, tol), c) for c in read_frames(conn, paired_requests(first, last_exclusive))),
-            ((classify_orphans(c, book), None) for c in read_frames(conn, orphan_spans(first, last_exclusive))),
-        )
+        chunks = itertools.chain.from_iterable(_day_chunks(conn, day, book, tol, progress) for day in days)
         computed_at = datetime.now(UTC)
         with WriteBehind(conn) as writes:  # a chunk is written while the next one is read and classified
             for out, paired in chunks:

@@ -1,8 +1,10 @@
 """Progress of a `cams run` range, stage by stage, with an ETA: printed on the terminal and written into
 the Dagster run's own log (engine events), so a month's backfill says where it is and how long is left.
 
-A range is one run (single-run backfill): each stage (asset step) handles every day of the range at
-once, so progress is per stage, with the range's days and the rate in days a second. The ETA comes
+A range is one run (single-run backfill): each stage (asset step) handles every day of the range in
+one step, so progress is per stage (with the range's days and the rate in days a second) and, inside the
+long stages (landing, costing, reconciliation), per day: the stage logs the day it has reached
+(cams.progress) and the watcher prints it with the stage's time left. The ETA comes
 from this instance's last successful run of the same job (its step times per day, scaled to this
 range), else from the stages already done in this run.
 """
@@ -19,6 +21,7 @@ from typing import Any
 import dagster as dg
 
 from assets.ingestion.schedules import RANGE_END_TAG, RANGE_START_TAG
+from cams.progress import PREFIX, parse_line
 from cams.sources.timeutil import days_between
 
 STEP_EVENTS = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
@@ -101,10 +104,13 @@ class StageWatcher:
         return left
 
     def poll(self) -> None:
-        entries = self.instance.all_logs(self.run_id, of_type=STEP_EVENTS)
+        entries = self.instance.all_logs(self.run_id)
         for entry in entries[self._seen :]:
             event = entry.dagster_event
-            if event is None or event.step_key not in self.steps:
+            if event is None:
+                self._within_stage(entry)
+                continue
+            if event.event_type not in STEP_EVENTS or event.step_key not in self.steps:
                 continue
             step, n = event.step_key, self.steps.index(event.step_key) + 1
             if event.event_type == dg.DagsterEventType.STEP_START:
@@ -126,9 +132,24 @@ class StageWatcher:
                 self._emit(f"[{n}/{len(self.steps)}] {step}: failed")
         self._seen = len(entries)
 
-    def _emit(self, line: str) -> None:
+    def _within_stage(self, entry: Any) -> None:
+        """A stage's own line about the day it has reached (cams.progress), with the stage's time left."""
+        step, message = entry.step_key, entry.user_message or ""
+        at = parse_line(message)
+        if at is None or step not in self.steps or step not in self.started:
+            return
+        (day, days), took = at, entry.timestamp - self.started[step]
+        left = took * (days - day) / day if day < days and took > 0 else None
+        tail = f", about {_duration(left)} left in this stage" if left is not None else ""
+        n = self.steps.index(step) + 1
+        self._emit(f"[{n}/{len(self.steps)}] {step}: {message[len(PREFIX) :]}{tail}", log=False)
+
+    def _emit(self, line: str, log: bool = True) -> None:
+        """Print a line; with `log`, also write it into the run's log (a stage's own lines are there already)."""
         self.lines.append(line)
         self.say(line)
+        if not log:
+            return
         run = self.instance.get_run_by_id(self.run_id)
         if run is not None:  # into the run's own log, beside Dagster's step events
             self.instance.report_engine_event(f"cams run progress: {line}", run)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from cams.config import SourceConfig
+from cams.progress import DayProgress
 from cams.sources.batch import Collector, IngestResult
 from cams.sources.files import collect_files, list_drop_files
 from cams.sources.http_client import ApiSpec, fetch_window, has_records
@@ -33,13 +34,18 @@ class UsageSource(SourceConfig):
         )
 
     def collect(
-        self, start: datetime, end: datetime, sink: Callable[[list[tuple[Any, ...]]], None] | None = None
+        self,
+        start: datetime,
+        end: datetime,
+        sink: Callable[[list[tuple[Any, ...]]], None] | None = None,
+        progress: DayProgress | None = None,
     ) -> tuple[IngestResult, dict[str, Any]]:
         """Every record of [start, end), validated and deduplicated, plus how it was read.
 
-        With a sink (`cams.sources.landing.Stage`), accepted rows go there in chunks as they are read.
+        With a sink (`cams.sources.landing.Stage`), accepted rows go there in chunks as they are read,
+        and `progress` hears which day the reading has reached.
         """
-        collector = Collector(self.name, start, end, sink)
+        collector = Collector(self.name, start, end, sink, progress=progress)
         if self.mode == "files":
             files = list_drop_files(self.drop_dir or "")
             collect_files(collector, files)

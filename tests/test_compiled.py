@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from cams.progress import DayProgress, parse_line
 from cams.simulator.drops import write_drops
 from cams.sources.batch import Collector
 from cams.sources.contracts import AUTERITY, RELAYCORE, RecordError, loads
@@ -194,6 +195,24 @@ def test_landing_in_small_chunks_keeps_the_latest_copy_and_counts_every_line(  #
         history = conn.execute(sa.text("select accepted, duplicates from cost_sync_history order by id")).all()
     assert sorted(got) == sorted(expected) and len(got) == whole.accepted
     assert history[-1] == history[0] == (whole.accepted, whole.duplicates)
+
+
+def test_landing_says_which_day_it_has_reached(tmp_path, small_sim, sim_days) -> None:  # type: ignore[no-untyped-def]
+    """Each chunk handed to the warehouse reports the day reading has got to, days counted in the window."""
+    write_drops(small_sim, tmp_path)
+    said: list[str] = []
+    progress = DayProgress(said.append, sim_days[0], sim_days[-1] + timedelta(days=1), every_s=3600)
+    start, end = day_window(sim_days[0])[0], day_window(sim_days[-1])[1]
+    staged: list[int] = []
+    c = Collector(RELAYCORE, start, end, lambda rows: staged.append(len(rows)), 50, progress=progress)
+    collect_files(c, list_drop_files(tmp_path / RELAYCORE))
+    # throttled to an hour: only a new day speaks, once each, in order, with the rows staged by then
+    assert [line.split(" (")[0] for line in said] == [
+        f"progress: day {i} of {len(sim_days)}" for i in range(1, len(sim_days) + 1)
+    ]
+    assert all(parse_line(line) is not None for line in said)
+    rows = [int(line.rsplit(", ", 1)[1].split()[0].replace(",", "")) for line in said]
+    assert rows == sorted(rows) and 0 < rows[-1] <= sum(staged)
 
 
 def test_the_landed_day_is_the_utc_day_whatever_the_offset(tmp_path, engine) -> None:  # type: ignore[no-untyped-def]

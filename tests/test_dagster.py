@@ -155,7 +155,14 @@ def test_materialize_range_files_twice_same_totals(db_url, instance, tmp_path, s
     assert all(evals[c].passed for c in ("relaycore_valid", "auterity_valid", "cost_non_negative"))
     assert evals["relaycore_valid"].metadata["rows"].value == str(rc["accepted"])
     # progress per stage, on the terminal and in the run's own log; the second run's ETA from the first
-    stages = [line for line in said if line.startswith("[")]
+    stages = [line for line in said if line.startswith("[") and ": day " not in line]
+    # inside the long stages, the day each has reached (the stage's own log lines), with the stage's time left
+    within = [line for line in said if ": day " in line]
+    n_days = len(sim_days)
+    for n, step in ((3, "cost_tracking"), (5, "cost_reconciliation")):
+        for i, d in enumerate(sim_days, start=1):
+            assert any(line.startswith(f"[{n}/6] {step}: day {i} of {n_days} ({d.isoformat()}), ") for line in within)
+        assert any(f"{step}: day 1 of {n_days}" in line and "left in this stage" in line for line in within), within
     steps = ["auterity_spans", "relaycore_usage", "cost_tracking", "cost_daily_rollups", "cost_reconciliation"]
     for n, step in enumerate([*steps, "focus_export"], start=1):
         assert any(line.startswith(f"[{n}/6] {step}: started on {len(sim_days)} day(s)") for line in stages), stages
@@ -166,6 +173,8 @@ def test_materialize_range_files_twice_same_totals(db_url, instance, tmp_path, s
         if e.dagster_event is not None
     ]
     assert sum("cams run progress: [" in m for m in logged) == len(stages)
+    own = [e.user_message for e in instance.all_logs(runs[0].run_id) if e.user_message.startswith("progress: day ")]
+    assert len(own) >= len(within) and all(any(o[len("progress: ") :] in line for line in within) for o in own)
     said.clear()
     again = run_range(sim_days[0], sim_days[-1], instance, defs, progress=said.append)
     assert all("left" in line for line in said if line.startswith("[") and ": started" in line), said

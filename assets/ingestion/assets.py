@@ -7,7 +7,7 @@ import great_expectations as gx
 from sqlalchemy import func
 
 from assets.gx_checks import check_result
-from assets.per_partition import report
+from assets.per_partition import day_progress, report
 from assets.table_meta import table_metadata
 from cams.sources.http_client import SourceApiError
 from cams.sources.landing import Stage, land, landed_rows, landing_table, record_failed_sync
@@ -53,7 +53,7 @@ def _ingest(
     engine = warehouse.engine()
     with Stage(engine, source.name) as stage:  # rows go to the warehouse while they are read
         try:
-            result, detail = source.collect(window.start, window.end, stage)
+            result, detail = source.collect(window.start, window.end, stage, day_progress(context))
         except SourceApiError as exc:
             record_failed_sync(
                 engine, source.name, window.start, window.end, source.mode, str(exc), context.run_id, started

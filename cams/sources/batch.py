@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from cams.progress import DayProgress
 from cams.sources.contracts import (
     AUTERITY,
     RISKY_BYTES,
@@ -96,8 +97,10 @@ class Collector:
         end: datetime,
         sink: Callable[[list[tuple[Any, ...]]], None] | None = None,
         chunk_rows: int = CHUNK_ROWS,
+        progress: DayProgress | None = None,
     ) -> None:
         self.source = source
+        self._progress = progress
         self.result = IngestResult(source, start, end)
         self.described = describe(source)
         self._parse = self.described.parse
@@ -125,6 +128,8 @@ class Collector:
             self._sink(rows)
             self.result.staged += len(rows)
             self.result.rows.clear()
+            if self._progress is not None and self._last_ts is not None:
+                self._progress.reached(self._last_ts.date(), self.result.staged)
 
     def _in_window(self, ts: datetime) -> bool:
         return self.result.start <= ts < self.result.end
