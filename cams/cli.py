@@ -325,6 +325,10 @@ def _code_location() -> None:
         if (root / "pipelines" / "definitions.py").is_file():
             if str(root) not in sys.path:
                 sys.path.insert(0, str(root))
+            # and for the processes a run's steps execute in (the multiprocess executor's children)
+            paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+            if str(root) not in paths:
+                os.environ["PYTHONPATH"] = os.pathsep.join([str(root), *paths])
             return
     where = f"CAMS_PROJECT_DIR={given}" if given else "this folder"
     raise CliError(

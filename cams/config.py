@@ -126,6 +126,51 @@ class ReconciliationConfig:
     at_risk_warn_share: float = 0.02
 
 
+EXECUTORS = ("auto", "in_process", "multiprocess", "celery")
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """`execution`: where a run's steps execute. `auto` is in-process on a SQLite warehouse (one writer)
+    and the multiprocess executor on PostgreSQL (the two sources land at once); `celery` sends each step to
+    Celery workers through a broker (docs/operations.md#scale-out)."""
+
+    executor: str = "in_process"
+    max_concurrent: int = 2
+    celery_broker: str = "pyamqp://guest:guest@127.0.0.1:5672//"
+    celery_backend: str = "rpc://"
+
+    def resolved(self, database_url: str) -> str:
+        """The executor a run uses with this warehouse."""
+        if self.executor != "auto":
+            return self.executor
+        return "in_process" if database_url.startswith("sqlite") else "multiprocess"
+
+
+def _execution(raw: dict[str, Any]) -> ExecutionConfig:
+    d = ExecutionConfig()
+    executor = raw.get("executor", d.executor)
+    if executor not in EXECUTORS:
+        raise ConfigError(f"execution.executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
+    celery = raw.get("celery") or {}
+    for key in ("broker", "backend"):
+        if key in celery and not (isinstance(celery[key], str) and "://" in celery[key]):
+            raise ConfigError(f"execution.celery.{key} must be a URL such as pyamqp://guest@host:5672//")
+    return ExecutionConfig(
+        executor=executor,
+        max_concurrent=_number(raw.get("max_concurrent", d.max_concurrent), "execution.max_concurrent", 1, 64, True),
+        celery_broker=celery.get("broker", d.celery_broker),
+        celery_backend=celery.get("backend", d.celery_backend),
+    )
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """`retention`: how many days of per-request rows the warehouse keeps (rollups and summaries stay)."""
+
+    days: int = 90
+
+
 def _number(value: Any, where: str, low: float = 0.0, high: float = float("inf"), whole: bool = False) -> Any:
     ok = isinstance(value, int) if whole else isinstance(value, int | float)
     if isinstance(value, bool) or not ok or not low <= value <= high:
@@ -238,6 +283,8 @@ class CamsConfig:
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     reconciliation: ReconciliationConfig = field(default_factory=ReconciliationConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     partitions_start: str = DEFAULT_PARTITIONS_START
     path: str | None = None
     rate_limits: RateLimits = field(default_factory=RateLimits)
@@ -305,6 +352,12 @@ def parse(data: dict[str, Any] | None, path: str | None = None) -> CamsConfig:
         selection=_selection(_section(data, "selection")),
         alerts=_alerts(_section(data, "alerts")),
         reconciliation=_reconciliation(_section(data, "reconciliation")),
+        retention=RetentionConfig(
+            days=_number(
+                _section(data, "retention").get("days", RetentionConfig.days), "retention.days", 31, 36_500, True
+            )
+        ),
+        execution=_execution(_section(data, "execution")),
         partitions_start=start,
         path=path,
         rate_limits=_rate_limits(_section(data, "api").get("rate_limits") or {}),

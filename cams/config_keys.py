@@ -89,6 +89,8 @@ SCHEMA: dict[str, Any] = {
         "smtp": dict.fromkeys(("host", "port", "starttls", "from", "username_env", "password_env"), Leaf),
     },
     "api": {"rate_limits": {"per_second": Leaf, "keys": ANY_KEYS, "window_s": Leaf, "redis_url": Leaf}},
+    "retention": {"days": Leaf},
+    "execution": {"executor": Leaf, "max_concurrent": Leaf, "celery": {"broker": Leaf, "backend": Leaf}},
     "reconciliation": dict.fromkeys(
         ("abs_tolerance_usd", "rel_tolerance", "trailing_days", "at_risk_warn_share"), Leaf
     ),

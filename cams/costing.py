@@ -22,7 +22,8 @@ from cams.pricing.cost import token_cost
 from cams.progress import DayProgress
 from cams.sources.timeutil import days_between
 from cams.warehouse import schema as t
-from cams.warehouse.db import WriteBehind, analyze, insert_frame, insert_rows, read_frames, replace_rows
+from cams.warehouse.db import WriteBehind, insert_frame, insert_rows, read_frames, replace_rows
+from cams.warehouse.partitions import analyze_days, prepare_days, replace_days
 
 TOKEN_COLS = ["input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_input_tokens", "reasoning_tokens"]
 
@@ -131,9 +132,10 @@ def cost_partition(
     ]
     query = select(*(src.c[c] for c in cols), src.c.cost_usd.label("charged_usd"))
     tally = _Tally()
+    prepare_days(engine, t.cost_tracking, first, last_exclusive)
     with engine.begin() as conn:
         before = _day_costs(conn, first, last_exclusive)
-        replace_rows(conn, t.cost_tracking, _days_clause(t.cost_tracking, first, last_exclusive), [])
+        replace_days(conn, t.cost_tracking, first, last_exclusive)
         computed_at = datetime.now(UTC)
         with WriteBehind(conn) as writes:  # a chunk is written while the next one is read and costed
             for day in days_between(first, last_exclusive - timedelta(days=1)):  # day by day: says where it is
@@ -147,7 +149,7 @@ def cost_partition(
                     tally.add(costed)
                 if progress is not None:
                     progress.reached(day, tally.rows, force=True)
-        analyze(conn, t.cost_tracking)
+        analyze_days(conn, t.cost_tracking, first, last_exclusive)
         after = _day_costs(conn, first, last_exclusive)
         now = datetime.now(UTC)
         changed = [

@@ -36,6 +36,7 @@ from cams.progress import DayProgress
 from cams.sources.timeutil import days_between
 from cams.warehouse import schema as t
 from cams.warehouse.db import WriteBehind, insert_frame, insert_rows, read_frames, replace_rows
+from cams.warehouse.partitions import prepare_days, replace_days
 
 CATEGORIES = (
     "matched",
@@ -308,8 +309,9 @@ def reconcile_partition(
         .where(window)
         .group_by(cr.c.day, cr.c.org_id, cr.c.model, cr.c.category)
     )
+    prepare_days(engine, cr, first, last_exclusive)
     with engine.begin() as conn:
-        replace_rows(conn, cr, window, [])
+        replace_days(conn, cr, first, last_exclusive)
         chunks = itertools.chain.from_iterable(_day_chunks(conn, day, book, tol, progress) for day in days)
         computed_at = datetime.now(UTC)
         with WriteBehind(conn) as writes:  # a chunk is written while the next one is read and classified

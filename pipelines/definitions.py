@@ -10,17 +10,27 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import budgets, costs, exports, ingestion, pricing, reconciliation, selection
+from assets import budgets, costs, exports, ingestion, pricing, reconciliation, retention, selection
 from assets.budgets import BUDGET_JOB
 from assets.exports import EXPORT_JOB
 from assets.ingestion import DAILY_JOB
 from assets.pricing import PRICE_BOOK_JOB
+from assets.retention import RETENTION_JOB
 from assets.selection import SELECTION_JOB
 from cams import config as cams_config
+from pipelines.executors import executor_for
 from resources import build_resources
 
 BACKFILL_JOB = "backfill_job"
-__all__ = ["BACKFILL_JOB", "BUDGET_JOB", "DAILY_JOB", "EXPORT_JOB", "PRICE_BOOK_JOB", "SELECTION_JOB"]
+__all__ = [
+    "BACKFILL_JOB",
+    "BUDGET_JOB",
+    "DAILY_JOB",
+    "EXPORT_JOB",
+    "PRICE_BOOK_JOB",
+    "RETENTION_JOB",
+    "SELECTION_JOB",
+]
 
 
 def daily_partitions(start_date: str) -> dg.DailyPartitionsDefinition:
@@ -47,6 +57,7 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
         exports.definitions(partitions),
         budgets.definitions(cfg.budgets, cfg.alerts, usage_job),
         selection.definitions(cfg.selection),
+        retention.definitions(cfg.retention),
         dg.Definitions(
             jobs=[backfill_job],
             sensors=[
@@ -55,13 +66,19 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
                     target=dg.AssetSelection.all(),
                     minimum_interval_seconds=cfg.alerts.sensor_interval_s,
                     description="Evaluates the assets' automation conditions: the price book at 00:00 UTC, "
-                    "model quality, the selection table, savings and calibration at 01:30 UTC.",
+                    "model quality, the selection table, savings and calibration at 01:30 UTC, retention at 03:00 UTC.",
                 )
             ],
             resources=build_resources(cfg, database_url),
-            executor=dg.in_process_executor,
+            executor=executor_for(cfg.execution, database_url or cams_config.database_url()),
         ),
     )
 
 
 defs = build_definitions()
+
+
+def backfill_job() -> dg.JobDefinition:
+    """`backfill_job` of this environment's cams.yaml and warehouse, as a function Dagster can find again in
+    another process (`dg.reconstructable`): how `cams run` hands steps to other processes or machines."""
+    return defs.resolve_job_def(BACKFILL_JOB)

@@ -58,14 +58,17 @@ class StageWatcher:
     def __init__(
         self,
         instance: dg.DagsterInstance,
-        run_id: str,
+        run_id: str | Callable[[], str | None],
         steps: list[str],
         days: int,
         say: Callable[[str], None],
         per_day: dict[str, float] | None = None,
         every_s: float = 1.0,
     ) -> None:
-        self.instance, self.run_id, self.steps, self.days, self.say = instance, run_id, steps, days, say
+        self.instance, self.steps, self.days, self.say = instance, steps, days, say
+        # a run launched through an executor gets its id from Dagster: the caller finds it (by a tag)
+        self._find = run_id if callable(run_id) else None
+        self.run_id: str | None = None if callable(run_id) else run_id
         self.per_day = per_day or {}
         self.every_s = every_s
         self.began = time.time()
@@ -104,6 +107,10 @@ class StageWatcher:
         return left
 
     def poll(self) -> None:
+        if self.run_id is None and self._find is not None:
+            self.run_id = self._find()
+        if self.run_id is None:
+            return  # not created yet
         entries = self.instance.all_logs(self.run_id)
         for entry in entries[self._seen :]:
             event = entry.dagster_event
@@ -150,6 +157,6 @@ class StageWatcher:
         self.say(line)
         if not log:
             return
-        run = self.instance.get_run_by_id(self.run_id)
+        run = self.instance.get_run_by_id(self.run_id) if self.run_id else None
         if run is not None:  # into the run's own log, beside Dagster's step events
             self.instance.report_engine_event(f"cams run progress: {line}", run)

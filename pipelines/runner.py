@@ -114,16 +114,20 @@ def run_range(
     }
     progress(f"ingesting, costing, rolling up, reconciling and exporting {start} .. {end}")
     job = defs.resolve_job_def(BACKFILL_JOB)
-    run_id = make_new_run_id()
     steps = [n.name for n in job.graph.nodes_in_topological_order]
     per_day = step_seconds_per_day(instance, BACKFILL_JOB)
-    with StageWatcher(instance, run_id, steps, (end - start).days + 1, progress, per_day):
-        result = job.execute_in_process(
-            instance=instance, run_config=QUIET, tags=range_tags, raise_on_error=False, run_id=run_id
-        )
-    if not result.success:
-        raise RunError(f"{BACKFILL_JOB} failed: {_failure(result)}")
-    usage_run = result.run_id
+    days = (end - start).days + 1
+    if job.executor_def.name == "in_process":
+        run_id = make_new_run_id()
+        with StageWatcher(instance, run_id, steps, days, progress, per_day):
+            result = job.execute_in_process(
+                instance=instance, run_config=QUIET, tags=range_tags, raise_on_error=False, run_id=run_id
+            )
+        if not result.success:
+            raise RunError(f"{BACKFILL_JOB} failed: {_failure(result)}")
+        usage_run = result.run_id
+    else:
+        usage_run = _run_distributed(instance, job.executor_def.name, range_tags, steps, days, progress, per_day)
     as_of_tags = {AS_OF_TAG: as_of.isoformat(), "cams/trigger": "cams run", **_process_tags()}
     progress(f"evaluating budgets as of {as_of.isoformat()} and delivering alerts")
     result = defs.resolve_job_def(BUDGET_JOB).execute_in_process(
@@ -154,6 +158,44 @@ def run_range(
         warnings.append(warning)
         progress(f"warning: {warning}")
     return {**summary, "warnings": warnings}
+
+
+RUN_TOKEN_TAG = "cams/run_token"
+
+
+def _run_distributed(
+    instance: dg.DagsterInstance,
+    executor: str,
+    tags: dict[str, str],
+    steps: list[str],
+    days: int,
+    progress: Callable[[str], None],
+    per_day: dict[str, float],
+) -> str:
+    """`backfill_job` through its executor (multiprocess or Celery): the steps run in other processes, which
+    rebuild the job from this environment (CAMS_CONFIG, CAMS_DATABASE_URL) through `dg.reconstructable`."""
+    from pipelines import definitions
+
+    token = make_new_run_id()
+
+    def find() -> str | None:
+        runs = instance.get_run_ids(dg.RunsFilter(tags={RUN_TOKEN_TAG: token}), limit=1)
+        return runs[0] if runs else None
+
+    progress(f"steps on the {executor} executor")
+    with (
+        StageWatcher(instance, find, steps, days, progress, per_day),
+        dg.execute_job(
+            dg.reconstructable(definitions.backfill_job),
+            instance=instance,
+            run_config=QUIET,
+            tags={**tags, RUN_TOKEN_TAG: token},
+            raise_on_error=False,
+        ) as result,
+    ):
+        if not result.success:
+            raise RunError(f"{BACKFILL_JOB} failed: {_failure(result)}")
+        return result.run_id
 
 
 def _failure(result: Any) -> str:

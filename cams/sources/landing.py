@@ -37,12 +37,12 @@ from cams.sources.registry import describe
 from cams.warehouse import schema as t
 from cams.warehouse.db import (
     WriteBehind,
-    analyze,
     copy_binary,
     insert_rows,
     replace_rows,
     tune_for_a_day,
 )
+from cams.warehouse.partitions import analyze_days, prepare_days, replace_days
 
 
 @dataclass(frozen=True)
@@ -154,12 +154,13 @@ def land(
     values = [stage.day(), *(s.c[c] for c in stage.fields), literal(now, table.c.ingested_at.type)]
     rows = select(*values).where(s.c.seq.in_(latest))
     conn = stage.conn
+    prepare_days(conn, table, first, last)  # a day partition per day of the window, before the long transaction
     with conn.begin():
         tune_for_a_day(conn)  # the dedupe's hash stays in memory
         window = and_(table.c.day >= first, table.c.day < last)
-        replaced, _ = replace_rows(conn, table, window, [])
+        replaced, _ = replace_days(conn, table, first, last)
         conn.execute(insert(table).from_select([*cols, "ingested_at"], rows))
-        analyze(conn, table)
+        analyze_days(conn, table, first, last)
         # rowcount of INSERT … SELECT is -1 through SQLAlchemy on psycopg: count what the window holds now
         inserted = conn.execute(select(func.count()).select_from(table).where(window)).scalar_one()
         crossed = result.staged + len(result.rows) - inserted  # copies that met across chunks

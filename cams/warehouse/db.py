@@ -210,13 +210,6 @@ def tune_for_a_day(conn: Connection) -> None:
         conn.exec_driver_sql("SET LOCAL jit = off")
 
 
-def analyze(conn: Connection, table: Table) -> None:
-    """Fresh planner statistics after a bulk replace: with none yet, PostgreSQL plans a day of rows
-    as a few dozen, and the next stage's joins go row by row."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f'ANALYZE "{table.name}"')
-
-
 def replace_rows(
     conn: Connection, table: Table, where: ColumnElement[bool], rows: Iterable[Mapping[str, Any]]
 ) -> tuple[int, int]:

@@ -1,0 +1,167 @@
+"""The per-request tables as one PostgreSQL partition per UTC day (issue 15; docs/operations.md).
+
+Replacing a day of `relaycore_usage`, `auterity_spans`, `cost_tracking` or `cost_reconciliation` on
+PostgreSQL truncates that day's child table instead of deleting a million rows one by one (no dead
+tuples, no bloat, no VACUUM debt), and retention drops whole children. SQLite keeps plain tables:
+there, and on a table someone left unpartitioned, the same calls delete by `day`.
+
+Children are named `<table>_pYYYYMMDD`; `<table>_pdefault` catches rows of a day no child exists for
+(a hand-written insert), so nothing is refused. Creating a child takes a lock on the whole table, so the
+writers create their window's children in a short transaction of their own (`prepare_days`) before the
+long transaction that replaces the rows; `replace_days` creates any still missing, as a fallback.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, and_, delete, func, select
+
+from cams.warehouse.db import insert_rows, lock_for_replace
+
+DAY_PARTITIONED = ("relaycore_usage", "auterity_spans", "cost_tracking", "cost_reconciliation")
+_CHILD = re.compile(r"^(?P<table>.+)_p(?P<day>\d{8})$")
+
+
+def child_name(table: str, day: date) -> str:
+    return f"{table}_p{day:%Y%m%d}"
+
+
+def default_name(table: str) -> str:
+    return f"{table}_pdefault"
+
+
+def is_partitioned(conn: Connection, table: str) -> bool:
+    """Whether `table` is a partitioned table here (PostgreSQL, after migration 0012)."""
+    if conn.dialect.name != "postgresql":
+        return False
+    kind = conn.exec_driver_sql("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (table,)).scalar()
+    return kind == "p"
+
+
+def day_children(conn: Connection, table: str) -> dict[date, str]:
+    """The day children of a partitioned table, by day (the default child and foreign names left out)."""
+    names = conn.exec_driver_sql(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass(%s)",
+        (table,),
+    ).scalars()
+    out: dict[date, str] = {}
+    for name in names:
+        m = _CHILD.match(name)
+        if m and m.group("table") == table:
+            d = m.group("day")
+            out[date(int(d[:4]), int(d[4:6]), int(d[6:]))] = name
+    return out
+
+
+def _days(first: date, last_exclusive: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last_exclusive - first).days)]
+
+
+def _create_children(conn: Connection, table: Table, days: Iterable[date]) -> list[date]:
+    """Create the missing children of `days`; rows of those days in the default child move into them."""
+    have = day_children(conn, table.name)
+    missing = [d for d in days if d not in have]
+    if not missing:
+        return []
+    dflt = default_name(table.name)
+    for d in missing:
+        held = conn.exec_driver_sql(f'SELECT count(*) FROM "{dflt}" WHERE day = %s', (d,)).scalar_one()
+        if held:  # PostgreSQL refuses a child whose rows sit in the default: take them out and back in
+            conn.exec_driver_sql(
+                f'CREATE TEMPORARY TABLE cams_moving ON COMMIT DROP AS SELECT * FROM "{dflt}" WHERE day = %s', (d,)
+            )
+            conn.exec_driver_sql(f'DELETE FROM "{dflt}" WHERE day = %s', (d,))
+        conn.exec_driver_sql(
+            f'CREATE TABLE IF NOT EXISTS "{child_name(table.name, d)}" PARTITION OF "{table.name}" '
+            f"FOR VALUES FROM ('{d.isoformat()}') TO ('{(d + timedelta(days=1)).isoformat()}')"
+        )
+        if held:
+            conn.exec_driver_sql(f'INSERT INTO "{table.name}" SELECT * FROM cams_moving')
+            conn.exec_driver_sql("DROP TABLE cams_moving")
+    return missing
+
+
+def prepare_days(engine: Engine | Connection, table: Table, first: date, last_exclusive: date) -> None:
+    """Create the children a window's replace will need, in a short transaction of its own (committed).
+
+    Creating a partition locks the whole table; done inside the long replace it would keep every
+    reader of every day waiting for the run. `engine` may be an idle connection (no transaction open).
+    """
+    if isinstance(engine, Connection):
+        with engine.begin():
+            if is_partitioned(engine, table.name):
+                _create_children(engine, table, _days(first, last_exclusive))
+        return
+    with engine.connect() as conn:
+        prepare_days(conn, table, first, last_exclusive)
+
+
+def replace_days(
+    conn: Connection,
+    table: Table,
+    first: date,
+    last_exclusive: date,
+    rows: Iterable[Mapping[str, Any]] = (),
+) -> tuple[int, int]:
+    """Empty the days [first, last_exclusive) of `table` and insert `rows`, on the caller's transaction.
+
+    A day partition is truncated (TRUNCATE is transactional: a failed run leaves the old rows); a plain
+    table is deleted from. Returns (rows removed, rows inserted). The table is locked first so two runs
+    of the same days serialize (`lock_for_replace`).
+    """
+    window = and_(table.c.day >= first, table.c.day < last_exclusive)
+    lock_for_replace(conn, table)
+    if not is_partitioned(conn, table.name):
+        deleted = conn.execute(delete(table).where(window)).rowcount
+        return deleted, insert_rows(conn, table, rows)
+    days = _days(first, last_exclusive)
+    _create_children(conn, table, days)  # normally none: prepare_days made them
+    removed = conn.execute(select(func.count()).select_from(table).where(window)).scalar_one()
+    children = day_children(conn, table.name)
+    if days:
+        conn.exec_driver_sql("TRUNCATE " + ", ".join(f'"{children[d]}"' for d in days))
+    return removed, insert_rows(conn, table, rows)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What retention removed from one table."""
+
+    table: str
+    rows: int
+    partitions_dropped: int
+
+
+def drop_days_before(conn: Connection, table: Table, cutoff: date) -> Pruned:
+    """Remove every row of `table` dated before `cutoff`: whole day children on PostgreSQL, DELETE elsewhere.
+
+    Dropping a child locks the whole table: keep the caller's transaction to this call."""
+    if not is_partitioned(conn, table.name):
+        lock_for_replace(conn, table)
+        return Pruned(table.name, conn.execute(delete(table).where(table.c.day < cutoff)).rowcount, 0)
+    conn.exec_driver_sql(f'LOCK TABLE "{table.name}" IN ACCESS EXCLUSIVE MODE')  # taken once, not upgraded
+    old = {d: name for d, name in day_children(conn, table.name).items() if d < cutoff}
+    rows = conn.execute(select(func.count()).select_from(table).where(table.c.day < cutoff)).scalar_one()
+    for name in old.values():
+        conn.exec_driver_sql(f'DROP TABLE "{name}"')
+    conn.exec_driver_sql(f'DELETE FROM "{default_name(table.name)}" WHERE day < %s', (cutoff,))
+    return Pruned(table.name, rows, len(old))
+
+
+def analyze_days(conn: Connection, table: Table, first: date, last_exclusive: date) -> None:
+    """Fresh planner statistics for the days just replaced: the children alone when partitioned (ANALYZE of
+    the parent would sample every child of the retention window), the table otherwise."""
+    if conn.dialect.name != "postgresql":
+        return
+    if not is_partitioned(conn, table.name):
+        conn.exec_driver_sql(f'ANALYZE "{table.name}"')
+        return
+    children = day_children(conn, table.name)
+    names = [children[d] for d in _days(first, last_exclusive) if d in children]
+    if names:
+        conn.exec_driver_sql("ANALYZE " + ", ".join(f'"{n}"' for n in names))

@@ -1,0 +1,35 @@
+"""The executor a deployment's runs use, from cams.yaml's `execution` (docs/operations.md#scale-out).
+
+- `in_process`: every step in the run's own process (the SQLite default: one writer at a time).
+- `multiprocess`: each step in a child process, up to `max_concurrent` at once (the PostgreSQL default,
+  so RelayCore and Auterity land side by side). Children come from a forkserver that imported the code
+  location once, so a step does not pay Dagster's, pandas' and GX's imports again.
+- `celery`: each step sent to Celery workers through a broker (RabbitMQ or Redis); workers started with
+  `dagster-celery worker start -A dagster_celery.app -y celery.yaml` on any machine that sees the
+  same Dagster instance and warehouse.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from cams.config import ExecutionConfig
+
+# what the forkserver imports once for every step's process
+PRELOAD = ["pipelines.definitions", "pandas", "pyarrow", "great_expectations", "sqlalchemy"]
+
+
+def executor_for(cfg: ExecutionConfig, database_url: str) -> dg.ExecutorDefinition:
+    kind = cfg.resolved(database_url)
+    if kind == "in_process":
+        return dg.in_process_executor
+    if kind == "multiprocess":
+        return dg.multiprocess_executor.configured(
+            {
+                "max_concurrent": cfg.max_concurrent,
+                "start_method": {"forkserver": {"preload_modules": PRELOAD}},
+            }
+        )
+    from dagster_celery import celery_executor  # only a celery deployment needs it importable
+
+    return celery_executor.configured({"broker": cfg.celery_broker, "backend": cfg.celery_backend})

@@ -1,0 +1,237 @@
+"""Per-request tables partitioned by day on PostgreSQL: replace by TRUNCATE, retention by DROP, the migration
+that converts an existing warehouse (and back); SQLite keeps plain tables and deletes by day."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from assets.as_of import AS_OF_TAG
+from assets.retention import build_retention_asset
+from cams.config import RetentionConfig
+from cams.warehouse import schema as t
+from cams.warehouse.db import insert_rows, make_engine, migrate
+from cams.warehouse.partitions import (
+    DAY_PARTITIONED,
+    day_children,
+    drop_days_before,
+    is_partitioned,
+    prepare_days,
+    replace_days,
+)
+from resources.warehouse import WarehouseResource
+from tests.conftest import PG_URL, fresh_pg_database
+
+D1, D2, D3 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)
+PG_ONLY = [b for b in ("postgresql",) if PG_URL]
+DUPLICATE = (sa.exc.IntegrityError, psycopg.errors.UniqueViolation)  # COPY raises psycopg's own
+
+
+def _usage(day: date, n: int, tag: str = "a") -> list[dict]:
+    ts = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    return [
+        {
+            "day": day,
+            "request_id": f"{tag}-{day:%d}-{i}",
+            "timestamp": ts,
+            "org_id": "acme",
+            "task_type": "chat",
+            "model": "gpt-4o",
+            "provider": "openai",
+            "input_tokens": 10,
+            "output_tokens": 5,
+            "cached_input_tokens": 0,
+            "cache_creation_input_tokens": 0,
+            "reasoning_tokens": 0,
+            "service_tier": "standard",
+            "status": "success",
+            "ingested_at": ts,
+        }
+        for i in range(n)
+    ]
+
+
+def _count(engine: sa.Engine, table: sa.Table) -> dict[date, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(table.c.day, sa.func.count()).group_by(table.c.day)).all()
+    return {(d if isinstance(d, date) else date.fromisoformat(d)): n for d, n in rows}
+
+
+def test_replace_and_retention_by_day_on_both_backends(engine) -> None:  # type: ignore[no-untyped-def]
+    """The same calls on SQLite (plain tables, DELETE) and PostgreSQL (day partitions, TRUNCATE and DROP)."""
+    ru = t.relaycore_usage
+    pg = engine.dialect.name == "postgresql"
+    with engine.connect() as conn:
+        assert all(is_partitioned(conn, name) == pg for name in DAY_PARTITIONED)
+    for day, n in ((D1, 3), (D2, 4), (D3, 5)):
+        prepare_days(engine, ru, day, day + timedelta(days=1))
+        with engine.begin() as conn:
+            assert replace_days(conn, ru, day, day + timedelta(days=1), _usage(day, n)) == (0, n)
+    if pg:
+        with engine.connect() as conn:
+            children = day_children(conn, ru.name)
+            assert sorted(children) == [D1, D2, D3]
+            before = conn.exec_driver_sql("SELECT pg_relation_filenode(%s)", (children[D2],)).scalar_one()
+    # re-running a day replaces only that day
+    with engine.begin() as conn:
+        assert replace_days(conn, ru, D2, D3, _usage(D2, 2, "b")) == (4, 2)
+    assert _count(engine, ru) == {D1: 3, D2: 2, D3: 5}
+    if pg:  # the day's child was truncated (a new file), not deleted from row by row
+        with engine.connect() as conn:
+            after = conn.exec_driver_sql("SELECT pg_relation_filenode(%s)", (children[D2],)).scalar_one()
+        assert after != before
+    # a replace that fails leaves the day as it was (TRUNCATE is transactional)
+    with pytest.raises(DUPLICATE), engine.begin() as conn:
+        replace_days(conn, ru, D3, D3 + timedelta(days=1), _usage(D3, 2) * 2)  # duplicate keys
+    assert _count(engine, ru)[D3] == 5
+    # retention: days before the cutoff leave, whole
+    with engine.begin() as conn:
+        pruned = drop_days_before(conn, ru, D2)
+    assert (pruned.rows, pruned.partitions_dropped) == (3, 1 if pg else 0)
+    assert _count(engine, ru) == {D2: 2, D3: 5}
+    if pg:
+        with engine.connect() as conn:
+            assert sorted(day_children(conn, ru.name)) == [D2, D3]
+
+
+@pytest.mark.parametrize("db_url", PG_ONLY, indirect=True)
+def test_a_row_of_a_day_without_partition_is_kept_and_moves_into_its_own(engine) -> None:  # type: ignore[no-untyped-def]
+    """A hand-written insert for a day with no child lands in the default child; the day's child is then
+    created around it, and a replace of that day removes it like any other row of the day."""
+    ct_day = D1
+    with engine.begin() as conn:
+        insert_rows(conn, t.relaycore_usage, _usage(ct_day, 2, "hand"))
+        assert conn.exec_driver_sql("SELECT count(*) FROM relaycore_usage_pdefault").scalar_one() == 2
+    prepare_days(engine, t.relaycore_usage, D1, D3)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM relaycore_usage_pdefault").scalar_one() == 0
+        assert conn.exec_driver_sql(f"SELECT count(*) FROM relaycore_usage_p{D1:%Y%m%d}").scalar_one() == 2
+    with engine.begin() as conn:
+        assert replace_days(conn, t.relaycore_usage, D1, D2, _usage(D1, 1)) == (2, 1)
+    assert _count(engine, t.relaycore_usage) == {D1: 1}
+
+
+@pytest.mark.parametrize("backend", PG_ONLY)
+def test_migration_converts_an_existing_warehouse_and_back(backend: str) -> None:
+    from alembic import command
+
+    from cams.warehouse.db import alembic_config
+
+    with fresh_pg_database("cams_part") as url:
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            cfg = alembic_config(engine)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0011")  # a warehouse from before partitioning, with data
+        with engine.begin() as conn:
+            assert not is_partitioned(conn, "relaycore_usage")
+            insert_rows(conn, t.relaycore_usage, _usage(D1, 3) + _usage(D2, 4))
+            insert_rows(
+                conn,
+                t.cost_tracking,
+                [
+                    {**r, "unpriced": False, "cost_usd": 0.5, "computed_at": r["ingested_at"]}
+                    for r in _usage(D1, 2) + _usage(D2, 1)
+                ],
+            )
+
+        def shape(conn: sa.Connection) -> dict:
+            return {
+                name: (
+                    sorted(
+                        conn.exec_driver_sql("SELECT indexname FROM pg_indexes WHERE tablename = %s", (name,)).scalars()
+                    ),
+                    conn.exec_driver_sql("SELECT obj_description(to_regclass(%s), 'pg_class')", (name,)).scalar(),
+                    [
+                        tuple(r)
+                        for r in conn.exec_driver_sql(
+                            "SELECT column_name, data_type, is_nullable, column_default "
+                            "FROM information_schema.columns WHERE table_name = %s AND table_schema = current_schema() "
+                            "ORDER BY ordinal_position",
+                            (name,),
+                        )
+                    ],
+                )
+                for name in DAY_PARTITIONED
+            }
+
+        with engine.connect() as conn:
+            plain = shape(conn)
+        migrate(engine)  # to head: 0012 partitions the four tables
+        with engine.connect() as conn:
+            assert all(is_partitioned(conn, name) for name in DAY_PARTITIONED)
+            assert sorted(day_children(conn, "relaycore_usage")) == [D1, D2]
+            assert sorted(day_children(conn, "cost_tracking")) == [D1, D2]
+            assert day_children(conn, "auterity_spans") == {}
+            assert shape(conn) == plain  # same columns, defaults, comments and index names
+        assert _count(engine, t.relaycore_usage) == {D1: 3, D2: 4}
+        assert _count(engine, t.cost_tracking) == {D1: 2, D2: 1}
+        with pytest.raises(DUPLICATE), engine.begin() as conn:  # the primary key still holds
+            insert_rows(conn, t.relaycore_usage, _usage(D1, 1))
+        # and back: plain tables with every row
+        with engine.begin() as conn:
+            cfg = alembic_config(engine)
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0011")
+        with engine.connect() as conn:
+            assert not any(is_partitioned(conn, name) for name in DAY_PARTITIONED)
+            assert shape(conn) == plain
+        assert _count(engine, t.relaycore_usage) == {D1: 3, D2: 4}
+        engine.dispose()
+
+
+def test_retention_asset_prunes_as_of_the_run_and_keeps_rollups(db_url: str, engine) -> None:  # type: ignore[no-untyped-def]
+    """The asset's cutoff is the run's as-of less retention.days, never the wall clock."""
+    for table in (t.relaycore_usage,):
+        for day in (D1, D2, D3):
+            prepare_days(engine, table, day, day + timedelta(days=1))
+            with engine.begin() as conn:
+                replace_days(conn, table, day, day + timedelta(days=1), _usage(day, 2))
+    with engine.begin() as conn:
+        insert_rows(
+            conn,
+            t.quarantine,
+            [
+                {"source": "relaycore", "day": d, "ref": f"f:{d}", "raw": "x", "reason": "bad", "quarantined_at": now}
+                for d, now in ((D1, datetime(2026, 11, 1, tzinfo=UTC)), (D3, datetime(2026, 11, 3, tzinfo=UTC)))
+            ],
+        )
+        conn.execute(
+            sa.insert(t.cost_daily_rollups),
+            [
+                {
+                    "day": D1,
+                    "org_id": "acme",
+                    "model": "gpt-4o",
+                    "provider": "openai",
+                    "task_type": "chat",
+                    "requests": 2,
+                    "errors": 0,
+                    "unpriced_requests": 0,
+                    "input_tokens": 20,
+                    "output_tokens": 10,
+                    "cached_input_tokens": 0,
+                    "cache_creation_input_tokens": 0,
+                    "reasoning_tokens": 0,
+                    "cost_usd": 1,
+                    "charged_usd": 1,
+                }
+            ],
+        )
+    asset = build_retention_asset(RetentionConfig(days=31))
+    as_of = datetime(2026, 12, 3, 6, tzinfo=UTC)  # cutoff 2026-11-02: D1 leaves, D2 and D3 stay
+    result = dg.materialize(
+        [asset], resources={"warehouse": WarehouseResource(database_url=db_url)}, tags={AS_OF_TAG: as_of.isoformat()}
+    )
+    assert result.success
+    meta = result.asset_materializations_for_node("warehouse_retention")[0].metadata
+    assert meta["kept_from"].value == "2026-11-02"
+    assert meta["rows_removed"].value == 3  # two requests and one quarantined line
+    assert meta["partitions_dropped"].value == (1 if engine.dialect.name == "postgresql" else 0)
+    assert _count(engine, t.relaycore_usage) == {D2: 2, D3: 2}
+    assert _count(engine, t.quarantine) == {D3: 1}
+    assert _count(engine, t.cost_daily_rollups) == {D1: 1}  # rollups are kept
