@@ -140,6 +140,7 @@ class Service:
         """
         written = 0
         if spool:
+            self.spool.write_pending()  # lines the event loop queued but has not written yet
             try:
                 written += drain_spool(self.engine, self.spool.directory)
             except Exception as exc:

@@ -83,7 +83,9 @@ class Spool:
         if self._fd >= 0:
             os.close(self._fd)
         self._pid = os.getpid()
-        path = self.directory / f"{self._pid}-{time.time_ns()}.spool"
+        # pid, this spool's own id, time: a segment is superseded only by a newer one of the same spool (two
+        # services in one process, as in tests or an embedding app, must not retire each other's segments)
+        path = self.directory / f"{self._pid}-{id(self):x}-{time.time_ns()}.spool"
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._size = 0
 
@@ -100,7 +102,9 @@ class Spool:
             loop.call_soon(self.write_pending)
 
     def write_pending(self) -> None:
-        lines, self._pending = self._pending, []
+        """Write the lines the event loop has queued (from the loop, or from a flush on another thread)."""
+        with self._lock:
+            lines, self._pending = self._pending, []
         if lines:
             self.append_line(b"".join(lines))
 
@@ -325,8 +329,12 @@ def _forget_if_done(seg: Path) -> None:
             return
     except FileNotFoundError:
         return
-    pid = int(seg.name.split("-", 1)[0])
-    newer = any(p != seg and p.name.startswith(f"{pid}-") and p.name > seg.name for p in seg.parent.glob("*.spool"))
+    parts = seg.name.split("-")
+    pid, owner = int(parts[0]), "-".join(parts[:-1]) + "-"  # pid-spool- (pid- for older segments)
+    newer = any(
+        p != seg and p.name.startswith(owner) and p.name.count("-") == seg.name.count("-") and p.name > seg.name
+        for p in seg.parent.glob("*.spool")
+    )
     if newer or not _alive(pid):
         seg.unlink(missing_ok=True)
         seg.with_suffix(".off").unlink(missing_ok=True)
