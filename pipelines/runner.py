@@ -6,9 +6,12 @@ The command itself (arguments, errors, printing) is `cams.cli`; this module only
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
-from collections.abc import Callable
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -184,6 +187,7 @@ def _run_distributed(
 
     progress(f"steps on the {executor} executor")
     with (
+        _without_engine_debug_lines(),
         StageWatcher(instance, find, steps, days, progress, per_day),
         dg.execute_job(
             dg.reconstructable(definitions.backfill_job),
@@ -196,6 +200,36 @@ def _run_distributed(
         if not result.success:
             raise RunError(f"{BACKFILL_JOB} failed: {_failure(result)}")
         return result.run_id
+
+
+@contextlib.contextmanager
+def _without_engine_debug_lines() -> Iterator[None]:
+    """Keep the step processes' DEBUG lines off the terminal (they are in the run's log already).
+
+    A step process announces itself (STEP_WORKER_STARTED) through Dagster's default console logger at
+    DEBUG before the run's quiet logger config reaches it, on the stderr it inherits from this process.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+
+    def pump() -> None:
+        with os.fdopen(read_fd, "rb") as lines, os.fdopen(os.dup(saved), "wb", buffering=0) as out:
+            for line in lines:
+                if b" - dagster - DEBUG - " not in line:
+                    out.write(line)
+
+    thread = threading.Thread(target=pump, name="cams-stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last writer here closes: the pump drains and ends
+        os.close(saved)
+        thread.join(timeout=0.5)  # a step process still alive (the forkserver) keeps the pipe open: no wait
 
 
 def _failure(result: Any) -> str:

@@ -1,0 +1,141 @@
+"""`cams run` itself on a generated day: the figure a user gets, not a bench that calls the functions.
+
+    .venv/bin/python bench/run_day.py [--sizes 250000,1000000,2000000] [--executors in_process,multiprocess]
+        [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+
+For each size the day's drop files are written first (not timed; the same generator as
+bench/pipeline_day.py: a simulated 50,000-request day repeated with fresh ids). Then, for each executor,
+`cams run --start DAY --end DAY --json` runs as a subprocess on a fresh PostgreSQL warehouse and a fresh
+Dagster home, exactly as a user runs it. Printed: wall time, peak memory of the whole process tree (the
+run's process and every step process it starts, sampled every 0.1 s from /proc), and each step's time
+from the run's own event log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the Dagster code location is imported from the project folder
+sys.path.insert(0, str(ROOT / "bench"))
+
+from pipeline_day import DAY, write_day  # noqa: E402
+from scratch_db import scratch_database  # noqa: E402
+
+
+def _tree_rss_mib(pid: int) -> float:
+    """Resident memory of `pid` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            ppid = int(fields[1])
+            rss[int(entry.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        total += rss.get(p, 0)
+        stack.extend(children.get(p, []))
+    return total / 2**20
+
+
+def run_cams(workdir: Path, drop: Path, url: str, executor: str) -> dict[str, Any]:
+    home = workdir / f"home-{executor}"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    cfg = workdir / f"cams-{executor}.yaml"
+    cfg.write_text(
+        json.dumps(
+            {
+                "sources": {
+                    "relaycore": {"mode": "files", "drop_dir": str(drop / "relaycore")},
+                    "auterity": {"mode": "files", "drop_dir": str(drop / "auterity")},
+                },
+                "partitions": {"start_date": "2026-01-01"},
+                "execution": {"executor": executor},
+            }
+        )
+    )
+    env = {**os.environ, "CAMS_CONFIG": str(cfg), "CAMS_DATABASE_URL": url, "DAGSTER_HOME": str(home)}
+    cmd = [str(ROOT / ".venv" / "bin" / "cams"), "run", "--start", DAY.isoformat(), "--end", DAY.isoformat(), "--json"]
+    peak, done = [0.0], threading.Event()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=workdir)
+
+    def sample() -> None:
+        while not done.wait(0.1):
+            peak[0] = max(peak[0], _tree_rss_mib(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    done.set()
+    sampler.join()
+    if proc.returncode:
+        print(err[-3000:], file=sys.stderr)
+        raise SystemExit(f"cams run failed ({executor})")
+    summary = json.loads(out.strip().splitlines()[-1])
+    return {
+        "wall_s": round(wall, 1),
+        "peak_mib": round(peak[0]),
+        "steps_s": step_times(home),
+        "accepted": summary["records"]["relaycore"]["accepted"],
+    }
+
+
+def step_times(home: Path) -> dict[str, float]:
+    """Each step's seconds in the newest backfill_job run of that Dagster home (its event log)."""
+    os.environ["DAGSTER_HOME"] = str(home)
+    import dagster as dg
+
+    from pipelines.progress import step_seconds_per_day
+
+    with dg.DagsterInstance.get() as instance:
+        return {k: round(v, 1) for k, v in step_seconds_per_day(instance, "backfill_job").items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="250000,1000000,2000000")
+    ap.add_argument("--executors", default="in_process,multiprocess")
+    ap.add_argument("--pg", default=os.environ.get("CAMS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    ap.add_argument("--data", help="folder for the drop files (default: a temporary one)")
+    a = ap.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory(dir=a.data) as tmp:
+        for size in (int(s) for s in a.sizes.split(",")):
+            drop = Path(tmp) / f"day-{size}"
+            t0 = time.perf_counter()
+            write_day(drop, size, Path(tmp) / "base")
+            print(f"# {size:,} records written in {time.perf_counter() - t0:.0f} s (not timed)", flush=True)
+            for executor in a.executors.split(","):
+                with scratch_database(a.pg, "cams_runday") as url:
+                    r = run_cams(Path(tmp), drop, url, executor)
+                r.update(size=size, executor=executor)
+                results.append(r)
+                print(json.dumps(r), flush=True)
+    print("\n| size | executor | cams run wall | peak (tree) | steps |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        steps = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["steps_s"].items(), key=lambda kv: -kv[1]))
+        print(f"| {r['size']:,} | {r['executor']} | {r['wall_s']:.1f} s | {r['peak_mib']:,} MiB | {steps} |")
+
+
+if __name__ == "__main__":
+    main()

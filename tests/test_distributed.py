@@ -1,0 +1,214 @@
+"""Steps spread over worker processes through a real broker: `cams run` of 7 days with
+`execution.executor: celery`, two `dagster-celery` workers on RabbitMQ (127.0.0.1:5672), Dagster's
+storage and the warehouse on PostgreSQL; the same totals as the in-process run of the same days.
+And the multiprocess executor, whose step processes land the two sources side by side."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from cams.simulator.drops import write_drops
+from cams.simulator.generate import SimConfig, generate
+from tests.conftest import PG_URL, fresh_pg_database, psycopg2_url
+from tests.test_faults import totals
+
+DAYS = [date(2026, 4, 6) + timedelta(days=i) for i in range(7)]
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
+PG_ONLY = pytest.mark.parametrize("backend", [b for b in ("postgresql",) if PG_URL])
+
+
+def _config(root: Path, executor: str) -> Path:
+    cfg = {
+        "sources": {s: {"mode": "files", "drop_dir": str(root / "drop" / s)} for s in ("relaycore", "auterity")},
+        "partitions": {"start_date": "2026-04-01"},
+        "execution": {"executor": executor, "celery": {"broker": BROKER, "backend": "rpc://"}},
+    }
+    path = root / f"cams-{executor}.yaml"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def _home(root: Path, name: str, dagster_pg: str | None) -> Path:
+    """A Dagster home: on PostgreSQL when workers must write the run's events from other processes."""
+    home = root / name
+    home.mkdir()
+    storage = "storage:\n  postgres:\n    postgres_url:\n      env: DAGSTER_PG_URL\n" if dagster_pg else ""
+    (home / "dagster.yaml").write_text(storage + "telemetry:\n  enabled: false\n")
+    return home
+
+
+def _cams_run(env: dict[str, str], home: Path, days: list[date] = DAYS) -> dict:
+    out = subprocess.run(
+        [str(BIN / "cams"), "run", "--start", days[0].isoformat(), "--end", days[-1].isoformat(), "--json"],
+        env={**env, "DAGSTER_HOME": str(home)},
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert "DEBUG" not in out.stderr  # the step processes' own event lines stay out of the terminal
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _descendants(pid: int) -> set[int]:
+    """`pid` and every process below it (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, stack = set(), [pid]
+    while stack:
+        p = stack.pop()
+        out.add(p)
+        stack.extend(children.get(p, []))
+    return out
+
+
+def _step_pids(home: Path, env: dict[str, str]) -> dict[str, int]:
+    """The process each step of the newest backfill_job run started in (its STEP_START event)."""
+    old = dict(os.environ)
+    os.environ.update({**env, "DAGSTER_HOME": str(home)})
+    try:
+        with dg.DagsterInstance.get() as instance:
+            run = instance.get_runs(dg.RunsFilter(job_name="backfill_job"), limit=1)[0]
+            assert run.status == dg.DagsterRunStatus.SUCCESS
+            return {
+                e.dagster_event.step_key: e.dagster_event.pid
+                for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
+                if e.dagster_event is not None and e.dagster_event.step_key
+            }
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
+def _broker_up() -> None:
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=3).close()
+    except OSError as exc:  # the machines run RabbitMQ as a service: its absence is a failure, not a skip
+        pytest.fail(f"RabbitMQ is not reachable at 127.0.0.1:5672 ({exc}): start rabbitmq-server")
+
+
+def _landings_overlap(home: Path) -> bool:
+    """Whether the two landing steps of the newest backfill_job run in `home` ran at the same time."""
+    old = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            run = instance.get_runs(dg.RunsFilter(job_name="backfill_job"), limit=1)[0]
+            spans: dict[str, list[float]] = {}
+            for e in instance.all_logs(run.run_id):
+                ev = e.dagster_event
+                if ev is None or ev.step_key not in ("relaycore_usage", "auterity_spans"):
+                    continue
+                if ev.event_type in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS):
+                    spans.setdefault(ev.step_key, []).append(e.timestamp)
+    finally:
+        os.environ.pop("DAGSTER_HOME")
+        if old is not None:
+            os.environ["DAGSTER_HOME"] = old
+    (a0, a1), (b0, b1) = spans["relaycore_usage"], spans["auterity_spans"]
+    return a0 < b1 and b0 < a1
+
+
+@PG_ONLY
+def test_a_week_across_celery_workers_and_step_processes_equals_the_in_process_run(
+    backend: str, tmp_path: Path
+) -> None:
+    """7 days through `cams run` three ways: Celery (two workers on RabbitMQ, both take steps), the
+    multiprocess executor (the two landings at once), in-process; the same records, dollars and
+    categories, table by table."""
+    _broker_up()
+    sim = generate(SimConfig(days=DAYS, seed=8, requests_per_day=150))
+    write_drops(sim, tmp_path / "drop")
+    with (
+        fresh_pg_database("cams_cel_wh") as celery_wh,
+        fresh_pg_database("cams_cel_dg") as dagster_db,
+        fresh_pg_database("cams_mp_wh") as mp_wh,
+        fresh_pg_database("cams_inp_wh") as inproc_wh,
+    ):
+        home = _home(tmp_path, "home-celery", dagster_db)
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),  # the workers import the code location (pipelines/) from the project
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # dagster-celery starts `celery` from PATH
+            "DAGSTER_PG_URL": psycopg2_url(dagster_db),
+            "DAGSTER_HOME": str(home),
+            "CAMS_CONFIG": str(_config(tmp_path, "celery")),
+            "CAMS_DATABASE_URL": celery_wh,
+        }
+        (tmp_path / "celery.yaml").write_text(
+            json.dumps({"execution": {"config": {"broker": BROKER, "backend": "rpc://"}}})
+        )
+        workers = [
+            subprocess.Popen(
+                [
+                    str(BIN / "dagster-celery"),
+                    "worker",
+                    "start",
+                    "-A",
+                    "dagster_celery.app",
+                    "-y",
+                    str(tmp_path / "celery.yaml"),
+                    "-n",
+                    f"cams-test-{n}-{os.getpid()}@%h",
+                    "--",
+                    "--concurrency",
+                    "1",
+                ],
+                env=env,
+                cwd=REPO,
+                stdout=(tmp_path / f"worker{n}.log").open("w"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            for n in (1, 2)
+        ]
+        try:
+            # meanwhile, the multiprocess executor on the same days
+            mp_env = {**os.environ, "CAMS_CONFIG": str(_config(tmp_path, "multiprocess")), "CAMS_DATABASE_URL": mp_wh}
+            mp_home = _home(tmp_path, "home-mp", None)
+            multi = _cams_run(mp_env, mp_home)
+            deadline = time.monotonic() + 120
+            while not all("ready" in (tmp_path / f"worker{n}.log").read_text() for n in (1, 2)):
+                assert time.monotonic() < deadline, (tmp_path / "worker1.log").read_text()[-2000:]
+                assert all(w.poll() is None for w in workers), (tmp_path / "worker1.log").read_text()[-2000:]
+                time.sleep(0.5)
+            spread = _cams_run(env, home)
+            pids = _step_pids(home, env)
+            trees = [_descendants(w.pid) for w in workers]
+        finally:
+            for w in workers:
+                os.killpg(w.pid, signal.SIGTERM)
+            for w in workers:
+                w.wait(timeout=60)
+        # every step ran in a worker, and both workers took steps
+        assert set(pids) >= {"relaycore_usage", "auterity_spans", "cost_tracking", "cost_reconciliation"}
+        assert all(any(p in tree for tree in trees) for p in pids.values()), (pids, trees)
+        assert all(any(p in tree for p in pids.values()) for tree in trees), (pids, trees)
+        assert _landings_overlap(mp_home)  # the multiprocess executor landed both sources at once
+        # the same days in one process
+        local_env = {**os.environ, "CAMS_CONFIG": str(_config(tmp_path, "in_process")), "CAMS_DATABASE_URL": inproc_wh}
+        alone = _cams_run(local_env, _home(tmp_path, "home-local", None))
+        for key in ("records", "cost_usd", "relaycore_charged_usd", "reconciliation", "unpriced_requests"):
+            assert spread[key] == alone[key] == multi[key], key
+        assert totals(celery_wh) == totals(inproc_wh) == totals(mp_wh)
+        assert spread["records"]["relaycore"]["accepted"] == sum(sim.faults.day(d)["requests"] for d in DAYS)
