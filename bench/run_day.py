@@ -110,6 +110,31 @@ def step_times(home: Path) -> dict[str, float]:
         return {k: round(v, 1) for k, v in step_seconds_per_day(instance, "backfill_job").items()}
 
 
+def disk_mib(url: str) -> dict[str, int]:
+    """On-disk size (with indexes and TOAST) of each per-request table after the run, and of the database."""
+    from cams.warehouse.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            out = {
+                name: round(
+                    conn.exec_driver_sql(
+                        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                        "WHERE c.relname LIKE %s AND c.relkind = 'r'",
+                        (f"{name}%",),
+                    ).scalar_one()
+                    / 2**20
+                )
+                for name in ("relaycore_usage", "auterity_spans", "cost_tracking", "cost_reconciliation")
+            }
+            size = conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar_one()
+            out["database"] = round(size / 2**20)
+            return out
+    finally:
+        engine.dispose()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="250000,1000000,2000000")
@@ -127,14 +152,16 @@ def main() -> None:
             for executor in a.executors.split(","):
                 with scratch_database(a.pg, "cams_runday") as url:
                     r = run_cams(Path(tmp), drop, url, executor)
+                    r["disk_mib"] = disk_mib(url)
                 r.update(size=size, executor=executor)
                 results.append(r)
                 print(json.dumps(r), flush=True)
-    print("\n| size | executor | cams run wall | peak (tree) | steps |")
-    print("|---|---|---|---|---|")
+    print("\n| size | executor | cams run wall | peak (tree) | steps | warehouse on disk |")
+    print("|---|---|---|---|---|---|")
     for r in results:
         steps = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["steps_s"].items(), key=lambda kv: -kv[1]))
-        print(f"| {r['size']:,} | {r['executor']} | {r['wall_s']:.1f} s | {r['peak_mib']:,} MiB | {steps} |")
+        disk = f"{r['disk_mib']['database']:,} MiB"
+        print(f"| {r['size']:,} | {r['executor']} | {r['wall_s']:.1f} s | {r['peak_mib']:,} MiB | {steps} | {disk} |")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -20,10 +20,9 @@ from sqlalchemy import Engine, Integer, Select, and_, func, insert, select
 from cams.pricing.book import PriceBook
 from cams.pricing.cost import token_cost
 from cams.progress import DayProgress
-from cams.sources.timeutil import days_between
 from cams.warehouse import schema as t
 from cams.warehouse.db import WriteBehind, insert_frame, insert_rows, read_frames, replace_rows
-from cams.warehouse.partitions import analyze_days, prepare_days, replace_days
+from cams.warehouse.partitions import analyze_days, days_with_rows, prepare_days, replace_days
 
 TOKEN_COLS = ["input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_input_tokens", "reasoning_tokens"]
 
@@ -83,6 +82,13 @@ class CostSummary:
     top_models: list[tuple[str, float]] = field(default_factory=list)
 
 
+def latest_day(days: pd.Series) -> date | None:
+    """The latest day of a chunk's `day` column (dates, or their text on SQLite): where the work has got to."""
+    if days.empty:
+        return None
+    return pd.to_datetime(days).max().date()
+
+
 def _days_clause(table, first: date, last_exclusive: date):  # type: ignore[no-untyped-def]
     return and_(table.c.day >= first, table.c.day < last_exclusive)
 
@@ -130,25 +136,25 @@ def cost_partition(
         "status",
         *TOKEN_COLS,
     ]
-    query = select(*(src.c[c] for c in cols), src.c.cost_usd.label("charged_usd"))
+    query = select(*(src.c[c] for c in cols), src.c.cost_usd.label("charged_usd")).where(
+        _days_clause(src, first, last_exclusive)
+    )
     tally = _Tally()
-    prepare_days(engine, t.cost_tracking, first, last_exclusive)
+    with engine.connect() as conn:
+        days = days_with_rows(conn, src, first, last_exclusive)  # a year's range with one busy week: 7 days
+    prepare_days(engine, t.cost_tracking, days)
     with engine.begin() as conn:
         before = _day_costs(conn, first, last_exclusive)
         replace_days(conn, t.cost_tracking, first, last_exclusive)
         computed_at = datetime.now(UTC)
         with WriteBehind(conn) as writes:  # a chunk is written while the next one is read and costed
-            for day in days_between(first, last_exclusive - timedelta(days=1)):  # day by day: says where it is
-                # a chunk at a time: memory does not grow with the day
-                for frame in read_frames(conn, query.where(src.c.day == day)):
-                    frame["charged_usd"] = pd.to_numeric(frame["charged_usd"], errors="coerce").astype(float)
-                    costed = compute_costs(frame, book).assign(computed_at=computed_at)
-                    writes.submit(
-                        insert_frame, conn, t.cost_tracking, costed[[c.name for c in t.cost_tracking.columns]]
-                    )
-                    tally.add(costed)
-                if progress is not None:
-                    progress.reached(day, tally.rows, force=True)
+            for frame in read_frames(conn, query):  # a chunk at a time: memory does not grow with the day
+                frame["charged_usd"] = pd.to_numeric(frame["charged_usd"], errors="coerce").astype(float)
+                costed = compute_costs(frame, book).assign(computed_at=computed_at)
+                writes.submit(insert_frame, conn, t.cost_tracking, costed[[c.name for c in t.cost_tracking.columns]])
+                tally.add(costed)
+                if progress is not None:  # the rows come day by day (the primary key's, or the partitions', order)
+                    progress.reached(latest_day(frame["day"]), tally.rows)
         analyze_days(conn, t.cost_tracking, first, last_exclusive)
         after = _day_costs(conn, first, last_exclusive)
         now = datetime.now(UTC)

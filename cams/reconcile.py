@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -27,16 +26,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import and_, func, insert, or_, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from cams.config import ReconciliationConfig
-from cams.costing import TOKEN_COLS, compute_costs
+from cams.costing import TOKEN_COLS, compute_costs, latest_day
 from cams.pricing.book import PriceBook
 from cams.progress import DayProgress
-from cams.sources.timeutil import days_between
 from cams.warehouse import schema as t
 from cams.warehouse.db import WriteBehind, insert_frame, insert_rows, read_frames, replace_rows
-from cams.warehouse.partitions import prepare_days, replace_days
+from cams.warehouse.partitions import days_with_rows, prepare_days, replace_days
 
 CATEGORIES = (
     "matched",
@@ -256,22 +254,6 @@ def classify_orphans(orphans: pd.DataFrame, book: PriceBook) -> pd.DataFrame:
     )
 
 
-def _day_chunks(
-    conn: Connection, day: date, book: PriceBook, tol: Tolerances, progress: DayProgress | None
-) -> Iterator[tuple[pd.DataFrame, pd.DataFrame | None]]:
-    """A day's classified chunks: its requests (with their spans), then its orphan spans."""
-    after = day + timedelta(days=1)
-    rows = 0
-    for c in read_frames(conn, paired_requests(day, after)):
-        rows += len(c)
-        yield classify(c, book, tol), c
-    for c in read_frames(conn, orphan_spans(day, after)):
-        rows += len(c)
-        yield classify_orphans(c, book), None
-    if progress is not None:
-        progress.add(day, rows, force=True)
-
-
 def reconcile_partition(
     engine: Engine,
     first: date,
@@ -287,7 +269,11 @@ def reconcile_partition(
     by numpy and written at once, so memory holds one chunk whatever the size of the day.
     """
     started = datetime.now(UTC)
-    days = days_between(first, last_exclusive - timedelta(days=1))  # day by day: the step says where it is
+    with engine.connect() as conn:  # the days with requests or spans get a partition
+        days = sorted(
+            {*days_with_rows(conn, t.cost_tracking, first, last_exclusive)}
+            | {*days_with_rows(conn, t.auterity_spans, first, last_exclusive)}
+        )
     cr, cs = t.cost_reconciliation, t.cost_reconciliation_summary
     window = and_(cr.c.day >= first, cr.c.day < last_exclusive)
     counts = dict.fromkeys(CATEGORIES, 0)
@@ -309,15 +295,20 @@ def reconcile_partition(
         .where(window)
         .group_by(cr.c.day, cr.c.org_id, cr.c.model, cr.c.category)
     )
-    prepare_days(engine, cr, first, last_exclusive)
+    prepare_days(engine, cr, days)
     with engine.begin() as conn:
         replace_days(conn, cr, first, last_exclusive)
-        chunks = itertools.chain.from_iterable(_day_chunks(conn, day, book, tol, progress) for day in days)
+        chunks = itertools.chain(
+            ((classify(c, book, tol), c) for c in read_frames(conn, paired_requests(first, last_exclusive))),
+            ((classify_orphans(c, book), None) for c in read_frames(conn, orphan_spans(first, last_exclusive))),
+        )
         computed_at = datetime.now(UTC)
         with WriteBehind(conn) as writes:  # a chunk is written while the next one is read and classified
             for out, paired in chunks:
                 writes.submit(insert_frame, conn, cr, out.assign(computed_at=computed_at)[[c.name for c in cr.columns]])
                 rows += len(out)
+                if progress is not None and paired is not None:  # requests come about in day order
+                    progress.reached(latest_day(out["day"]), rows)
                 for c, n in out["category"].value_counts().items():
                     counts[str(c)] += int(n)
                 for c, v in out.groupby("category")["at_risk_usd"].sum().items():

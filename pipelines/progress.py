@@ -3,8 +3,8 @@ the Dagster run's own log (engine events), so a month's backfill says where it i
 
 A range is one run (single-run backfill): each stage (asset step) handles every day of the range in
 one step, so progress is per stage (with the range's days and the rate in days a second) and, inside the
-long stages (landing, costing, reconciliation), per day: the stage logs the day it has reached
-(cams.progress) and the watcher prints it with the stage's time left. The ETA comes
+long stages (landing, costing, reconciliation), per day: the stage logs the day each chunk of rows has
+reached (cams.progress) and the watcher prints it with the stage's time left. The ETA comes
 from this instance's last successful run of the same job (its step times per day, scaled to this
 range), else from the stages already done in this run.
 """

@@ -18,6 +18,7 @@ from cams.warehouse.db import insert_rows, make_engine, migrate
 from cams.warehouse.partitions import (
     DAY_PARTITIONED,
     day_children,
+    days_with_rows,
     drop_days_before,
     is_partitioned,
     prepare_days,
@@ -68,7 +69,7 @@ def test_replace_and_retention_by_day_on_both_backends(engine) -> None:  # type:
     with engine.connect() as conn:
         assert all(is_partitioned(conn, name) == pg for name in DAY_PARTITIONED)
     for day, n in ((D1, 3), (D2, 4), (D3, 5)):
-        prepare_days(engine, ru, day, day + timedelta(days=1))
+        prepare_days(engine, ru, [day])
         with engine.begin() as conn:
             assert replace_days(conn, ru, day, day + timedelta(days=1), _usage(day, n)) == (0, n)
     if pg:
@@ -106,13 +107,22 @@ def test_a_row_of_a_day_without_partition_is_kept_and_moves_into_its_own(engine)
     with engine.begin() as conn:
         insert_rows(conn, t.relaycore_usage, _usage(ct_day, 2, "hand"))
         assert conn.exec_driver_sql("SELECT count(*) FROM relaycore_usage_pdefault").scalar_one() == 2
-    prepare_days(engine, t.relaycore_usage, D1, D3)
+    prepare_days(engine, t.relaycore_usage, [D1, D2])
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM relaycore_usage_pdefault").scalar_one() == 0
         assert conn.exec_driver_sql(f"SELECT count(*) FROM relaycore_usage_p{D1:%Y%m%d}").scalar_one() == 2
     with engine.begin() as conn:
         assert replace_days(conn, t.relaycore_usage, D1, D2, _usage(D1, 1)) == (2, 1)
     assert _count(engine, t.relaycore_usage) == {D1: 1}
+    # only days that get rows get a child: D2 was prepared, D3 never was; days_with_rows reads children
+    with engine.connect() as conn:
+        assert sorted(day_children(conn, "relaycore_usage")) == [D1, D2]
+        assert days_with_rows(conn, t.relaycore_usage, D1, D3 + timedelta(days=1)) == [D1]
+    with engine.begin() as conn:  # a replace of a day with no child: its rows wait in the default child, kept
+        assert replace_days(conn, t.relaycore_usage, D3, D3 + timedelta(days=1), _usage(D3, 2)) == (0, 2)
+    with engine.connect() as conn:
+        assert days_with_rows(conn, t.relaycore_usage, D1, D3 + timedelta(days=1)) == [D1, D3]
+        assert conn.exec_driver_sql("SELECT count(*) FROM relaycore_usage_pdefault").scalar_one() == 2
 
 
 @pytest.mark.parametrize("backend", PG_ONLY)
@@ -188,7 +198,7 @@ def test_retention_asset_prunes_as_of_the_run_and_keeps_rollups(db_url: str, eng
     """The asset's cutoff is the run's as-of less retention.days, never the wall clock."""
     for table in (t.relaycore_usage,):
         for day in (D1, D2, D3):
-            prepare_days(engine, table, day, day + timedelta(days=1))
+            prepare_days(engine, table, [day])
             with engine.begin() as conn:
                 replace_days(conn, table, day, day + timedelta(days=1), _usage(day, 2))
     with engine.begin() as conn:
@@ -224,11 +234,15 @@ def test_retention_asset_prunes_as_of_the_run_and_keeps_rollups(db_url: str, eng
         )
     asset = build_retention_asset(RetentionConfig(days=31))
     as_of = datetime(2026, 12, 3, 6, tzinfo=UTC)  # cutoff 2026-11-02: D1 leaves, D2 and D3 stay
-    result = dg.materialize(
-        [asset], resources={"warehouse": WarehouseResource(database_url=db_url)}, tags={AS_OF_TAG: as_of.isoformat()}
-    )
-    assert result.success
-    meta = result.asset_materializations_for_node("warehouse_retention")[0].metadata
+    with dg.instance_for_test() as instance:  # read the result while its instance lives
+        result = dg.materialize(
+            [asset],
+            resources={"warehouse": WarehouseResource(database_url=db_url)},
+            tags={AS_OF_TAG: as_of.isoformat()},
+            instance=instance,
+        )
+        assert result.success
+        meta = result.asset_materializations_for_node("warehouse_retention")[0].metadata
     assert meta["kept_from"].value == "2026-11-02"
     assert meta["rows_removed"].value == 3  # two requests and one quarantined line
     assert meta["partitions_dropped"].value == (1 if engine.dialect.name == "postgresql" else 0)

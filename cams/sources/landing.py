@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Any
 
@@ -154,7 +154,12 @@ def land(
     values = [stage.day(), *(s.c[c] for c in stage.fields), literal(now, table.c.ingested_at.type)]
     rows = select(*values).where(s.c.seq.in_(latest))
     conn = stage.conn
-    prepare_days(conn, table, first, last)  # a day partition per day of the window, before the long transaction
+    staged = {
+        d if isinstance(d, date) else date.fromisoformat(d)
+        for d in conn.execute(select(stage.day()).distinct()).scalars()
+    }
+    conn.commit()
+    prepare_days(conn, table, staged)  # a day partition per day that gets rows, before the long transaction
     with conn.begin():
         tune_for_a_day(conn)  # the dedupe's hash stays in memory
         window = and_(table.c.day >= first, table.c.day < last)

@@ -7,8 +7,9 @@ there, and on a table someone left unpartitioned, the same calls delete by `day`
 
 Children are named `<table>_pYYYYMMDD`; `<table>_pdefault` catches rows of a day no child exists for
 (a hand-written insert), so nothing is refused. Creating a child takes a lock on the whole table, so the
-writers create their window's children in a short transaction of their own (`prepare_days`) before the
-long transaction that replaces the rows; `replace_days` creates any still missing, as a fallback.
+writers create the children of the days that will get rows in a short transaction of their own
+(`prepare_days`) before the long transaction that replaces them; a row of a day without a child lands
+in the default child, so a missed day is kept, never refused.
 """
 
 from __future__ import annotations
@@ -86,19 +87,42 @@ def _create_children(conn: Connection, table: Table, days: Iterable[date]) -> li
     return missing
 
 
-def prepare_days(engine: Engine | Connection, table: Table, first: date, last_exclusive: date) -> None:
-    """Create the children a window's replace will need, in a short transaction of its own (committed).
+def prepare_days(engine: Engine | Connection, table: Table, days: Iterable[date]) -> None:
+    """Create the children for `days` (the days about to get rows), in a short transaction of its own.
 
     Creating a partition locks the whole table; done inside the long replace it would keep every
-    reader of every day waiting for the run. `engine` may be an idle connection (no transaction open).
+    reader of every day waiting for the run. Only days with rows get a child: a year's range with one
+    busy week creates seven. `engine` may be an idle connection (no transaction open).
     """
+    days = sorted(set(days))
+    if not days:
+        return
     if isinstance(engine, Connection):
         with engine.begin():
             if is_partitioned(engine, table.name):
-                _create_children(engine, table, _days(first, last_exclusive))
+                _create_children(engine, table, days)
         return
     with engine.connect() as conn:
-        prepare_days(conn, table, first, last_exclusive)
+        prepare_days(conn, table, days)
+
+
+def days_with_rows(conn: Connection, table: Table, first: date, last_exclusive: date) -> list[date]:
+    """The days of [first, last_exclusive) that hold rows of `table`: on a partitioned table, its non-empty
+    children (and the default child's days), without reading a day's rows; elsewhere from the primary key."""
+    if not is_partitioned(conn, table.name):
+        found = conn.execute(
+            select(table.c.day).where(table.c.day >= first, table.c.day < last_exclusive).distinct()
+        ).scalars()
+        return sorted(d if isinstance(d, date) else date.fromisoformat(str(d)) for d in found)
+    days = [
+        d
+        for d, name in sorted(day_children(conn, table.name).items())
+        if first <= d < last_exclusive and conn.exec_driver_sql(f'SELECT EXISTS (SELECT 1 FROM "{name}")').scalar()
+    ]
+    stray = conn.exec_driver_sql(
+        f'SELECT DISTINCT day FROM "{default_name(table.name)}" WHERE day >= %s AND day < %s', (first, last_exclusive)
+    ).scalars()
+    return sorted({*days, *stray})
 
 
 def replace_days(
@@ -119,12 +143,13 @@ def replace_days(
     if not is_partitioned(conn, table.name):
         deleted = conn.execute(delete(table).where(window)).rowcount
         return deleted, insert_rows(conn, table, rows)
-    days = _days(first, last_exclusive)
-    _create_children(conn, table, days)  # normally none: prepare_days made them
     removed = conn.execute(select(func.count()).select_from(table).where(window)).scalar_one()
-    children = day_children(conn, table.name)
-    if days:
-        conn.exec_driver_sql("TRUNCATE " + ", ".join(f'"{children[d]}"' for d in days))
+    children = [name for d, name in day_children(conn, table.name).items() if first <= d < last_exclusive]
+    if children:
+        conn.exec_driver_sql("TRUNCATE " + ", ".join(f'"{name}"' for name in children))
+    conn.exec_driver_sql(  # rows of days without a child (a hand-written insert) sit in the default child
+        f'DELETE FROM "{default_name(table.name)}" WHERE day >= %s AND day < %s', (first, last_exclusive)
+    )
     return removed, insert_rows(conn, table, rows)
 
 
