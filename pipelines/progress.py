@@ -74,7 +74,7 @@ class StageWatcher:
         self.began = time.time()
         self.started: dict[str, float] = {}
         self.done: dict[str, float] = {}
-        self._seen = 0
+        self._cursor: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cams-progress", daemon=True)
         self.lines: list[str] = []
@@ -111,8 +111,11 @@ class StageWatcher:
             self.run_id = self._find()
         if self.run_id is None:
             return  # not created yet
-        entries = self.instance.all_logs(self.run_id)
-        for entry in entries[self._seen :]:
+        # only the events since the last look (a month's range writes thousands; reading them all every
+        # second from the run's own thread slowed the run)
+        page = self.instance.get_records_for_run(self.run_id, cursor=self._cursor)
+        self._cursor = page.cursor
+        for entry in (record.event_log_entry for record in page.records):
             event = entry.dagster_event
             if event is None:
                 self._within_stage(entry)
@@ -137,7 +140,6 @@ class StageWatcher:
                 self._emit(f"[{n}/{len(self.steps)}] {step}: done in {_duration(took)}{rate}{tail}")
             elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
                 self._emit(f"[{n}/{len(self.steps)}] {step}: failed")
-        self._seen = len(entries)
 
     def _within_stage(self, entry: Any) -> None:
         """A stage's own line about the day it has reached (cams.progress), with the stage's time left."""
