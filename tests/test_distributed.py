@@ -131,9 +131,7 @@ def _landings_overlap(home: Path) -> bool:
 
 
 @PG_ONLY
-def test_a_week_across_celery_workers_and_step_processes_gives_the_true_totals(
-    backend: str, tmp_path: Path
-) -> None:
+def test_a_week_across_celery_workers_and_step_processes_gives_the_true_totals(backend: str, tmp_path: Path) -> None:
     """7 days through `cams run` on Celery (two workers on RabbitMQ, both take steps) and on the
     multiprocess executor (the two landings at once): the same records, dollars and categories, table by
     table, and the simulator's truth, which an in-process run also gives (tests/test_dagster.py)."""
