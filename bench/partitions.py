@@ -41,8 +41,8 @@ def fill(engine, days: int, rows: int) -> None:  # type: ignore[no-untyped-def]
                 "model, provider, service_tier, status, input_tokens, output_tokens, cached_input_tokens, "
                 "cache_creation_input_tokens, reasoning_tokens, cost_usd, charged_usd, unpriced, price_id, "
                 "computed_at) "
-                f"SELECT '{day}', 'r{i}-' || g, '{day}T12:00:00Z', 'org' || (g % 50), 'team' || (g % 300), "
-                "'user' || (g % 5000), 'chat', 'gpt-4o', 'openai', 'standard', 'success', 1000, 200, 0, 0, 0, "
+                f"SELECT '{day}', 'r{i}-' || g, '{day}T12:00:00Z', 'org' || (g %% 50), 'team' || (g %% 300), "
+                "'user' || (g %% 5000), 'chat', 'gpt-4o', 'openai', 'standard', 'success', 1000, 200, 0, 0, 0, "
                 "0.004, 0.004, false, 'gpt-4o@1970', now() FROM generate_series(1, %s) g",
                 (rows,),
             )
