@@ -48,10 +48,6 @@ class DayProgress:
         n = min(self.days, max(1, (self._day - self.first).days + 1))
         self.say(f"{PREFIX}day {n} of {self.days} ({self._day.isoformat()}), {rows:,} rows")
 
-    def add(self, day: date, rows: int, force: bool = False) -> None:
-        """`rows` more rows handled, the work now at `day`."""
-        self.reached(day, self.rows + rows, force)
-
 
 def parse_line(message: str) -> tuple[int, int] | None:
     """(day N, of M) from a progress line, else None: how the watcher tells progress from other log lines."""
