@@ -1,5 +1,6 @@
 """Selection assets: model quality from Auterity, and the published model selection table (SPEC §6)."""
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 import dagster as dg
@@ -11,9 +12,18 @@ from cams.config import SelectionConfig
 from cams.estimation.calibration import MIN_SAMPLES
 from cams.estimation.store import calibrate
 from cams.pricing import store as pricebook_store
+from cams.selection.preferences import Preference
 from cams.selection.quality import QualitySettings
 from cams.selection.savings import savings
-from cams.selection.store import STATS_WINDOW_DAYS, latest, load_stats, publish, quality_stats_for, store_stats
+from cams.selection.store import (
+    STATS_WINDOW_DAYS,
+    latest,
+    load_stats,
+    publish,
+    quality_stats_for,
+    store_stats,
+    sync_yaml_preferences,
+)
 from cams.selection.table import SelectionSettings, build_table, dark_rows
 from cams.warehouse import schema as t
 from cams.warehouse.db import replace_rows
@@ -24,7 +34,9 @@ from resources.warehouse import WarehouseResource
 NIGHTLY = dg.AutomationCondition.cron_tick_passed("30 1 * * *") & ~dg.AutomationCondition.in_progress()
 
 
-def build_selection_assets(selection: SelectionConfig) -> list[dg.AssetsDefinition]:
+def build_selection_assets(
+    selection: SelectionConfig, preferences: Sequence[Preference] = ()
+) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="model_quality_stats",
         automation_condition=NIGHTLY,
@@ -62,7 +74,9 @@ def build_selection_assets(selection: SelectionConfig) -> list[dg.AssetsDefiniti
         "chain (another provider first). Budget states map onto tiers at lookup: downgrade = one tier down, "
         "block = 402. A new version is one insert; `cams serve` picks it up without restart. A version that "
         "would stop answering a task × tier the served one answers is refused (the service keeps the last good "
-        "version) unless the data says no model qualifies.",
+        "version) unless the data says no model qualifies. The preferences in cams.yaml (allowed and excluded "
+        "models and providers, a preferred provider, per org and team) are synced beside it; selection applies "
+        "them at lookup with those written through the Preferences API.",
         metadata=table_metadata(t.model_selection_tables),
         check_specs=[
             dg.AssetCheckSpec(
@@ -76,6 +90,7 @@ def build_selection_assets(selection: SelectionConfig) -> list[dg.AssetsDefiniti
     )
     def model_selection_table(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         engine = warehouse.engine()
+        synced = sync_yaml_preferences(engine, preferences)
         stats = load_stats(engine)
         seen = sorted(set(stats["model"])) if len(stats) else []
         settings = SelectionSettings.from_config(selection, seen)
@@ -98,7 +113,7 @@ def build_selection_assets(selection: SelectionConfig) -> list[dg.AssetsDefiniti
                 f"version {current[0]} stays served"
             )
             return dg.MaterializeResult(
-                metadata={"published": False, "version": current[0], "as_of": as_of.isoformat()},
+                metadata={"published": False, "version": current[0], "as_of": as_of.isoformat(), "preferences": synced},
                 check_results=[
                     dg.AssetCheckResult(check_name="no_task_tier_goes_dark", passed=False, metadata=check_meta)
                 ],
@@ -117,6 +132,7 @@ def build_selection_assets(selection: SelectionConfig) -> list[dg.AssetsDefiniti
                 "rows": len(table["rows"]),
                 "models": len(table["models"]),
                 "table": dg.MetadataValue.md(preview),
+                "preferences": synced,
             },
             check_results=[dg.AssetCheckResult(check_name="no_task_tier_goes_dark", passed=True, metadata=check_meta)],
         )
@@ -194,10 +210,10 @@ def build_selection_assets(selection: SelectionConfig) -> list[dg.AssetsDefiniti
 SELECTION_JOB = "selection_job"
 
 
-def definitions(selection: SelectionConfig) -> dg.Definitions:
+def definitions(selection: SelectionConfig, preferences: Sequence[Preference] = ()) -> dg.Definitions:
     """The selection domain: model quality, the published table, savings and token calibration, refreshed
     at 01:30 UTC by their automation condition (and by `cams run` as of its range)."""
-    assets = build_selection_assets(selection)
+    assets = build_selection_assets(selection, preferences)
     job = dg.define_asset_job(
         SELECTION_JOB,
         selection=[a.key for a in assets],

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from cams.budgets.model import Budget, BudgetError, parse_budgets
+from cams.selection.preferences import Preference, PreferenceError, parse_preferences
 
 DEFAULT_HOME = Path(".cams")
 DEFAULT_PARTITIONS_START = "2026-01-01"
@@ -288,6 +289,7 @@ class CamsConfig:
     partitions_start: str = DEFAULT_PARTITIONS_START
     path: str | None = None
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    preferences: tuple[Preference, ...] = ()
 
 
 def _reject_inline_secrets(node: Any, where: str) -> None:
@@ -361,7 +363,15 @@ def parse(data: dict[str, Any] | None, path: str | None = None) -> CamsConfig:
         partitions_start=start,
         path=path,
         rate_limits=_rate_limits(_section(data, "api").get("rate_limits") or {}),
+        preferences=_preferences(data.get("preferences")),
     )
+
+
+def _preferences(raw: Any) -> tuple[Preference, ...]:
+    try:
+        return parse_preferences([] if raw is None else raw, "preferences")
+    except PreferenceError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _reconciliation(raw: dict[str, Any]) -> ReconciliationConfig:

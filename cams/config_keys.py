@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cams.pricing.snapshot import CAPABILITY_KEYS
+from cams.selection.preferences import RULES as PREFERENCE_RULES
 
 Leaf = None
 ANY_KEYS = "any"  # a mapping of user-chosen names (priors per model, tiers)
@@ -89,6 +90,7 @@ SCHEMA: dict[str, Any] = {
         "smtp": dict.fromkeys(("host", "port", "starttls", "from", "username_env", "password_env"), Leaf),
     },
     "api": {"rate_limits": {"per_second": Leaf, "keys": ANY_KEYS, "window_s": Leaf, "redis_url": Leaf}},
+    "preferences": [dict.fromkeys(("org_id", "team_id", *PREFERENCE_RULES), Leaf)],
     "retention": {"days": Leaf},
     "execution": {"executor": Leaf, "max_concurrent": Leaf, "celery": {"broker": Leaf, "backend": Leaf}},
     "reconciliation": dict.fromkeys(

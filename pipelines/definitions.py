@@ -56,7 +56,7 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
         reconciliation.definitions(partitions, cfg.reconciliation),
         exports.definitions(partitions),
         budgets.definitions(cfg.budgets, cfg.alerts, usage_job),
-        selection.definitions(cfg.selection),
+        selection.definitions(cfg.selection, cfg.preferences),
         retention.definitions(cfg.retention),
         dg.Definitions(
             jobs=[backfill_job],

@@ -154,10 +154,26 @@ def _budget(budget_id: str, org: str, state: str, action: str) -> dict:
     }
 
 
+PREFERENCES = [  # hooli: no gemini; its team search prefers anthropic; its team closed allows gpt-4o-mini only
+    {"org_id": "hooli", "excluded_providers": ["gemini"]},
+    {"org_id": "hooli", "team_id": "search", "preferred_provider": "anthropic"},
+    {"org_id": "hooli", "team_id": "closed", "allowed_models": ["gpt-4o-mini"]},
+]
+
+
+def store_preferences(engine) -> None:  # type: ignore[no-untyped-def]
+    from cams.selection.preferences import parse_preference
+    from cams.selection.store import put_preference
+
+    for p in PREFERENCES:
+        put_preference(engine, parse_preference(p))
+
+
 @pytest.fixture
 def published(engine):  # type: ignore[no-untyped-def]
-    """A warehouse with a published selection table, two budgets (globex blocked, initech downgraded)
-    and API keys by name: admin, acme (read, bound to acme), writer (write), none (not a key)."""
+    """A warehouse with a published selection table, two budgets (globex blocked, initech downgraded),
+    the PREFERENCES of hooli and its teams, and API keys by name: admin, acme (read, bound to acme),
+    writer (write), none (not a key)."""
     import sqlalchemy as sa
 
     from cams.api.keys import create_key
@@ -179,6 +195,7 @@ def published(engine):  # type: ignore[no-untyped-def]
                 _budget("initech-cap", "initech", "critical", "downgrade"),
             ],
         )
+    store_preferences(engine)
     return {
         "admin": create_key(engine, ["admin"]),
         "acme": create_key(engine, ["read"], org_id="acme"),

@@ -32,6 +32,7 @@ def _cfg(root: Path) -> cams_config.CamsConfig:
         {
             "sources": {s: {"mode": "files", "drop_dir": str(root / s)} for s in ("relaycore", "auterity")},
             "partitions": {"start_date": "2026-04-01"},
+            "preferences": [{"org_id": "acme", "excluded_providers": ["mistral"]}],
         }
     )
 
@@ -83,6 +84,10 @@ def _publishes_mays_table(inst: dg.DagsterInstance, engine: sa.Engine, summary: 
     focus = inst.fetch_materializations(dg.AssetKey("focus_export"), limit=10).records
     assert {m.partition_key for m in focus} == {d.isoformat() for d in MAY}  # `cams run` writes FOCUS too
     assert summary["warnings"] == []
+    # cams.yaml's preferences synced beside the table, and the materialization says so
+    assert [(r["id"], r["source"]) for r in store.preference_rows(engine)] == [("org:acme", "yaml")]
+    table_mat = inst.fetch_materializations(dg.AssetKey("model_selection_table"), limit=1).records[0]
+    assert table_mat.asset_materialization.metadata["preferences"].value["preferences"] == 1
     found = store.latest(engine)
     assert found is not None
     version, table = found

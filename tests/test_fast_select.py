@@ -27,9 +27,13 @@ _ID = re.compile(rb'"(selection_id|explanation_id)":"[0-9a-f]{32}"')
 def _matrix() -> list[tuple[str, object, dict[str, str]]]:
     """(key name, body, extra headers): tiers, budget states, constraints, prompt sizes, errors, auth failures."""
     cases: list[tuple[str, object, dict[str, str]]] = []
-    for org in ("acme", "globex", "initech", "never-seen"):
+    for org in ("acme", "globex", "initech", "never-seen", "hooli"):
         for tier in ("economy", "standard", "premium"):
             cases.append(("admin", {"org_id": org, "task_type": "chat", "quality_tier": tier}, {}))
+    for team in ("search", "closed", "other"):  # preferences: the org's, a team's on top, none of its own
+        for tier in ("economy", "standard", "premium"):
+            cases.append(("admin", {"org_id": "hooli", "team_id": team, "task_type": "chat", "quality_tier": tier}, {}))
+        cases.append(("admin", {"org_id": "hooli", "team_id": team, "task_type": "chat", "max_latency_ms": 1000}, {}))
     base = {"org_id": "acme", "task_type": "chat"}
     for extra in (
         {"max_latency_ms": 1000},

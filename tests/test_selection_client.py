@@ -20,10 +20,13 @@ from tests.test_fast_select import CAMS
 
 def _requests() -> list[dict]:
     out = []
-    for org in ("acme", "globex", "initech", "never-seen"):
+    for org in ("acme", "globex", "initech", "never-seen", "hooli"):
         for tier in ("economy", "standard", "premium"):
             out.append({"org_id": org, "task_type": "chat", "quality_tier": tier})
             out.append({"org_id": org, "task_type": "chat", "quality_tier": tier, "team_id": "t1", "user_id": "u1"})
+    for team in ("search", "closed"):  # hooli's preferences (tests/conftest.py PREFERENCES)
+        for tier in ("economy", "standard", "premium"):
+            out.append({"org_id": "hooli", "team_id": team, "task_type": "chat", "quality_tier": tier})
     base = {"org_id": "acme", "task_type": "chat"}
     for extra in (
         {"max_latency_ms": 1000.0},

@@ -27,7 +27,7 @@ from cams.api.guard import DEFAULT_MAX_BODY_BYTES, InputGuard
 from cams.api.history import write_or_set_aside
 from cams.api.keys import ApiKey, load_keys
 from cams.api.ratelimit import Limiter
-from cams.api.routes import budgets, cost_analysis, explainer, models, selection, webhooks
+from cams.api.routes import budgets, cost_analysis, explainer, models, preferences, selection, webhooks
 from cams.api.routes.selection import estimate_row
 from cams.api.spool import Spool, run_writer, spool_dir_for
 from cams.api.spool import backlog as spool_backlog
@@ -38,6 +38,7 @@ from cams.estimation.estimator import Estimator
 from cams.pricing import store as pricebook_store
 from cams.pricing.book import PriceBook
 from cams.selection import store
+from cams.selection.preferences import Preference
 from cams.selection.select import SelectionError, SelectionTable
 
 log = logging.getLogger("cams.api")
@@ -75,6 +76,7 @@ class Service:
         self.table: SelectionTable | None = None
         self._raw: dict[str, Any] = {}
         self.budget_rows: list[dict[str, Any]] = []
+        self.preferences: list[Preference] = []
         self.book: PriceBook | None = None
         self.keys: dict[str, ApiKey] = {}
         self.estimator = Estimator()
@@ -87,18 +89,20 @@ class Service:
         try:
             version = store.latest_version(self.engine)
             budgets = store.budget_states(self.engine)
+            prefs = store.load_preferences(self.engine)
             if version and (self.table is None or self.table.version != version):
                 found = store.latest(self.engine)
                 if found:
                     self._raw = found[1]
-                    self.table = SelectionTable(found[0], found[1], budgets)
-                    self.budget_rows = budgets
+                    self.table = SelectionTable(found[0], found[1], budgets, prefs)
+                    self.budget_rows, self.preferences = budgets, prefs
                     log.info("serving selection table %s", found[0])
                     gc.collect()
                     gc.freeze()  # the table lives until the next version: no collection walks it again
-            elif self.table is not None and budgets != self.budget_rows:  # same table, new budget states
-                self.table = SelectionTable(self.table.version, self._raw, budgets)
-                self.budget_rows = budgets
+            elif self.table is not None and (budgets, prefs) != (self.budget_rows, self.preferences):
+                # same table, new budget states or preferences: new answers (and a new memo of them)
+                self.table = SelectionTable(self.table.version, self._raw, budgets, prefs)
+                self.budget_rows, self.preferences = budgets, prefs
                 gc.freeze()
             if self.book is None:
                 with suppress(pricebook_store.PriceBookMissing):
@@ -341,7 +345,7 @@ def create_app(
     app.include_router(dashboard.router)
 
     app.include_router(otlp_receiver.router)
-    for domain in (budgets, models, cost_analysis, explainer, webhooks):
+    for domain in (budgets, preferences, models, cost_analysis, explainer, webhooks):
         app.include_router(domain.router)
     return app
 

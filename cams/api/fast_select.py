@@ -269,6 +269,8 @@ def history_row(body: Any, d: Any, at: datetime | bool | None = True) -> dict[st
             "table_version": d.table_version,
         },
     }
+    if d.preference is not None:  # named only when a preference applied: other explanations stay as they were
+        row["explanation"]["preference"] = d.preference
     if at is not None:
         row["selected_at"] = datetime.now(UTC)
     return row

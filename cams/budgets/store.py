@@ -9,14 +9,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Engine, and_, delete, func, select
+from sqlalchemy import Engine, and_, func, select
 
 from cams.budgets.evaluate import MONEY, BudgetStatus, crossed_thresholds, evaluate
 from cams.budgets.forecast import HISTORY_DAYS
 from cams.budgets.model import Budget, parse_budget
 from cams.budgets.periods import period_window
 from cams.warehouse import schema as t
-from cams.warehouse.db import insert_rows, lock_for_replace, replace_rows
+from cams.warehouse.db import replace_rows, sync_config_rows
 
 
 def _row(b: Budget, source: str, now: datetime) -> dict[str, Any]:
@@ -42,26 +42,8 @@ def sync_yaml_budgets(engine: Engine, budgets: list[Budget]) -> dict[str, int]:
     Budgets created through the API are left alone; an id in both is owned by YAML.
     """
     now = datetime.now(UTC)
-    bc = t.budget_configs
-    with engine.begin() as conn:
-        lock_for_replace(conn, bc)
-        existing = {r.id: r for r in conn.execute(select(bc.c.id, bc.c.source, bc.c.created_at, bc.c.config_json))}
-        ids = [b.id for b in budgets]
-        removed = conn.execute(delete(bc).where(and_(bc.c.source == "yaml", bc.c.id.not_in(ids)))).rowcount
-        changed = 0
-        rows = []
-        for b in budgets:
-            row = _row(b, "yaml", now)
-            old = existing.get(b.id)
-            if old is not None:
-                row["created_at"] = old.created_at
-                if old.config_json == row["config_json"] and old.source == "yaml":
-                    continue
-            changed += 1
-            rows.append(row)
-        conn.execute(delete(bc).where(bc.c.id.in_([r["id"] for r in rows])))
-        insert_rows(conn, bc, rows)
-    return {"budgets": len(budgets), "changed": changed, "removed": int(removed or 0)}
+    counts = sync_config_rows(engine, t.budget_configs, [_row(b, "yaml", now) for b in budgets], "config_json")
+    return {"budgets": len(budgets), **counts}
 
 
 def load_budgets(engine: Engine) -> list[Budget]:

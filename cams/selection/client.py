@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cams.selection.preferences import Preference, parse_preference
 from cams.selection.select import Request, SelectionError, SelectionTable
 
 SCHEMA = "cams.selection-table"
@@ -30,7 +32,9 @@ SCHEMA_VERSION = 1
 MEMO_LIMIT = 200_000  # answers kept per table version; cleared (not evicted one by one) past it
 
 
-def document(version: str, table: dict[str, Any], budgets: list[dict[str, Any]]) -> dict[str, Any]:
+def document(
+    version: str, table: dict[str, Any], budgets: list[dict[str, Any]], preferences: Sequence[Preference] = ()
+) -> dict[str, Any]:
     """The exported table: what a client needs to answer as the service does."""
     return {
         "schema": SCHEMA,
@@ -41,12 +45,14 @@ def document(version: str, table: dict[str, Any], budgets: list[dict[str, Any]])
             {k: b[k] for k in ("budget_id", "scope", "scope_id", "org_id", "state", "action")}
             for b in sorted(budgets, key=lambda b: b["budget_id"])
         ],
+        "preferences": [p.as_dict() for p in sorted(preferences, key=lambda p: p.key)],
     }
 
 
 def etag(doc: dict[str, Any]) -> str:
-    """Changes when the table version or any budget state does (what changes answers)."""
-    digest = hashlib.sha256(json.dumps(doc["budgets"], sort_keys=True).encode()).hexdigest()[:12]
+    """Changes when the table version, a budget state or a preference does (what changes answers)."""
+    changing = [doc["budgets"], doc.get("preferences", [])]
+    digest = hashlib.sha256(json.dumps(changing, sort_keys=True).encode()).hexdigest()[:12]
     return f'"{doc["version"]}.{digest}"'
 
 
@@ -54,7 +60,9 @@ def from_warehouse_document(engine: Any) -> dict[str, Any] | None:
     from cams.selection import store
 
     found = store.latest(engine)
-    return document(found[0], found[1], store.budget_states(engine)) if found else None
+    if found is None:
+        return None
+    return document(found[0], found[1], store.budget_states(engine), store.load_preferences(engine))
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +92,8 @@ class Client:
                 f"not a {SCHEMA} document of schema_version {SCHEMA_VERSION}: "
                 f"{doc.get('schema')!r} {doc.get('schema_version')!r}"
             )
-        self.table = SelectionTable(doc["version"], doc["table"], doc["budgets"])
+        prefs = [parse_preference(p, f"preferences[{i}]") for i, p in enumerate(doc.get("preferences", []))]
+        self.table = SelectionTable(doc["version"], doc["table"], doc["budgets"], prefs)
         self.version: str = doc["version"]
         self.etag = tag or etag(doc)
         self._memo: dict[tuple[Any, ...], Choice | SelectionError] = {}

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from cams.selection.preferences import Effective, Preference, effective
 from cams.selection.table import TIER_ORDER, effective_tier, unanswered
 
 MAX_ALTERNATIVES = 10
@@ -50,6 +51,7 @@ class Decision:
     tier: str
     binding_constraint: str
     alternatives: list[dict[str, Any]] = field(default_factory=list)
+    preference: dict[str, Any] | None = None  # the scopes and rules that applied, when a preference did
 
     def response(self) -> dict[str, Any]:
         return {
@@ -67,7 +69,13 @@ class Decision:
 class SelectionTable:
     """One published version, indexed for O(1) lookups, with the budget states it was loaded with."""
 
-    def __init__(self, version: str, table: dict[str, Any], budgets: list[dict[str, Any]]):
+    def __init__(
+        self,
+        version: str,
+        table: dict[str, Any],
+        budgets: list[dict[str, Any]],
+        preferences: list[Preference] | tuple[Preference, ...] = (),
+    ):
         self.version = version
         self.models: dict[str, dict[str, Any]] = table["models"]
         self.rows = {(r["task_type"], r["tier"]): r for r in table["rows"]}
@@ -97,6 +105,14 @@ class SelectionTable:
             cur = self.budgets.get(key)
             if cur is None or rank[b["action"]] > rank[cur[1]]:
                 self.budgets[key] = (b["state"], b["action"], b["budget_id"])
+        self.preferences: dict[tuple[str, str | None], Effective] = effective(preferences)
+
+    def preference_for(self, req: Request) -> Effective | None:
+        """The team's preference (with its org's under it), else the org's, else None: two lookups at most."""
+        if not self.preferences:
+            return None
+        found = self.preferences.get((req.org_id, req.team_id)) if req.team_id is not None else None
+        return found or self.preferences.get((req.org_id, None))
 
     def budget_for(self, req: Request) -> tuple[str, str, str | None]:
         found = [self.budgets.get(("org", req.org_id))]
@@ -127,13 +143,16 @@ class SelectionTable:
                 {"budget_id": budget_id, "budget_state": state, "table_version": self.version},
             )
         row = self.rows[(req.task_type, tier)]
+        pref = self.preference_for(req)
         binding = "cost"
         chosen = None
         alternatives = []
         reasons: dict[str, str | None] = {}
         for c, shown, p95, caps, limit in self._prepared[(req.task_type, tier)]:
-            if req.max_latency_ms is not None and p95 is not None and p95 > req.max_latency_ms:
-                reason: str | None = "max_latency_ms"
+            if pref is not None and (refused := pref.refuses(c["model"], c["provider"])) is not None:
+                reason: str | None = refused
+            elif req.max_latency_ms is not None and p95 is not None and p95 > req.max_latency_ms:
+                reason = "max_latency_ms"
             elif req.required_capabilities and not caps.issuperset(req.required_capabilities):
                 reason = "required_capabilities"
             elif req.input_tokens is not None and limit and req.input_tokens > limit:
@@ -156,15 +175,31 @@ class SelectionTable:
                 422,
                 "no_candidate",
                 f"no model for {req.task_type}/{tier} meets "
-                + ("the request's constraints" if alternatives else f"the floors ({why['binding_constraint']})"),
+                + (
+                    ("its scope's preferences" if binding.startswith("preference:") else "the request's constraints")
+                    if alternatives
+                    else f"the floors ({why['binding_constraint']})"
+                ),
                 {
                     "binding_constraint": why["binding_constraint"],
                     "tier": tier,
                     "alternatives": alternatives,
                     "rejected": why["rejected"][:MAX_ALTERNATIVES],
                     "table_version": self.version,
+                    **({"preference": pref.explained()} if pref is not None else {}),
                 },
             )
+        if pref is not None and pref.preferred_provider and chosen["provider"] != pref.preferred_provider:
+            preferred = next(
+                (
+                    c
+                    for c, *_ in self._prepared[(req.task_type, tier)]
+                    if reasons.get(c["model"]) is None and c["provider"] == pref.preferred_provider
+                ),
+                None,
+            )
+            if preferred is not None:  # a qualifying model of the preferred provider, though not the cheapest
+                chosen, binding = preferred, "preference:preferred_provider"
         if binding == "cost":
             cheaper = [r for r in row["rejected"] if r.get("expected_cost_usd", 0.0) < chosen["expected_cost_usd"]]
             if cheaper:  # a cheaper model exists: the floor that turned it away binds
@@ -181,6 +216,7 @@ class SelectionTable:
             tier=tier,
             binding_constraint=binding,
             alternatives=alternatives,
+            preference=None if pref is None else pref.explained(),
         )
 
     def _cost(self, c: dict[str, Any], row: dict[str, Any], req: Request) -> float:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, Float, and_, case, func, select, true
+from sqlalchemy import Engine, Float, and_, case, delete, func, select, true
 
+from cams.selection.preferences import OwnedByConfig, Preference, parse_preference
 from cams.selection.quality import QualitySettings, quality_stats, with_quality
 from cams.warehouse import schema as t
-from cams.warehouse.db import insert_new_rows, replace_rows, tune_for_a_day
+from cams.warehouse.db import insert_new_rows, insert_rows, replace_rows, sync_config_rows, tune_for_a_day
 
 STATS_WINDOW_DAYS = 30
 
@@ -175,3 +177,67 @@ def budget_states(engine: Engine) -> list[dict[str, Any]]:
                 select(bs.c.budget_id, bs.c.scope, bs.c.scope_id, bs.c.org_id, bs.c.state, bs.c.action)
             ).mappings()
         ]
+
+
+def _preference_row(p: Preference, source: str, now: datetime) -> dict[str, Any]:
+    return {
+        "id": p.key,
+        "org_id": p.org_id,
+        "team_id": p.team_id,
+        "preference_json": json.dumps(p.as_dict(), sort_keys=True),
+        "source": source,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def sync_yaml_preferences(engine: Engine, prefs: Sequence[Preference]) -> dict[str, int]:
+    """cams.yaml is the truth for its preferences (as for its budgets): upsert them, drop YAML ones no
+    longer listed, leave those written through the API alone; a scope in both is owned by YAML."""
+    now = datetime.now(UTC)
+    rows = [_preference_row(p, "yaml", now) for p in prefs]
+    return {"preferences": len(prefs), **sync_config_rows(engine, t.selection_preferences, rows, "preference_json")}
+
+
+def preference_rows(engine: Engine, org_id: str | None = None) -> list[dict[str, Any]]:
+    """Stored preferences (one org's, or all) with their source and times, in scope order."""
+    sp = t.selection_preferences
+    query = select(sp).order_by(sp.c.id)
+    if org_id is not None:
+        query = query.where(sp.c.org_id == org_id)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def load_preferences(engine: Engine) -> list[Preference]:
+    """Every stored preference, parsed: what selection applies."""
+    return [parse_preference(json.loads(r["preference_json"])) for r in preference_rows(engine)]
+
+
+def put_preference(engine: Engine, p: Preference) -> tuple[dict[str, Any], bool]:
+    """Write a preference through the API: (row, created). One of cams.yaml's is refused (OwnedByConfig)."""
+    sp = t.selection_preferences
+    now = datetime.now(UTC)
+    row = _preference_row(p, "api", now)
+    with engine.begin() as conn:
+        old = conn.execute(select(sp.c.source, sp.c.created_at).where(sp.c.id == p.key)).first()
+        if old is not None and old.source == "yaml":
+            raise OwnedByConfig(f"the preference of {p.key} is managed in cams.yaml; change it there")
+        if old is not None:
+            row["created_at"] = old.created_at
+            conn.execute(delete(sp).where(sp.c.id == p.key))
+        insert_rows(conn, sp, [row])
+    return row, old is None
+
+
+def delete_preference(engine: Engine, key: str) -> bool | None:
+    """Delete an API preference: True when deleted, False when none, None when cams.yaml owns it."""
+    sp = t.selection_preferences
+    with engine.begin() as conn:
+        old = conn.execute(select(sp.c.source).where(sp.c.id == key)).first()
+        if old is None:
+            return False
+        if old.source == "yaml":
+            return None
+        conn.execute(delete(sp).where(sp.c.id == key))
+    return True

@@ -16,7 +16,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Integer, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Integer, Table, create_engine, delete, event, select
 from sqlalchemy.sql.elements import ColumnElement
 
 CHUNK_ROWS = 20_000
@@ -155,6 +155,30 @@ def lock_for_replace(conn: Connection, table: Table) -> None:
     """
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f'LOCK TABLE "{table.name}" IN SHARE ROW EXCLUSIVE MODE')
+
+
+def sync_config_rows(engine: Engine, table: Table, rows: Sequence[dict[str, Any]], content: str) -> dict[str, int]:
+    """cams.yaml is the truth for the rows it owns (`source` 'yaml', keyed by `id`): upsert `rows`
+    (each with id, source, created_at, updated_at), drop YAML rows no longer listed, leave the rows
+    written through the API alone; an id in both is owned by YAML. A row whose `content` column did not
+    change keeps its times. Returns how many changed and how many were removed."""
+    with engine.begin() as conn:
+        lock_for_replace(conn, table)
+        c = table.c
+        existing = {r.id: r for r in conn.execute(select(c.id, c.source, c.created_at, c[content]))}
+        ids = [r["id"] for r in rows]
+        removed = conn.execute(delete(table).where(c.source == "yaml", c.id.not_in(ids))).rowcount
+        changed = []
+        for row in rows:
+            old = existing.get(row["id"])
+            if old is not None:
+                if old.source == "yaml" and getattr(old, content) == row[content]:
+                    continue
+                row = {**row, "created_at": old.created_at}
+            changed.append(row)
+        conn.execute(delete(table).where(c.id.in_([r["id"] for r in changed])))
+        insert_rows(conn, table, changed)
+    return {"changed": len(changed), "removed": int(removed or 0)}
 
 
 class WriteBehind:

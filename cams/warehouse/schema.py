@@ -389,6 +389,19 @@ model_selection_tables = Table(
     comment="Every published selection table; the newest version is the one served.",
 )
 
+selection_preferences = Table(
+    "selection_preferences",
+    metadata,
+    Column("id", String(420), primary_key=True, comment="org:<org_id> or team:<org_id>/<team_id>"),
+    Column("org_id", Id, nullable=False),
+    Column("team_id", Id, comment="null for an org's own preference"),
+    Column("preference_json", Text, nullable=False, comment="the rules: allowed/excluded models and providers"),
+    Column("source", String(10), nullable=False, comment="yaml or api"),
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+    comment="Selection preferences per org and team, from cams.yaml and the Preferences API.",
+)
+
 model_selection_explanations = Table(
     "model_selection_explanations",
     metadata,

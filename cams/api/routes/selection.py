@@ -84,7 +84,8 @@ def model_table(
     gateways in other languages (docs/selection-table.md); 304 while the ETag still holds."""
     table = current_table(svc)
     budgets = [b for b in svc.budget_rows if key.org_id is None or b["org_id"] == key.org_id]
-    doc = client_document(table.version, svc._raw, budgets)
+    prefs = [p for p in svc.preferences if key.org_id is None or p.org_id == key.org_id]
+    doc = client_document(table.version, svc._raw, budgets, prefs)
     tag = client_etag(doc)
     if if_none_match == tag:
         return Response(status_code=304, headers={"ETag": tag})
@@ -109,6 +110,7 @@ def generate_explanation(
         "fallback_chain": d.fallback_chain,
         "alternatives": d.alternatives,
         "table_version": d.table_version,
+        **({"preference": d.preference} if d.preference is not None else {}),
     }
 
 
