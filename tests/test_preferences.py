@@ -10,7 +10,7 @@ from cams.api.app import create_app
 from cams.config import ConfigError, PricingConfig, parse
 from cams.pricing.quote import load_book
 from cams.selection.preferences import PreferenceError, parse_preference, parse_preferences
-from cams.selection.select import Request, SelectionError, SelectionTable
+from cams.selection.select import Decision, Request, SelectionError, SelectionTable
 from cams.selection.store import load_preferences, preference_rows, put_preference, sync_yaml_preferences
 from tests.conftest import PREFERENCES
 from tests.test_api import table
@@ -161,3 +161,56 @@ def test_preferences_api_writes_are_served_at_once(engine, published) -> None:  
         back = http.post("/api/v1/models/select", json={**ask, "team_id": "x"}, headers=h(acme_writer)).json()
         assert back["provider"] == "gemini"
         assert doc.headers["etag"] != http.get("/api/v1/models/table", headers=h(acme_writer)).headers["etag"]
+
+
+def test_what_if_answers_with_the_same_rule_beside_today(sel: SelectionTable) -> None:
+    from cams.selection.whatif import WhatIf, what_if
+
+    req = Request("acme", "chat", "standard")
+    today, same = what_if(sel, req, WhatIf())
+    assert isinstance(today, Decision) and isinstance(same, Decision) and today.model == same.model
+    # a lower floor lets the economy model in; a higher one leaves only the premium models
+    _, lower = what_if(sel, req, WhatIf(quality_floor=0.70))
+    assert (
+        isinstance(lower, Decision)
+        and lower.model == "gpt-4o-mini"
+        and lower.estimated_cost_usd < today.estimated_cost_usd
+    )
+    _, higher = what_if(sel, req, WhatIf(quality_floor=0.86))
+    assert isinstance(higher, Decision) and higher.model == "gpt-4.1"
+    # a price cut re-sorts: claude-haiku-4-5 at a tenth of its price becomes the cheapest standard model
+    _, cheaper = what_if(sel, req, WhatIf(price_factor={"claude-haiku-4-5": 0.1}))
+    assert isinstance(cheaper, Decision) and cheaper.model == "claude-haiku-4-5"
+    assert cheaper.estimated_cost_usd < today.estimated_cost_usd and cheaper.fallback_chain
+    # a hypothetical preference for the scope, and the request's own constraints
+    pref = parse_preference({"org_id": "acme", "excluded_providers": ["gemini"]})
+    _, excluded = what_if(sel, req, WhatIf(preference=pref))
+    assert isinstance(excluded, Decision) and excluded.provider != "gemini"
+    assert excluded.binding_constraint == "preference:excluded_providers"
+    _, tight = what_if(sel, req, WhatIf(max_latency_ms=1))
+    assert isinstance(tight, SelectionError) and tight.status == 422
+    # hooli's own preference is replaced by the hypothetical one, not added to
+    hooli = Request("hooli", "chat", "standard")
+    now, lifted = what_if(
+        sel, hooli, WhatIf(preference=parse_preference({"org_id": "hooli", "excluded_models": ["x"]}))
+    )
+    assert isinstance(now, Decision) and now.provider != "gemini"
+    assert isinstance(lifted, Decision) and lifted.provider == "gemini"
+    assert sel.select(Request("acme", "chat", "standard")).model == today.model  # the served table untouched
+
+
+def test_the_simulator_page_compares_a_change_with_today(engine, published) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(engine, refresh_s=60)
+    with TestClient(app) as http:
+        app.state.service.refresh()
+        h = {"Authorization": f"Bearer {published['admin']}"}
+        base = "/dashboard/simulator?org_id=acme&task_type=chat&quality_tier=standard"
+        plain = http.get(base, headers=h)
+        assert plain.status_code == 200 and "id='whatif'" in plain.text and "Fill in a field" in plain.text
+        page = http.get(base + "&excluded_providers=gemini", headers=h).text
+        assert "preference:excluded_providers" in page and "id='whatif-verdict'" in page and "costs" in page
+        floor = http.get(base + "&quality_floor=0.7", headers=h).text
+        assert "gpt-4o-mini" in floor and "saves" in floor
+        bad = http.get(base + "&excluded_providers=gemini&preferred_provider=gemini", headers=h)
+        assert bad.status_code == 200 and "does not allow" in bad.text  # said on the page, not a 500
+        assert http.get(base + "&quality_floor=2", headers=h).status_code == 422

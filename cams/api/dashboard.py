@@ -31,9 +31,11 @@ from cams.api.routes import budgets as budget_routes
 from cams.api.routes.cost_analysis import BREAKDOWNS, breakdown, rollup_where
 from cams.api.rows import as_csv, jsonable
 from cams.money import unit_usd, usd
+from cams.selection.preferences import PreferenceError, parse_preference
+from cams.selection.select import Decision, SelectionError, SelectionTable
 from cams.selection.select import Request as SelectRequest
-from cams.selection.select import SelectionError, SelectionTable
 from cams.selection.table import TIER_ORDER
+from cams.selection.whatif import WhatIf, what_if
 from cams.warehouse import schema as t
 
 COOKIE = "cams_session"
@@ -271,6 +273,16 @@ def simulator(
     org_id: str | None = Query(default=None, max_length=200),
     task_type: str | None = Query(default=None, max_length=100),
     quality_tier: str = Query(default="standard", pattern="^(economy|standard|premium)$"),
+    team_id: str = Query(default="", max_length=200),
+    max_latency_ms: float | None = Query(default=None, ge=0, le=3_600_000),
+    input_tokens: int | None = Query(default=None, ge=0, le=100_000_000),
+    capabilities: str = Query(default="", max_length=500),
+    quality_floor: float | None = Query(default=None, ge=0, le=1),
+    price_model: str = Query(default="", max_length=512),
+    price_factor: float | None = Query(default=None, gt=0, le=1000),
+    excluded_providers: str = Query(default="", max_length=2000),
+    allowed_models: str = Query(default="", max_length=4000),
+    preferred_provider: str = Query(default="", max_length=200),
 ) -> Any:
     key = who(request)
     if key is None:
@@ -280,7 +292,119 @@ def simulator(
         return _page("Selection simulator", "<section>No selection table has been published yet.</section>", key.org_id)
     org = key.org_id or org_id or "acme"
     task = task_type if task_type in current.tasks else current.tasks[0]
-    return _page("Selection simulator", _simulate(current, org, task, quality_tier, key.org_id is None), key.org_id)
+    asked = WhatIfForm(
+        team_id.strip(),
+        max_latency_ms,
+        input_tokens,
+        capabilities,
+        quality_floor,
+        price_model.strip(),
+        price_factor,
+        excluded_providers,
+        allowed_models,
+        preferred_provider.strip(),
+    )
+    body = _simulate(current, org, task, quality_tier, key.org_id is None) + _what_if(
+        current, org, task, quality_tier, asked
+    )
+    return _page("Selection simulator", body, key.org_id)
+
+
+@dataclass(frozen=True)
+class WhatIfForm:
+    """The simulator's what-if fields as the form sent them (names as comma-separated text)."""
+
+    team_id: str = ""
+    max_latency_ms: float | None = None
+    input_tokens: int | None = None
+    capabilities: str = ""
+    quality_floor: float | None = None
+    price_model: str = ""
+    price_factor: float | None = None
+    excluded_providers: str = ""
+    allowed_models: str = ""
+    preferred_provider: str = ""
+
+    def names(self, text: str) -> list[str]:
+        return [n.strip() for n in text.split(",") if n.strip()]
+
+    def what_if(self, org: str) -> WhatIf:
+        """The typed change; a preference that cannot be used raises PreferenceError with the field."""
+        rules: dict[str, Any] = {
+            "excluded_providers": self.names(self.excluded_providers) or None,
+            "allowed_models": self.names(self.allowed_models) or None,
+            "preferred_provider": self.preferred_provider or None,
+        }
+        rules = {k: v for k, v in rules.items() if v is not None}
+        pref = None
+        if rules:
+            pref = parse_preference({"org_id": org, "team_id": self.team_id or None, **rules}, "what if")
+        prices = {self.price_model: self.price_factor} if self.price_model and self.price_factor else {}
+        return WhatIf(
+            max_latency_ms=self.max_latency_ms,
+            input_tokens=self.input_tokens,
+            required_capabilities=tuple(self.names(self.capabilities)),
+            quality_floor=self.quality_floor,
+            price_factor=prices,
+            preference=pref,
+        )
+
+
+def _outcome_row(label: str, o: Any) -> str:
+    if isinstance(o, SelectionError):
+        return f"<tr><td>{escape(label)}</td><td colspan='6'>HTTP {o.status}: {escape(str(o))}</td></tr>"
+    return (
+        f"<tr><td>{escape(label)}</td><td>{escape(o.tier)}</td><td><strong>{escape(o.model)}</strong></td>"
+        f"<td>{escape(o.provider)}</td><td>{unit_usd(o.estimated_cost_usd)}</td>"
+        f"<td>{escape(', '.join(o.fallback_chain[:3]))}</td><td>{escape(o.binding_constraint)}</td></tr>"
+    )
+
+
+def _what_if(current: SelectionTable, org: str, task: str, tier: str, form: WhatIfForm) -> str:
+    """Today's answer for the scope beside the answer with the form's changes, and the difference."""
+
+    def field(name: str, value: Any, label: str, size: int = 10) -> str:
+        shown = "" if value is None else escape(str(value))
+        return f"<label>{label} <input name='{name}' value='{shown}' size='{size}'></label> "
+
+    hidden = (
+        f"<input type='hidden' name='org_id' value='{escape(org)}'>"
+        f"<input type='hidden' name='task_type' value='{escape(task)}'>"
+        f"<input type='hidden' name='quality_tier' value='{escape(tier)}'>"
+    )
+    form_html = (
+        f"<form method='get' id='whatif-form'>{hidden}"
+        + field("team_id", form.team_id, "team")
+        + field("max_latency_ms", form.max_latency_ms, "max p95 latency, ms", 7)
+        + field("input_tokens", form.input_tokens, "input tokens", 8)
+        + field("capabilities", form.capabilities, "needs (vision, function_calling, …)", 18)
+        + field("quality_floor", form.quality_floor, "quality floor (0–1)", 5)
+        + "<br>"
+        + field("price_model", form.price_model, "price of model", 18)
+        + field("price_factor", form.price_factor, "× factor", 5)
+        + field("excluded_providers", form.excluded_providers, "exclude providers", 16)
+        + field("allowed_models", form.allowed_models, "allow only models", 22)
+        + field("preferred_provider", form.preferred_provider, "prefer provider", 10)
+        + "<button>Compare</button></form>"
+    )
+    try:
+        change = form.what_if(org)
+    except PreferenceError as exc:
+        return f"<section id='whatif'><h2>What if…</h2>{form_html}<p class='error'>{escape(str(exc))}</p></section>"
+    req = SelectRequest(org, task, tier, team_id=form.team_id or None)
+    today, then = what_if(current, req, change)
+    verdict = ""
+    if isinstance(today, Decision) and isinstance(then, Decision) and today.estimated_cost_usd > 0:
+        delta = then.estimated_cost_usd - today.estimated_cost_usd
+        pct = 100 * delta / today.estimated_cost_usd
+        word = "saves" if delta < 0 else "costs"
+        verdict = f"<p id='whatif-verdict'>The change {word} {unit_usd(abs(delta))} per request ({pct:+.1f} %).</p>"
+    note = "" if change.changes() else "<p class='muted'>Fill in a field to compare an answer with today's.</p>"
+    return (
+        f"<section id='whatif'><h2>What if…</h2>{form_html}{note}<table><tr><th></th><th>tier served</th>"
+        "<th>model</th><th>provider</th><th>expected cost</th><th>fallbacks</th><th>binding</th></tr>"
+        f"{_outcome_row('today', today)}{_outcome_row('what if', then)}</table>{verdict}</section>"
+    )
 
 
 PERIODS = ("daily", "weekly", "monthly", "quarterly", "yearly")
@@ -657,7 +781,10 @@ def _simulate(current: SelectionTable, org: str, task: str, tier: str, any_org: 
                 }
             ]
             table = SelectionTable(
-                current.version, {"models": current.models, "rows": list(current.rows.values())}, fake
+                current.version,
+                {"models": current.models, "rows": list(current.rows.values())},
+                fake,
+                current.preference_sources,
             )
         try:
             d = table.select(SelectRequest(org, task, tier))

@@ -77,6 +77,8 @@ class SelectionTable:
         preferences: list[Preference] | tuple[Preference, ...] = (),
     ):
         self.version = version
+        self.success_floor: float = table.get("success_floor", 0.95)
+        self.budget_rows, self.preference_sources = budgets, tuple(preferences)  # what the simulator varies
         self.models: dict[str, dict[str, Any]] = table["models"]
         self.rows = {(r["task_type"], r["tier"]): r for r in table["rows"]}
         self.tasks = sorted({r["task_type"] for r in table["rows"]})

@@ -103,27 +103,30 @@ def build_table(
                     "samples": int(s.spans) if s is not None else 0,
                 }
             )
-        scored.sort(key=lambda c: (c["expected_cost_usd"], -c["expected_quality"], c["model"]))
         for tier, minimum in settings.tiers.items():
-            qualified = [
-                c for c in scored if c["expected_quality"] >= minimum and c["success_rate"] >= settings.success_floor
-            ]
-            rejected = [_rejected(c, minimum, settings.success_floor) for c in scored if c not in qualified]
-            for i, c in enumerate(qualified):
-                c_ = dict(c)
-                c_["fallback_chain"] = fallback_chain(qualified, i)
-                qualified[i] = c_
+            candidates, rejected = qualify(scored, minimum, settings.success_floor)
             rows.append(
                 {
                     "task_type": task,
                     "tier": tier,
                     "min_quality": minimum,
                     "profile": [inp, out],
-                    "candidates": qualified,
+                    "candidates": candidates,
                     "rejected": rejected,
                 }
             )
     return {"tiers": settings.tiers, "success_floor": settings.success_floor, "models": models, "rows": rows}
+
+
+def qualify(
+    scored: list[dict[str, Any]], minimum: float, success_floor: float
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A row's (candidates, rejected) from its scored models: cheapest first, the candidates each with
+    a fallback chain, the rejected each with the floor that turned it away."""
+    ordered = sorted(scored, key=lambda c: (c["expected_cost_usd"], -c["expected_quality"], c["model"]))
+    ok = [c for c in ordered if c["expected_quality"] >= minimum and c["success_rate"] >= success_floor]
+    candidates = [{**c, "fallback_chain": fallback_chain(ok, i)} for i, c in enumerate(ok)]
+    return candidates, [_rejected(c, minimum, success_floor) for c in ordered if c not in ok]
 
 
 def _rejected(c: dict[str, Any], minimum: float, success_floor: float) -> dict[str, Any]:
