@@ -54,7 +54,7 @@ def _tree_rss_mib(pid: int) -> float:
     return total / 2**20
 
 
-def run_cams(workdir: Path, drop: Path, url: str, executor: str) -> dict[str, Any]:
+def run_cams(workdir: Path, drop: Path, url: str, executor: str, profile: Path | None = None) -> dict[str, Any]:
     home = workdir / f"home-{executor}"
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -73,6 +73,9 @@ def run_cams(workdir: Path, drop: Path, url: str, executor: str) -> dict[str, An
     )
     env = {**os.environ, "CAMS_CONFIG": str(cfg), "CAMS_DATABASE_URL": url, "DAGSTER_HOME": str(home)}
     cmd = [str(ROOT / ".venv" / "bin" / "cams"), "run", "--start", DAY.isoformat(), "--end", DAY.isoformat(), "--json"]
+    if profile is not None:  # py-spy samples the run and every step process; collapsed stacks to `profile`
+        spy = str(ROOT / ".venv" / "bin" / "py-spy")
+        cmd = [spy, "record", "--subprocesses", "--rate", "40", "--format", "raw", "-o", str(profile), "--", *cmd]
     peak, done = [0.0], threading.Event()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=workdir)
@@ -90,7 +93,7 @@ def run_cams(workdir: Path, drop: Path, url: str, executor: str) -> dict[str, An
     if proc.returncode:
         print(err[-3000:], file=sys.stderr)
         raise SystemExit(f"cams run failed ({executor})")
-    summary = json.loads(out.strip().splitlines()[-1])
+    summary = json.loads(next(line for line in reversed(out.strip().splitlines()) if line.startswith("{")))
     return {
         "wall_s": round(wall, 1),
         "peak_mib": round(peak[0]),
@@ -135,12 +138,32 @@ def disk_mib(url: str) -> dict[str, int]:
         engine.dispose()
 
 
+def hot_spots(collapsed: Path, top: int = 25) -> list[tuple[str, float, float]]:
+    """(function, share of samples inside it, share in it itself) from py-spy's collapsed stacks, for
+    the project's and its libraries' frames: where a run's time goes."""
+    inside: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        count = int(n)
+        total += count
+        frames = stack.split(";")
+        for f in set(frames):
+            inside[f] = inside.get(f, 0) + count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+    ranked = sorted(inside.items(), key=lambda kv: -kv[1])
+    wanted = [(f, n) for f, n in ranked if "/cams/" in f or "/assets/" in f or "site-packages" in f][:top]
+    return [(f, n / total, own.get(f, 0) / total) for f, n in wanted]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="250000,1000000,2000000")
     ap.add_argument("--executors", default="in_process,multiprocess")
     ap.add_argument("--pg", default=os.environ.get("CAMS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--data", help="folder for the drop files (default: a temporary one)")
+    ap.add_argument("--profile", help="folder for py-spy's collapsed stacks of each run (needs py-spy)")
     a = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory(dir=a.data) as tmp:
@@ -150,12 +173,16 @@ def main() -> None:
             write_day(drop, size, Path(tmp) / "base")
             print(f"# {size:,} records written in {time.perf_counter() - t0:.0f} s (not timed)", flush=True)
             for executor in a.executors.split(","):
+                profile = Path(a.profile) / f"run-{size}-{executor}.txt" if a.profile else None
                 with scratch_database(a.pg, "cams_runday") as url:
-                    r = run_cams(Path(tmp), drop, url, executor)
+                    r = run_cams(Path(tmp), drop, url, executor, profile)
                     r["disk_mib"] = disk_mib(url)
                 r.update(size=size, executor=executor)
                 results.append(r)
                 print(json.dumps(r), flush=True)
+                if profile is not None:
+                    for f, inside, itself in hot_spots(profile):
+                        print(f"  {inside:6.1%} {itself:6.1%}  {f}")
     print("\n| size | executor | cams run wall | peak (tree) | steps | warehouse on disk |")
     print("|---|---|---|---|---|---|")
     for r in results:

