@@ -187,6 +187,11 @@ def test_landing_in_small_chunks_keeps_the_latest_copy_and_counts_every_line(  #
     with Stage(engine, RELAYCORE) as stage:
         chunked = _collect(tmp_path, RELAYCORE, sim_days, True, stage, chunk_rows=7)
         assert chunked.staged > 0 and len(chunked.rows) < 7
+        # the keys met again after a copy was staged are the ones the stage dedupes; a key there with
+        # one copy only (two keys sharing a hash) changes nothing
+        assert 0 < len(chunked.repeated) <= whole.duplicates - chunked.duplicates  # the copies across chunks
+        single = next(r[0] for r in expected if r[0] not in chunked.repeated)
+        chunked.repeated.add(single)
         summary = land(engine, chunked, "files", stage=stage)
     assert summary.counts == whole.counts() and summary.counts["duplicates"] > 0
     assert summary.counts["read"] == sum(summary.counts[k] for k in ("accepted", "duplicates", "quarantined"))

@@ -64,6 +64,9 @@ class IngestResult:
     read: int = 0
     duplicates: int = 0
     staged: int = 0
+    # keys accepted again after an earlier copy went to the sink: the only ones the stage must dedupe
+    # (a superset: two keys may share a hash; the stage's dedupe is exact whatever it is given)
+    repeated: set[str] = field(default_factory=set)
 
     @property
     def accepted(self) -> int:
@@ -111,6 +114,7 @@ class Collector:
         self._sink = sink
         self._chunk_rows = chunk_rows
         self._last_ts: datetime | None = None  # the time of the file's latest readable record
+        self._sent: set[int] = set()  # hashes of the keys handed to the sink (8 bytes a key, not the key)
 
     def start_file(self) -> None:
         """A new drop file: its unreadable lines take the day of its own readable ones."""
@@ -125,6 +129,7 @@ class Collector:
         """Hand the pending rows to the sink (if there is one)."""
         if self._sink is not None and self.result.rows:
             rows = list(self.result.rows.values())
+            self._sent.update(map(hash, self.result.rows))
             self._sink(rows)
             self.result.staged += len(rows)
             self.result.rows.clear()
@@ -160,6 +165,8 @@ class Collector:
         if key in rows:
             self.result.duplicates += 1
             del rows[key]  # re-insert so dict order is the order of the latest copy
+        elif self._sent and hash(key) in self._sent:
+            self.result.repeated.add(key)  # an earlier copy is staged already: the stage keeps the latest
         rows[key] = row
         if len(rows) >= self._chunk_rows and self._sink is not None:
             self.flush()

@@ -29,7 +29,9 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
+    true,
 )
 
 from cams.sources.batch import IngestResult
@@ -79,6 +81,7 @@ class Stage:
         self.table.create(self.conn)
         self.conn.commit()
         self.rows = 0
+        self._temporary = [self.table]  # dropped at close: the connection goes back to the pool
         self._writes = WriteBehind(self.conn)  # a chunk goes in while the next one is parsed
 
     def __call__(self, rows: list[tuple[Any, ...]]) -> None:
@@ -91,6 +94,28 @@ class Stage:
         else:
             self.conn.execute(insert(self.table), [dict(zip(self.fields, r, strict=True)) for r in rows])
         self.conn.commit()
+
+    def latest_copies(self, repeated: set[str]) -> Any:
+        """The condition keeping the latest staged copy of each key. Only the keys the collector saw
+        again after an earlier copy was staged can have two copies here: the stage dedupes those alone
+        (a day without such repeats is inserted as staged, no hash of a million keys)."""
+        if not repeated:
+            return true()
+        keys = Table(
+            f"cams_repeated_{self.source}",
+            MetaData(),
+            Column("key", self.table.c[describe(self.source).key].type, primary_key=True),
+            prefixes=["TEMPORARY"],
+        )
+        keys.drop(self.conn, checkfirst=True)
+        keys.create(self.conn)
+        self._temporary.append(keys)
+        insert_rows(self.conn, keys, ({"key": k} for k in repeated))
+        self.conn.commit()
+        key = self.table.c[describe(self.source).key]
+        once = select(keys.c.key)
+        latest = select(func.max(self.table.c.seq)).where(key.in_(once)).group_by(key)
+        return or_(key.not_in(once), self.table.c.seq.in_(latest))
 
     def day(self) -> Any:
         """The UTC day of each staged row, computed by the database (rows travel without it)."""
@@ -108,7 +133,8 @@ class Stage:
         self._writes.__exit__(Exception)
         try:
             self.conn.rollback()
-            self.table.drop(self.conn, checkfirst=True)
+            for table in self._temporary:
+                table.drop(self.conn, checkfirst=True)
             self.conn.commit()
         finally:
             self.conn.close()
@@ -150,9 +176,8 @@ def land(
         key = q.reason.split(":")[0][:80]
         reasons[key] = reasons.get(key, 0) + 1
     cols = ["day", *stage.fields]
-    latest = select(func.max(s.c.seq)).group_by(s.c[describe(result.source).key])
     values = [stage.day(), *(s.c[c] for c in stage.fields), literal(now, table.c.ingested_at.type)]
-    rows = select(*values).where(s.c.seq.in_(latest))
+    rows = select(*values).where(stage.latest_copies(result.repeated))
     conn = stage.conn
     staged = {
         d if isinstance(d, date) else date.fromisoformat(d)
