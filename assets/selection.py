@@ -14,7 +14,7 @@ from cams.estimation.store import calibrate
 from cams.pricing import store as pricebook_store
 from cams.selection.preferences import Preference
 from cams.selection.quality import QualitySettings
-from cams.selection.savings import savings
+from cams.selection.savings import COUNTERFACTUALS, savings
 from cams.selection.store import (
     STATS_WINDOW_DAYS,
     latest,
@@ -144,9 +144,11 @@ def build_selection_assets(
         group_name="selection",
         kinds={"python", "pandas", "sql"},
         owners=["team:finops"],
-        description="What each org and team spent over the last 30 days versus what the selection table's "
-        "standard-tier choice would have cost on the same requests (same tokens, same price book), and at what "
-        "expected quality.",
+        description="What each org, team and user spent over the 30 days to the as-of against named "
+        "counterfactuals on the same requests (same tokens, same price book): the model the gateway asked for, "
+        "always the table's standard choice, always its premium choice; savings = counterfactual - actual. "
+        "Beside it, `savings_recommendations`: per org, team and task, the table choice that would have cost "
+        "less at no lower expected quality, with the requests it rests on and the table row that explains it.",
         metadata=table_metadata(t.savings_report),
     )
     def savings_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -156,20 +158,38 @@ def build_selection_assets(
             raise dg.Failure(description="no selection table published yet: materialize model_selection_table")
         version, table = found
         as_of = run_as_of(context)
-        rep = savings(engine, table, pricebook_store.load(engine), as_of)
-        rows = [{**r, "table_version": version, "computed_at": as_of} for r in rep.to_dict("records")]
+        found_savings = savings(engine, table, pricebook_store.load(engine), as_of)
+        rep, rec = found_savings.report, found_savings.recommendations
+        stamp = {"table_version": version, "computed_at": as_of}
+        rows = [{**r, **stamp} for r in rep.to_dict("records")]
+        moves = [
+            {**r, **stamp, "explanation_id": f"{version}:{r['task_type']}:{r['tier']}"} for r in rec.to_dict("records")
+        ]
         with engine.begin() as conn:
             replace_rows(conn, t.savings_report, true(), rows)
-        actual, alt = (
-            float(rep["actual_usd"].sum()) if len(rep) else 0.0,
-            float(rep["table_usd"].sum()) if len(rep) else 0.0,
+            replace_rows(conn, t.savings_recommendations, true(), moves)
+        by = (
+            rep.groupby("counterfactual")[["actual_usd", "counterfactual_usd", "savings_usd"]].sum()
+            if len(rep)
+            else None
+        )
+        totals = {
+            f"{name}_savings_usd": round(float(by.loc[name, "savings_usd"]), 4)
+            if by is not None and name in by.index
+            else 0.0
+            for name in COUNTERFACTUALS
+        }
+        top = "| scope | task | from | to | saves a month, USD | requests |\n|---|---|---|---|---|---|\n" + "\n".join(
+            f"| {m['org_id']}/{m['team_id'] or '—'} | {m['task_type']} | {m['from_model']} | {m['to_model']} | "
+            f"{m['monthly_savings_usd']:.2f} | {m['requests']:,} |"
+            for m in moves[:10]
         )
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": len(rows),
-                "actual_usd": round(actual, 4),
-                "table_usd": round(alt, 4),
-                "savings_usd": round(actual - alt, 4),
+                **totals,
+                "recommendations": len(moves),
+                "top_recommendations": dg.MetadataValue.md(top),
                 "table_version": version,
                 "as_of": as_of.isoformat(),
             }

@@ -431,10 +431,12 @@ def test_cost_analysis(client, engine) -> None:  # type: ignore[no-untyped-def]
     asked = {x["model_requested"]: x for x in client.get("/api/v1/cost-analysis/fallbacks", headers=admin).json()}
     assert (asked["gpt-4.1"]["requests"], asked["gpt-4.1"]["fallback_rate"]) == (8, 1.0)
     assert asked["gpt-4o-mini"]["fallback_rate"] == 0.0
-    report = [
-        ("acme", None, 12, 4.75, 4.0, 0.75, 15.8),
-        ("acme", "t", 12, 4.75, 4.0, 0.75, 15.8),
-        ("globex", None, 7, 9, 9.5, -0.5, -5.6),
+    report = [  # org, team, user, counterfactual, requests, actual, counterfactual, quality
+        ("acme", None, "u1", "always_standard", 12, 4.75, 4.0, 0.8),
+        ("acme", "t", "u1", "always_standard", 10, 4.0, 3.0, 0.8),
+        ("acme", "t", "u2", "always_standard", 2, 0.75, 1.0, 0.8),
+        ("acme", "t", "u2", "requested", 2, 0.75, 1.5, None),
+        ("globex", None, None, "always_standard", 7, 9, 9.5, 0.8),
     ]
     with engine.begin() as conn:
         conn.execute(
@@ -443,26 +445,41 @@ def test_cost_analysis(client, engine) -> None:  # type: ignore[no-untyped-def]
                 {
                     "org_id": o,
                     "team_id": tm,
+                    "user_id": u,
+                    "counterfactual": cf,
                     "requests": n,
                     "actual_usd": a,
-                    "table_usd": b,
-                    "savings_usd": sv,
-                    "savings_pct": pct,
-                    "table_expected_quality": 0.8,
+                    "counterfactual_usd": b,
+                    "savings_usd": b - a,
+                    "savings_pct": 0.0,
+                    "counterfactual_quality": q,
                     "table_version": "v1",
                     "computed_at": NOW,
                 }
-                for o, tm, n, a, b, sv, pct in report
+                for o, tm, u, cf, n, a, b, q in report
             ],
         )
-    mine = client.get("/api/v1/cost-analysis/savings", headers=h).json()
-    assert [(x["org_id"], x["team_id"], x["savings_usd"]) for x in mine] == [
-        ("acme", None, "0.7500000000"),
-        ("acme", "t", "0.7500000000"),
+    by_team = client.get("/api/v1/cost-analysis/savings?counterfactual=always_standard", headers=h).json()
+    assert [(x["org_id"], x["team_id"], x["requests"], x["savings_usd"]) for x in by_team] == [
+        ("acme", None, 12, "-0.7500000000"),
+        ("acme", "t", 12, "-0.7500000000"),  # two users summed
     ]
-    assert mine[0]["computed_at"].endswith("+00:00")
+    assert by_team[0]["computed_at"].endswith("+00:00") and by_team[1]["savings_pct"] == -15.79
+    orgs = client.get("/api/v1/cost-analysis/savings?scope=org", headers=h).json()
+    assert [(x["counterfactual"], x["requests"], x["counterfactual_usd"]) for x in orgs] == [
+        ("always_standard", 24, "8.0000000000"),
+        ("requested", 2, "1.5000000000"),
+    ]
+    assert orgs[0]["counterfactual_quality"] == 0.8 and orgs[1]["counterfactual_quality"] is None
+    users = client.get("/api/v1/cost-analysis/savings?scope=user&team_id=t", headers=h).json()
+    assert [(x["user_id"], x["counterfactual"]) for x in users] == [
+        ("u1", "always_standard"),
+        ("u2", "always_standard"),
+        ("u2", "requested"),
+    ]
     assert client.get("/api/v1/cost-analysis/savings?org_id=globex", headers=h).status_code == 403
-    assert len(client.get("/api/v1/cost-analysis/savings", headers=admin).json()) == 3
+    assert client.get("/api/v1/cost-analysis/savings?scope=planet", headers=h).status_code == 422
+    assert len(client.get("/api/v1/cost-analysis/savings?scope=org", headers=admin).json()) == 3
     weekly = client.get("/api/v1/cost-analysis/trends?granularity=week", headers={**admin, "Accept": "text/csv"})
     assert weekly.text.splitlines()[1].startswith("2026-05-04,12,")
 
@@ -615,56 +632,6 @@ def test_models_api_writes_dated_prices(client, engine) -> None:  # type: ignore
     assert (
         client.delete("/api/v1/models/gpt-4o-mini", headers=admin).status_code == 404
     )  # snapshot prices live in cams.yaml
-
-
-def test_savings_report_by_hand(engine, book, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from cams.selection.savings import savings
-
-    tb = table(book)
-    with engine.begin() as conn:
-        conn.execute(
-            sa.insert(t.cost_tracking),
-            [
-                {
-                    "day": NOW.date(),
-                    "request_id": f"r{i}",
-                    "timestamp": NOW,
-                    "org_id": "acme",
-                    "team_id": "search",
-                    "user_id": "u",
-                    "task_type": "chat",
-                    "model": "claude-sonnet-4-5",
-                    "provider": "anthropic",
-                    "service_tier": "standard",
-                    "status": "success",
-                    "input_tokens": 1000,
-                    "output_tokens": 100,
-                    "cached_input_tokens": 0,
-                    "cache_creation_input_tokens": 0,
-                    "reasoning_tokens": 0,
-                    "cost_usd": 0.0045,
-                    "charged_usd": 0.0045,
-                    "unpriced": False,
-                    "price_id": "p",
-                    "computed_at": NOW,
-                }
-                for i in range(4)
-            ],
-        )
-    rep = savings(engine, tb, book, NOW)
-    (row,) = rep.to_dict("records")
-    # the table's standard choice for chat is gemini-2.5-flash: 1000 x 3e-7 + 100 x 2.5e-6 = 0.00055 a request
-    assert row["requests"] == 4 and row["actual_usd"] == pytest.approx(0.018)
-    assert row["table_usd"] == pytest.approx(0.0022) and row["savings_usd"] == pytest.approx(0.0158)
-    assert row["table_expected_quality"] == pytest.approx(0.80)
-    # read a chunk at a time (here 3 rows), the month adds up to the same report
-    import functools
-
-    import cams.selection.savings as sv
-    from cams.warehouse.db import read_frames
-
-    monkeypatch.setattr(sv, "read_frames", functools.partial(read_frames, chunk_rows=3))
-    assert sv.savings(engine, tb, book, NOW).to_dict("records") == [row]
 
 
 def test_explainer_generate_records_nothing(client, engine) -> None:  # type: ignore[no-untyped-def]

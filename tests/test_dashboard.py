@@ -259,7 +259,7 @@ def test_every_table_on_the_page_downloads_as_csv(dash) -> None:  # type: ignore
     page = c.get(f"/dashboard?{window}", headers=_h(c.admin)).text
     links = re.findall(r"href='/dashboard/([a-z-]+)\.csv\?", page)
     # every table shown has its link (alerts and selections show, with theirs, once there are any)
-    assert set(links) == {"budgets", "daily-cost", "providers", "at-risk", "breakdown"}
+    assert set(links) == {"budgets", "daily-cost", "providers", "at-risk", "savings", "breakdown"}
     for empty in ("alerts", "selections"):
         got = c.get(f"/dashboard/{empty}.csv?{window}", headers=_h(c.admin))
         assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")

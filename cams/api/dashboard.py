@@ -182,7 +182,7 @@ def overview(request: Request, v: View | None = Depends(view)) -> Any:
         return denied()
     key, org, team, since, until = v.key, v.org, v.team, v.since, v.until
     d = _tables(_svc(request).engine, v, limit=12)
-    budgets, alerts, by_model, by_provider, risk, recent = (d[k] for k in TABLES)
+    budgets, alerts, by_model, by_provider, risk, recent, saved, moves = (d[k] for k in TABLES)
     parts = [
         _filters(key, org, team, since, until),
         _csv_link(_budgets(budgets), "budgets", v),
@@ -190,12 +190,14 @@ def overview(request: Request, v: View | None = Depends(view)) -> Any:
         _csv_link(_csv_link(_trends(by_model, by_provider, f"{since} .. {until}"), "daily-cost", v), "providers", v),
         _breakdowns(_svc(request).engine, key, org, team, since, until),
         _csv_link(_risk(risk), "at-risk", v),
+        _csv_link(_savings(saved), "savings", v),
+        _csv_link(_recommendations(moves), "recommendations", v),
         _csv_link(_recent(recent), "selections", v),
     ]
     return _page("Budgets and spend", "".join(parts), org)
 
 
-TABLES = ("budgets", "alerts", "daily-cost", "providers", "at-risk", "selections")
+TABLES = ("budgets", "alerts", "daily-cost", "providers", "at-risk", "selections", "savings", "recommendations")
 
 
 def _tables(engine: Engine, v: View, limit: int | None) -> dict[str, list[Any]]:
@@ -212,6 +214,10 @@ def _tables(engine: Engine, v: View, limit: int | None) -> dict[str, list[Any]]:
     where = [r.c.day >= v.since, r.c.day <= v.until] + ([r.c.org_id == org] if org else [])
     where += [r.c.team_id == team] if team else []
     rwhere = [rs.c.day >= v.since, rs.c.day <= v.until] + ([rs.c.org_id == org] if org else [])
+    sv, rc = t.savings_report, t.savings_recommendations
+    # the savings report covers the 30 days to its own as-of, whatever the page's window
+    swhere = ([sv.c.org_id == org] if org else []) + ([sv.c.team_id == team] if team else [])
+    rcwhere = ([rc.c.org_id == org] if org else []) + ([rc.c.team_id == team] if team else [])
     bq = select(bs).order_by(bs.c.percent_used.desc())
     hq = select(mh).order_by(mh.c.selected_at.desc()).limit(limit or 10_000)
     aq = select(ba.c.fired_at, ba.c.budget_id, ba.c.level, ba.c.basis, ba.c.percent_used, ba.c.payload_json)
@@ -240,6 +246,23 @@ def _tables(engine: Engine, v: View, limit: int | None) -> dict[str, list[Any]]:
                 .group_by(rs.c.category)
             ).all(),
             "selections": [dict(x) for x in conn.execute(hq.where(mh.c.org_id == org) if org else hq).mappings()],
+            "savings": conn.execute(
+                select(
+                    sv.c.org_id,
+                    sv.c.team_id,
+                    sv.c.counterfactual,
+                    func.sum(sv.c.requests).label("requests"),
+                    func.sum(sv.c.actual_usd).label("actual_usd"),
+                    func.sum(sv.c.counterfactual_usd).label("counterfactual_usd"),
+                    func.max(sv.c.computed_at).label("as_of"),
+                )
+                .where(*swhere)
+                .group_by(sv.c.org_id, sv.c.team_id, sv.c.counterfactual)
+                .order_by(sv.c.org_id, sv.c.team_id, sv.c.counterfactual)
+            ).all(),
+            "recommendations": conn.execute(
+                select(rc).where(*rcwhere).order_by(rc.c.monthly_savings_usd.desc()).limit(limit or 10_000)
+            ).all(),
         }
 
 
@@ -714,6 +737,61 @@ def _risk(risk: list[Any]) -> str:
         "<section id='risk'><h2>Reconciliation: dollars at risk</h2><div class='grid'>"
         + hbars(rows, "Dollars at risk by category, USD", unit=" $", width=600)
         + f"<table><tr><th>category</th><th>requests</th><th>at risk</th></tr>{counts}</table></div></section>"
+    )
+
+
+def _savings(saved: list[Any]) -> str:
+    """Spend against each counterfactual, per team, and the org's savings by counterfactual as bars."""
+    if not saved:
+        return (
+            "<section><h2>Savings</h2><p class='muted'>No savings report yet (it follows each new table).</p></section>"
+        )
+    totals: dict[str, float] = {}
+    rows = []
+    for org, team, cf, n, actual, alt, _as_of in saved:
+        delta = _float(alt) - _float(actual)
+        totals[cf] = totals.get(cf, 0.0) + _float(alt)
+        if cf == "requested":  # every priced request: the spend the others are set against
+            totals["actual spend"] = totals.get("actual spend", 0.0) + _float(actual)
+        rows.append(
+            f"<tr><td>{escape(org)}</td><td>{escape(team or '—')}</td><td>{escape(cf)}</td><td>{int(n):,}</td>"
+            f"<td>{usd(actual)}</td><td>{usd(alt)}</td><td>{usd(delta)}</td></tr>"
+        )
+    as_of = max(str(x[-1])[:19] for x in saved)
+    return (
+        f"<section id='savings'><h2>Savings against what was asked for, always-standard and always-premium "
+        f"(30 days to {escape(as_of)})</h2><div class='grid'>"
+        + hbars(
+            sorted(totals.items()),
+            "Spend, and the same requests on each counterfactual, USD",
+            unit=" $",
+            width=600,
+            highlight="actual spend",
+        )
+        + "<table><tr><th>org</th><th>team</th><th>counterfactual</th><th>requests</th><th>spent</th>"
+        f"<th>counterfactual</th><th>saved</th></tr>{''.join(rows)}</table></div></section>"
+    )
+
+
+def _recommendations(moves: list[Any]) -> str:
+    """Each recommendation with its evidence (the table row's explanation) and the call that applies it."""
+    if not moves:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(m.org_id)}/{escape(m.team_id or '—')}</td><td>{escape(m.task_type)}</td>"
+        f"<td>{escape(m.from_model)} → <strong>{escape(m.to_model)}</strong></td><td>{usd(m.monthly_savings_usd)}</td>"
+        f"<td>{m.from_quality:.2f} → {m.to_quality:.2f}</td><td>{int(m.requests):,}</td>"
+        f"<td><a href='/dashboard/explain/{escape(m.explanation_id)}'>why</a></td>"
+        f"<td><code>PUT /api/v1/preferences/{escape(m.org_id)}{'/teams/' + escape(m.team_id) if m.team_id else ''}"
+        f"</code> excluding {escape(m.from_model)}</td></tr>"
+        for m in moves
+    )
+    return (
+        "<section id='recommendations'><h2>Recommendations</h2><p class='muted'>The same requests on the table's "
+        "choice of at least the same expected quality; the full call (with the scope's other rules) is in "
+        "<code>GET /api/v1/cost-analysis/recommendations</code>.</p><table><tr><th>scope</th><th>task</th>"
+        "<th>move</th><th>saves a month</th><th>quality</th><th>requests</th><th>evidence</th><th>apply</th></tr>"
+        f"{rows}</table></section>"
     )
 
 

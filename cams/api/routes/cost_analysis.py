@@ -1,20 +1,24 @@
 """Cost analysis over the daily rollups: totals and breakdowns (model, provider, team, user, task,
-steering rule, fallbacks), trends, and the savings report; JSON, or CSV with `Accept: text/csv`."""
+steering rule, fallbacks), trends, the savings report and its recommendations; JSON, or CSV with
+`Accept: text/csv`."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import Engine, Integer, and_, func, select
+from sqlalchemy import Engine, Integer, and_, case, func, select
 
 from cams.api.deps import ApiError, auth, engine, org_filter
 from cams.api.keys import ApiKey
 from cams.api.rows import CSV_TOO, as_csv_if_asked, jsonable
 from cams.money import exact
+from cams.selection.preferences import Preference
+from cams.selection.store import preference_rows
 from cams.warehouse import schema as t
 
 router = APIRouter(tags=["cost analysis"])
@@ -175,24 +179,129 @@ for _path, _column, _doc in (
     router.get(f"/api/v1/cost-analysis/{_path}", responses=CSV_TOO, description=_doc)(steering(_column))
 
 
+SCOPES = {"org": ("org_id",), "team": ("org_id", "team_id"), "user": ("org_id", "team_id", "user_id")}
+
+
 @router.get("/api/v1/cost-analysis/savings", responses=CSV_TOO)
 def savings(
+    request: Request,
+    scope: str = Query(default="team", pattern="^(org|team|user)$"),
+    counterfactual: str | None = Query(default=None, pattern="^(requested|always_standard|always_premium)$"),
+    org_id: str | None = None,
+    team_id: str | None = None,
+    user_id: str | None = None,
+    key: ApiKey = Depends(auth("read")),
+    db: Engine = Depends(engine),
+) -> Any:
+    """The latest savings report per org, team or user (`scope`) and counterfactual: what the 30 days to
+    its as-of cost with the models used (`actual_usd`) against the same requests on the model the gateway
+    asked for (`requested`), on the table's standard choice (`always_standard`) or its premium choice
+    (`always_premium`); `savings_usd` = counterfactual − actual (positive: spent less)."""
+    sv = t.savings_report
+    keys = [sv.c[k] for k in SCOPES[scope]]
+    weight = func.sum(case((sv.c.counterfactual_quality.is_not(None), sv.c.requests), else_=0))
+    q = select(
+        *keys,
+        sv.c.counterfactual,
+        func.sum(sv.c.requests).label("requests"),
+        func.sum(sv.c.actual_usd).label("actual_usd"),
+        func.sum(sv.c.counterfactual_usd).label("counterfactual_usd"),
+        (func.sum(sv.c.counterfactual_quality * sv.c.requests) / func.nullif(weight, 0)).label("quality"),
+        func.max(sv.c.table_version).label("table_version"),
+        func.max(sv.c.computed_at).label("computed_at"),
+    )
+    org = org_filter(key, org_id)
+    for col, val in (
+        (sv.c.org_id, org),
+        (sv.c.team_id, team_id),
+        (sv.c.user_id, user_id),
+        (sv.c.counterfactual, counterfactual),
+    ):
+        if val:
+            q = q.where(col == val)
+    q = q.group_by(*keys, sv.c.counterfactual).order_by(*(k.is_not(None) for k in keys[1:]), *keys, sv.c.counterfactual)
+    with db.connect() as conn:
+        found = [dict(x) for x in conn.execute(q).mappings()]
+    rows = []
+    for x in found:
+        actual, alt = Decimal(str(x["actual_usd"])), Decimal(str(x["counterfactual_usd"]))
+        rows.append(
+            jsonable(
+                {
+                    **{k: x[k] for k in SCOPES[scope]},
+                    "counterfactual": x["counterfactual"],
+                    "requests": int(x["requests"]),
+                    "actual_usd": exact(actual),
+                    "counterfactual_usd": exact(alt),
+                    "savings_usd": exact(alt - actual),
+                    "savings_pct": round(float((alt - actual) / actual * 100), 2) if actual else 0.0,
+                    "counterfactual_quality": None if x["quality"] is None else round(float(x["quality"]), 4),
+                    "table_version": x["table_version"],
+                    "computed_at": x["computed_at"],
+                }
+            )
+        )
+    return as_csv_if_asked(request, rows) or rows
+
+
+@router.get("/api/v1/cost-analysis/recommendations", responses=CSV_TOO)
+def recommendations(
     request: Request,
     org_id: str | None = None,
     team_id: str | None = None,
     key: ApiKey = Depends(auth("read")),
     db: Engine = Depends(engine),
 ) -> Any:
-    """The latest savings report (per org, and per team within it): what the last 30 days cost with
-    the models used, against the same requests on the selection table's standard-tier choice."""
-    sv = t.savings_report
+    """Per org, team and task, biggest first: a model to move to that would have cost less on the same
+    requests at no lower expected quality, with the evidence (the requests it rests on, the table row
+    that explains the choice) and how to apply it: the Preferences API call that excludes the model now
+    used for the scope (merged with the scope's preference as it stands)."""
+    rc = t.savings_recommendations
+    q = select(rc).order_by(rc.c.monthly_savings_usd.desc(), rc.c.org_id, rc.c.task_type)
     org = org_filter(key, org_id)
-    q = select(sv).order_by(sv.c.org_id, sv.c.team_id.is_not(None), sv.c.team_id)
-    q = q.where(sv.c.org_id == org) if org else q
-    q = q.where(sv.c.team_id == team_id) if team_id else q
+    q = q.where(rc.c.org_id == org) if org else q
+    q = q.where(rc.c.team_id == team_id) if team_id else q
     with db.connect() as conn:
-        rows = [jsonable(dict(x)) for x in conn.execute(q).mappings()]
+        found = [dict(x) for x in conn.execute(q).mappings()]
+    prefs = {p["id"]: p for p in preference_rows(db, org)} if found else {}
+    rows = []
+    for x in found:
+        pref = Preference(x["org_id"], x["team_id"])
+        rows.append(
+            jsonable(
+                {
+                    **{k: v for k, v in x.items() if k not in ("explanation_id",)},
+                    "summary": (
+                        f"{x['task_type']}: move from {x['from_model']} to {x['to_model']}, saves "
+                        f"${Decimal(str(x['monthly_savings_usd'])):.2f} a month at expected quality {x['to_quality']} "
+                        f"(now {x['from_quality']}), based on {x['requests']:,} requests"
+                    ),
+                    "evidence": {
+                        "explanation_id": x["explanation_id"],
+                        "explainer": f"/api/v1/explainer/{x['explanation_id']}",
+                        "dashboard": f"/dashboard/explain/{x['explanation_id']}",
+                    },
+                    "apply": _apply(pref.key, x, prefs.get(pref.key)),
+                }
+            )
+        )
     return as_csv_if_asked(request, rows) or rows
+
+
+def _apply(scope: str, rec: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
+    """The write that applies a recommendation: exclude the model now used, keeping the scope's other rules."""
+    path = f"/api/v1/preferences/{rec['org_id']}" + (f"/teams/{rec['team_id']}" if rec["team_id"] else "")
+    rules = {} if current is None else json.loads(current["preference_json"])
+    rules.pop("org_id", None)
+    rules.pop("team_id", None)
+    rules["excluded_models"] = sorted({*rules.get("excluded_models", []), rec["from_model"]})
+    if rec["from_model"] in rules.get("allowed_models", []):
+        rules["allowed_models"] = [m for m in rules["allowed_models"] if m != rec["from_model"]] or None
+        if rules["allowed_models"] is None:
+            rules.pop("allowed_models")
+    if current is not None and current["source"] == "yaml":
+        return {"scope": scope, "managed_in": "cams.yaml", "preference": rules}
+    return {"scope": scope, "method": "PUT", "path": path, "body": rules}
 
 
 @router.get("/api/v1/cost-analysis/trends", responses=CSV_TOO)
