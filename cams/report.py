@@ -97,10 +97,11 @@ def as_text(summary: dict[str, Any]) -> str:
 
 def breakdowns(engine: Engine, first: date, last: date) -> dict[str, list[tuple[Any, ...]]]:
     """The demo's tables for the days [first, last): spend by org and by model, reconciliation
-    categories, and quarantined lines by reason (most first)."""
+    categories, the savings report by counterfactual and its top recommendations, and quarantined lines
+    by reason (most first)."""
     r = t.cost_daily_rollups
     days = (r.c.day >= first) & (r.c.day < last)
-    rs, q = t.cost_reconciliation_summary, t.quarantine
+    rs, q, sv, rc = t.cost_reconciliation_summary, t.quarantine, t.savings_report, t.savings_recommendations
     with engine.connect() as conn:
         return {
             "by_org": conn.execute(
@@ -126,6 +127,23 @@ def breakdowns(engine: Engine, first: date, last: date) -> dict[str, list[tuple[
                 .where((rs.c.day >= first) & (rs.c.day < last))
                 .group_by(rs.c.category)
                 .order_by(func.sum(rs.c.requests).desc())
+            ).all(),
+            "savings": conn.execute(
+                select(
+                    sv.c.counterfactual,
+                    func.sum(sv.c.requests),
+                    func.sum(sv.c.actual_usd),
+                    func.sum(sv.c.counterfactual_usd),
+                )
+                .group_by(sv.c.counterfactual)
+                .order_by(sv.c.counterfactual.desc())
+            ).all(),
+            "recommendations": conn.execute(
+                select(
+                    rc.c.org_id, rc.c.team_id, rc.c.task_type, rc.c.from_model, rc.c.to_model, rc.c.monthly_savings_usd
+                )
+                .order_by(rc.c.monthly_savings_usd.desc())
+                .limit(3)
             ).all(),
             "quarantine": conn.execute(
                 select(q.c.source, q.c.reason, func.count())

@@ -176,6 +176,14 @@ def _print_summary(engine: Engine, summary: dict[str, Any], first: Any, last: An
             f"    {b['budget_id']:24s} {b['state']:9s} spent {usd(b['spent_usd']):>9}  "
             f"forecast {usd(b['forecast_usd']):>9}"
         )
+    if tables["savings"]:
+        _say("\n  savings over the 30 days to the as-of        requests   spent USD  instead USD   saved USD")
+        for cf, n, actual, alt in tables["savings"]:
+            name = {"requested": "against the models asked for"}.get(cf, cf.replace("_", " "))
+            saved = float(alt) - float(actual)
+            _say(f"    {name:40s} {int(n):>8,}  {float(actual):>10,.2f}  {float(alt):>11,.2f}  {saved:>+10,.2f}")
+        for org, team, task, old, new, monthly in tables["recommendations"]:
+            _say(f"    recommended: {org}/{team or '-'} {task}: {old} -> {new}, saves ${float(monthly):,.2f} a month")
     _say("\n  quarantined lines by reason")
     for source, reason, n in reasons[:8]:
         _say(f"    {source:9s} {n:>4}  {reason[:80]}")
