@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,10 @@ def _committed_snapshot(config: Any) -> dict[str, Any]:
     return snapshot.load(config.pricing.snapshot)
 
 
+RESTART_WAIT_S = 60  # how long a command waits for a warehouse that is restarting before it gives up
+RESTARTING = ("shutting down", "starting up", "in recovery", "not yet accepting connections")
+
+
 def _warehouse() -> Any:
     """The configured warehouse, migrated to the newest schema; one line naming the fix when it cannot
     be opened (a missing folder or database, a wrong host or password), never a traceback."""
@@ -208,13 +213,23 @@ def _warehouse() -> Any:
         if not folder.is_dir():
             raise CliError(f"the warehouse's folder {folder} does not exist: create it or fix CAMS_DATABASE_URL")
     engine = make_engine(url)
-    try:
-        with engine.connect():
-            pass
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", exc) or exc).strip().splitlines()
-        cause = next((line.split("FATAL:", 1)[1].strip() for line in reason if "FATAL:" in line), reason[0])
-        raise CliError(f"cannot open the warehouse {shown}: {cause} (check CAMS_DATABASE_URL)") from None
+    deadline, restarting = time.monotonic() + RESTART_WAIT_S, False
+    while True:
+        try:
+            with engine.connect():
+                pass
+            break
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", exc) or exc).strip().splitlines()
+            cause = next((line.split("FATAL:", 1)[1].strip() for line in reason if "FATAL:" in line), reason[0])
+            # a server shutting down or starting up is back in seconds (and refuses connections in between)
+            restarting = any(w in cause for w in RESTARTING) or (restarting and "refused" in cause)
+            if restarting and time.monotonic() < deadline:
+                time.sleep(1.0)
+                continue
+            if restarting:
+                raise CliError(f"the warehouse {shown} did not come back within {RESTART_WAIT_S} s: {cause}") from None
+            raise CliError(f"cannot open the warehouse {shown}: {cause} (check CAMS_DATABASE_URL)") from None
     migrate(engine)
     return engine
 
@@ -364,13 +379,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _warehouse().dispose()  # a warehouse that cannot be opened is one line here, not a failed run
     _code_location()
     from pipelines.definitions import build_definitions
-    from pipelines.runner import RunError, instance_for, run_range
+    from pipelines.runner import RunError, RunFailed, instance_for, run_range
 
     def progress(msg: str) -> None:
         print(f"cams run: {msg}", file=sys.stderr, flush=True)
 
     try:
         summary = run_range(start, end, instance_for(), build_definitions(config), progress, as_of)
+    except RunFailed as exc:  # the run itself failed: status 1 (2 is for what the command was asked)
+        print(f"cams: error: {exc}", file=sys.stderr)
+        return 1
     except RunError as exc:
         raise CliError(str(exc)) from None
     print(json.dumps(summary) if args.json else report.as_text(summary))

@@ -21,7 +21,15 @@ from cams.pricing.book import PriceBook
 from cams.pricing.cost import token_cost
 from cams.progress import DayProgress
 from cams.warehouse import schema as t
-from cams.warehouse.db import WriteBehind, insert_frame, insert_rows, read_frames, replace_rows, tune_for_a_day
+from cams.warehouse.db import (
+    WriteBehind,
+    insert_frame,
+    insert_rows,
+    lock_for_replace,
+    read_frames,
+    replace_rows,
+    tune_for_a_day,
+)
 from cams.warehouse.partitions import analyze_days, days_with_rows, prepare_days, replace_days
 
 TOKEN_COLS = ["input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_input_tokens", "reasoning_tokens"]
@@ -146,6 +154,9 @@ def cost_partition(
         days = days_with_rows(conn, src, first, last_exclusive)  # a year's range with one busy week: 7 days
     prepare_days(engine, t.cost_tracking, days)
     with engine.begin() as conn:
+        # the table's lock before reading it: a reader that asks for it later deadlocks with a concurrent
+        # run that holds it and waits to truncate the children this one is reading
+        lock_for_replace(conn, t.cost_tracking)
         before = _day_costs(conn, first, last_exclusive)
         replace_days(conn, t.cost_tracking, first, last_exclusive)
         computed_at = datetime.now(UTC)

@@ -29,7 +29,11 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 class RunError(RuntimeError):
-    """A run that did not succeed, with what failed."""
+    """A run that could not start (a usage or setup mistake), with what to fix: exit status 2."""
+
+
+class RunFailed(RunError):
+    """A run that started and failed, with the step and its root cause: exit status 1."""
 
 
 def instance_for(home: str | Path | None = None) -> dg.DagsterInstance:
@@ -107,7 +111,7 @@ def run_range(
         instance=instance, run_config=QUIET, tags={"cams/trigger": "cams run", **_process_tags()}, raise_on_error=False
     )
     if not result.success:
-        raise RunError(f"price_book failed: {_failure(result)}")
+        raise RunFailed(f"price_book failed: {_failure(result)}")
     as_of = as_of or end_of_days(end)
     range_tags = {
         RANGE_START_TAG: start.isoformat(),
@@ -127,7 +131,7 @@ def run_range(
                 instance=instance, run_config=QUIET, tags=range_tags, raise_on_error=False, run_id=run_id
             )
         if not result.success:
-            raise RunError(f"{BACKFILL_JOB} failed: {_failure(result)}")
+            raise RunFailed(f"{BACKFILL_JOB} failed: {_failure(result)}")
         usage_run = result.run_id
     else:
         usage_run = _run_distributed(instance, job.executor_def.name, range_tags, steps, days, progress, per_day)
@@ -137,7 +141,7 @@ def run_range(
         instance=instance, run_config=QUIET, tags=as_of_tags, raise_on_error=False
     )
     if not result.success:
-        raise RunError(f"{BUDGET_JOB} failed: {_failure(result)}")
+        raise RunFailed(f"{BUDGET_JOB} failed: {_failure(result)}")
     progress(f"publishing model quality and a new selection table version as of {as_of.isoformat()}")
     sel = defs.resolve_job_def(SELECTION_JOB).execute_in_process(
         instance=instance, run_config=QUIET, tags=as_of_tags, raise_on_error=False
@@ -148,7 +152,7 @@ def run_range(
             e for e in sel.get_asset_check_evaluations() if e.check_name == "no_task_tier_goes_dark" and not e.passed
         ]
         if not refused:
-            raise RunError(f"{SELECTION_JOB} failed: {_failure(sel)}")
+            raise RunFailed(f"{SELECTION_JOB} failed: {_failure(sel)}")
         rows = refused[0].metadata["refused_for"].value
         warnings.append(f"selection table refused, the served version stays: would go dark for {rows}")
         progress(f"warning: {warnings[-1]}")
@@ -198,7 +202,7 @@ def _run_distributed(
         ) as result,
     ):
         if not result.success:
-            raise RunError(f"{BACKFILL_JOB} failed: {_failure(result)}")
+            raise RunFailed(f"{BACKFILL_JOB} failed: {_failure(result)}")
         return result.run_id
 
 
@@ -233,8 +237,12 @@ def _without_engine_debug_lines() -> Iterator[None]:
 
 
 def _failure(result: Any) -> str:
+    """The failed step and the first line of its root cause (Dagster wraps it), and the run to look at."""
     for event in result.all_events:
         if event.is_step_failure:
             err = event.step_failure_data.error
-            return f"{event.step_key}: {err.message.strip() if err else 'failed'}"
-    return "failed"
+            while err is not None and err.cause is not None:
+                err = err.cause
+            lines = err.message.strip().splitlines() if err is not None else []
+            return f"{event.step_key}: {lines[0] if lines else 'failed'} (Dagster run {result.run_id})"
+    return f"failed (Dagster run {result.run_id})"

@@ -246,3 +246,34 @@ def test_a_run_whose_sources_read_nothing_says_so(tmp_path: Path) -> None:
     human = _cams(["run", "--start", "2026-03-02", "--end", "2026-03-02"], tmp_path)
     assert "  warning: relaycore read nothing" in human.stdout and "{'read'" not in human.stdout
     assert "cost $0.00" in human.stdout
+
+
+def test_a_restarting_warehouse_is_waited_for_and_a_wrong_one_is_not(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`the database system is starting up` (and the refusals between shutdown and start) is a restart: a
+    command waits for it; a refusal out of the blue is a wrong URL, said at once."""
+    import sqlalchemy as sa
+
+    from cams import cli
+
+    said = iter(["the database system is shutting down", "Connection refused", "the database system is starting up"])
+    real_connect = sa.engine.Engine.connect
+
+    def flaky(self):  # type: ignore[no-untyped-def]
+        reason = next(said, None)
+        if reason is not None:
+            raise sa.exc.OperationalError("connect", {}, Exception(f"FATAL:  {reason}"))
+        return real_connect(self)
+
+    slept: list[float] = []
+    monkeypatch.setenv("CAMS_DATABASE_URL", f"sqlite:///{tmp_path}/w.db")
+    monkeypatch.setattr(sa.engine.Engine, "connect", flaky)
+    monkeypatch.setattr(cli.time, "sleep", slept.append)
+    cli._warehouse().dispose()
+    assert slept == [1.0, 1.0, 1.0]  # three failures waited out, then migrated and opened
+    said = iter(["Connection refused"])
+    with pytest.raises(cli.CliError, match="check CAMS_DATABASE_URL"):
+        cli._warehouse()
+    said = iter(["the database system is starting up"] * 1000)
+    monkeypatch.setattr(cli, "RESTART_WAIT_S", 0)
+    with pytest.raises(cli.CliError, match="did not come back within 0 s"):
+        cli._warehouse()

@@ -79,25 +79,6 @@ def totals(url: str) -> dict[str, Any]:
         engine.dispose()
 
 
-def _wait_for_rows(url: str, table: str, proc: subprocess.Popen[str], timeout: float = 120) -> None:
-    """Until the run has committed its first partition write (landing), so the next step is mid-run."""
-    engine = make_engine(url)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "the run finished before it could be interrupted"
-            try:
-                with engine.connect() as conn:
-                    if conn.execute(sa.text(f"select count(*) from {table}")).scalar_one():
-                        return
-            except sa.exc.DBAPIError:  # tables not migrated yet
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"no rows in {table} after {timeout} s")
-    finally:
-        engine.dispose()
-
-
 def _wait_for_a_started_run(home: Path, proc: subprocess.Popen[str], timeout: float = 120) -> None:
     """Until the run's backfill job is STARTED in its Dagster home, plus a moment: the kill lands mid-job.
 
@@ -166,7 +147,7 @@ def test_a_run_killed_mid_run_then_rerun_gives_identical_totals(backend, pg_refe
 def test_postgresql_restarted_during_a_run_then_rerun_gives_identical_totals(backend, pg_reference, tmp_path) -> None:  # type: ignore[no-untyped-def]
     url, env, ref_summary, ref_totals = pg_reference
     proc = _start(env, tmp_path / "dh-restart")
-    _wait_for_rows(url, "auterity_spans", proc)
+    _wait_for_a_started_run(tmp_path / "dh-restart", proc)  # the reference left rows: wait on the run itself
     cluster = os.listdir("/etc/postgresql")[0]
     restart = subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart", "-m", "fast"],

@@ -100,6 +100,9 @@ def prepare_days(engine: Engine | Connection, table: Table, days: Iterable[date]
     if isinstance(engine, Connection):
         with engine.begin():
             if is_partitioned(engine, table.name):
+                # one creator (or replacer) of the table's children at a time: two runs of the same days
+                # creating the same child otherwise deadlock on the parent and its default child
+                lock_for_replace(engine, table)
                 _create_children(engine, table, days)
         return
     with engine.connect() as conn:
