@@ -4,14 +4,15 @@ On PostgreSQL the per-request tables are partitioned by day (cams.warehouse.part
 as one `DROP TABLE` of its child, without dead rows or VACUUM debt; SQLite deletes by day.
 """
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from assets.as_of import run_as_of
 from cams.config import RetentionConfig
 from cams.warehouse import schema as t
-from cams.warehouse.partitions import DAY_PARTITIONED, drop_days_before
+from cams.warehouse.partitions import DAY_PARTITIONED, Pruned, drop_days_before
+from cams.warehouse.retention import delete_before
 from resources.warehouse import WarehouseResource
 
 RETENTION_JOB = "retention_job"
@@ -30,8 +31,9 @@ def build_retention_asset(cfg: RetentionConfig) -> dg.AssetsDefinition:
         owners=["team:platform-data"],
         description=f"Drops per-request rows older than retention.days ({cfg.days}) as of the run's as-of: "
         "whole day partitions of relaycore_usage, auterity_spans, cost_tracking and cost_reconciliation on "
-        "PostgreSQL (DELETE on SQLite), and the quarantined lines of those days. Rollups, reconciliation "
-        "summaries, budgets and alerts are kept.",
+        "PostgreSQL (DELETE on SQLite), the quarantined lines of those days, and the lookup service's selection "
+        "history, selection explanations and token estimates made before then (in batches). Rollups, "
+        "reconciliation summaries, budgets, alerts and the table versions' own explanations are kept.",
     )
     def warehouse_retention(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         cutoff = run_as_of(context).date() - timedelta(days=cfg.days)
@@ -40,6 +42,16 @@ def build_retention_asset(cfg: RetentionConfig) -> dg.AssetsDefinition:
         for table in PRUNED:
             with engine.begin() as conn:  # one short transaction per table: the drop locks it
                 pruned.append(drop_days_before(conn, table, cutoff))
+        # the lookup service's per-selection rows (not day-partitioned: by time, in batches); the table
+        # rows' explanations stay with their versions
+        since = datetime(cutoff.year, cutoff.month, cutoff.day, tzinfo=UTC)
+        mh, ex, te = t.model_selection_history, t.model_selection_explanations, t.token_estimates
+        for table, column, where in (
+            (mh, mh.c.selected_at, None),
+            (ex, ex.c.created_at, ex.c.kind == "selection"),
+            (te, te.c.estimated_at, None),
+        ):
+            pruned.append(Pruned(table.name, delete_before(engine, table, column, since, where), 0))
         for p in pruned:
             context.log.info(f"{p.table}: {p.rows} rows before {cutoff} removed ({p.partitions_dropped} partitions)")
         return dg.MaterializeResult(

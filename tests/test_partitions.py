@@ -56,6 +56,22 @@ def _usage(day: date, n: int, tag: str = "a") -> list[dict]:
     ]
 
 
+def _selection(sid: str, at: datetime) -> dict:
+    return {
+        "selection_id": sid,
+        "org_id": "acme",
+        "task_type": "chat",
+        "quality_tier": "standard",
+        "served_tier": "standard",
+        "model": "gpt-4o",
+        "estimated_cost_usd": 0.001,
+        "budget_state": "ok",
+        "binding_constraint": "cost",
+        "table_version": "v",
+        "selected_at": at,
+    }
+
+
 def _count(engine: sa.Engine, table: sa.Table) -> dict[date, int]:
     with engine.connect() as conn:
         rows = conn.execute(sa.select(table.c.day, sa.func.count()).group_by(table.c.day)).all()
@@ -249,6 +265,42 @@ def test_retention_asset_prunes_as_of_the_run_and_keeps_rollups(db_url: str, eng
                 }
             ],
         )
+    # the lookup service's rows: selections and estimates of Nov 1 (before the cutoff) and Nov 2
+    nov1, nov2 = datetime(2026, 11, 1, 23, 59, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(t.model_selection_history), [_selection(f"s{i}", at) for i, at in enumerate([nov1] * 3 + [nov2])]
+        )
+        conn.execute(
+            sa.insert(t.model_selection_explanations),
+            [
+                {"id": f"s{i}", "table_version": "v", "kind": "selection", "explanation_json": "{}", "created_at": at}
+                for i, at in enumerate([nov1] * 3 + [nov2])
+            ]
+            + [
+                {
+                    "id": "v:chat:standard",
+                    "table_version": "v",
+                    "kind": "row",
+                    "explanation_json": "{}",
+                    "created_at": nov1,
+                }
+            ],
+        )
+        conn.execute(
+            sa.insert(t.token_estimates),
+            [
+                {
+                    "request_id": f"q{i}",
+                    "model": "m",
+                    "family": "f",
+                    "encoding": "e",
+                    "raw_input_tokens": 1,
+                    "estimated_at": at,
+                }
+                for i, at in enumerate([nov1, nov2])
+            ],
+        )
     asset = build_retention_asset(RetentionConfig(days=31))
     as_of = datetime(2026, 12, 3, 6, tzinfo=UTC)  # cutoff 2026-11-02: D1 leaves, D2 and D3 stay
     with dg.instance_for_test() as instance:  # read the result while its instance lives
@@ -261,8 +313,35 @@ def test_retention_asset_prunes_as_of_the_run_and_keeps_rollups(db_url: str, eng
         assert result.success
         meta = result.asset_materializations_for_node("warehouse_retention")[0].metadata
     assert meta["kept_from"].value == "2026-11-02"
-    assert meta["rows_removed"].value == 3  # two requests and one quarantined line
+    # two requests, one quarantined line, three selections, their explanations and one estimate
+    assert meta["rows_removed"].value == 3 + 3 + 3 + 1
+    with engine.connect() as conn:
+        left = {
+            name: sorted(conn.execute(sa.text(f"select {key} from {name}")).scalars())
+            for name, key in (
+                ("model_selection_history", "selection_id"),
+                ("model_selection_explanations", "id"),
+                ("token_estimates", "request_id"),
+            )
+        }
+    assert left == {
+        "model_selection_history": ["s3"],
+        "model_selection_explanations": ["s3", "v:chat:standard"],  # a table row's explanation stays
+        "token_estimates": ["q1"],
+    }
     assert meta["partitions_dropped"].value == (1 if engine.dialect.name == "postgresql" else 0)
     assert _count(engine, t.relaycore_usage) == {D2: 2, D3: 2}
     assert _count(engine, t.quarantine) == {D3: 1}
     assert _count(engine, t.cost_daily_rollups) == {D1: 1}  # rollups are kept
+
+
+def test_selection_rows_leave_in_batches(engine) -> None:  # type: ignore[no-untyped-def]
+    from cams.warehouse.retention import delete_before
+
+    at = [datetime(2026, 11, 1, h, tzinfo=UTC) for h in range(5)]
+    with engine.begin() as conn:
+        conn.execute(sa.insert(t.model_selection_history), [_selection(f"s{i}", a) for i, a in enumerate(at)])
+    mh = t.model_selection_history
+    assert delete_before(engine, mh, mh.c.selected_at, at[3], batch_rows=2) == 3  # batches of 2, 1
+    with engine.connect() as conn:
+        assert sorted(conn.execute(sa.select(mh.c.selection_id)).scalars()) == ["s3", "s4"]

@@ -418,6 +418,7 @@ model_selection_explanations = Table(
     comment="Why each table row and each selection chose what it chose.",
 )
 Index("ix_model_selection_explanations_request", model_selection_explanations.c.request_id)
+Index("ix_model_selection_explanations_created_at", model_selection_explanations.c.created_at)
 
 model_selection_history = Table(
     "model_selection_history",
@@ -438,6 +439,7 @@ model_selection_history = Table(
     Column("selected_at", Ts, nullable=False),
     comment="Every selection the endpoint made, written in batches off the hot path.",
 )
+Index("ix_model_selection_history_selected_at", model_selection_history.c.selected_at)
 
 api_keys = Table(
     "api_keys",
