@@ -97,7 +97,8 @@ def partition_views(url: str, day: str, asset: str = "cost_reconciliation") -> N
 
 
 def dashboard(home: Path) -> None:
-    """The budget dashboard, the explainer's picture and the simulator, served over the demo's warehouse."""
+    """The budget dashboard (its savings and recommendations too), the explainer's picture and the simulator
+    with a what-if, served over the demo's warehouse."""
     import threading
 
     import httpx
@@ -129,6 +130,12 @@ def dashboard(home: Path) -> None:
             ("dashboard", "/dashboard"),
             ("dashboard-explain", f"/dashboard/explain/{sel['selection_id']}"),
             ("dashboard-simulator", "/dashboard/simulator?org_id=initech&task_type=code&quality_tier=premium"),
+            (
+                "dashboard-whatif",
+                "/dashboard/simulator?org_id=acme&task_type=chat&quality_tier=standard&excluded_providers=gemini"
+                "&quality_floor=0.7#whatif",
+            ),
+            ("dashboard-savings", "/dashboard#savings"),
             ("dashboard-budgets", "/dashboard/budgets"),
         ):
             if name == "dashboard":  # sign in through the form: it POSTs the key and sets a session cookie

@@ -336,6 +336,7 @@ def test_headless_chromium_shows_each_page_with_charts(tmp_path) -> None:  # typ
     engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
     migrate(engine)
     _seed(engine)
+    _seed_savings(engine)
     key = create_key(engine, ["write"])
     app = create_app(engine, refresh_s=3600, flush_s=0.2)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
@@ -356,7 +357,12 @@ def test_headless_chromium_shows_each_page_with_charts(tmp_path) -> None:  # typ
         time.sleep(0.5)
         assert driver.title.startswith("Budgets and spend")
         charts = driver.find_elements(By.CSS_SELECTOR, "svg.chart")
-        assert len(charts) == 4 and all(c.size["width"] > 300 and c.size["height"] > 50 for c in charts)
+        assert len(charts) == 5 and all(c.size["width"] > 300 and c.size["height"] > 50 for c in charts)
+        # savings against each counterfactual, and a recommendation with its evidence link
+        bars = driver.find_elements(By.CSS_SELECTOR, "#savings svg.chart rect.bar")
+        assert sorted(b.get_attribute("data-label") for b in bars) == ["actual spend", "always_premium", "requested"]
+        move = driver.find_element(By.CSS_SELECTOR, "#recommendations tr:nth-child(2)")
+        assert "gpt-4.1" in move.text and "/dashboard/explain/v1:chat:premium" in move.get_attribute("innerHTML")
         assert len(driver.find_elements(By.CSS_SELECTOR, "svg.chart rect.bar")) >= 5
         # the pickers: a team narrows the breakdowns, and the view is a link
         driver.find_element(By.CSS_SELECTOR, "#filters input[name=team_id]").send_keys("t")
@@ -384,11 +390,62 @@ def test_headless_chromium_shows_each_page_with_charts(tmp_path) -> None:  # typ
         rows = driver.find_elements(By.CSS_SELECTOR, "#outcomes tr")
         assert len(rows) == 6 and "HTTP 402" in rows[-1].text
         assert driver.find_elements(By.CSS_SELECTOR, "svg.chart rect.bar")
+        # what if: a lower quality floor typed into the form, compared with today's answer
+        driver.find_element(By.CSS_SELECTOR, "#whatif-form [name=quality_floor]").send_keys("0.6")
+        driver.find_element(By.CSS_SELECTOR, "#whatif-form button").click()
+        time.sleep(0.5)
+        compared = driver.find_elements(By.CSS_SELECTOR, "#whatif tr")
+        assert "quality_floor=0.6" in driver.current_url and "quality_tier=premium" in driver.current_url
+        assert [r.text.split()[0] for r in compared[1:]] == ["today", "what"]
+        assert driver.find_element(By.ID, "whatif-verdict").text.startswith("The change ")
     finally:
         driver.quit()
         server.should_exit = True
         th.join(timeout=10)
         engine.dispose()
+
+
+def _seed_savings(engine) -> None:  # type: ignore[no-untyped-def]
+    """A savings report of acme's team t against two counterfactuals, and one recommendation."""
+    now = datetime(2026, 11, 30, 23, 59, tzinfo=UTC)
+    common = {"org_id": "acme", "team_id": "t", "user_id": "u", "requests": 10, "actual_usd": 2, "savings_pct": 0.0}
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(t.savings_report),
+            [
+                {
+                    **common,
+                    "counterfactual": cf,
+                    "counterfactual_usd": v,
+                    "savings_usd": v - 2,
+                    "counterfactual_quality": q,
+                }
+                | {"table_version": "v1", "computed_at": now}
+                for cf, v, q in (("requested", 2.5, None), ("always_premium", 4.0, 0.87))
+            ],
+        )
+        conn.execute(
+            sa.insert(t.savings_recommendations),
+            [
+                {
+                    "org_id": "acme",
+                    "team_id": "t",
+                    "task_type": "chat",
+                    "from_model": "gpt-4.1",
+                    "to_model": "claude-sonnet-4-5",
+                    "tier": "premium",
+                    "requests": 40,
+                    "actual_usd": 3,
+                    "projected_usd": 2,
+                    "monthly_savings_usd": 30,
+                    "from_quality": 0.87,
+                    "to_quality": 0.91,
+                    "explanation_id": "v1:chat:premium",
+                    "table_version": "v1",
+                    "computed_at": now,
+                }
+            ],
+        )
 
 
 def test_line_charts_have_round_ticks_gridlines_and_whole_legends() -> None:

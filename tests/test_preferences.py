@@ -213,4 +213,11 @@ def test_the_simulator_page_compares_a_change_with_today(engine, published) -> N
         assert "gpt-4o-mini" in floor and "saves" in floor
         bad = http.get(base + "&excluded_providers=gemini&preferred_provider=gemini", headers=h)
         assert bad.status_code == 200 and "does not allow" in bad.text  # said on the page, not a 500
-        assert http.get(base + "&quality_floor=2", headers=h).status_code == 422
+        for bad, says in (
+            ("&quality_floor=2", "the quality floor must be from 0 to 1"),
+            ("&input_tokens=lots", "input tokens must be a number"),
+        ):
+            page = http.get(base + bad, headers=h)
+            assert page.status_code == 200 and says in page.text  # said on the page, the form kept
+        empty = http.get(base + "&team_id=&max_latency_ms=&input_tokens=&quality_floor=&price_factor=", headers=h)
+        assert empty.status_code == 200 and "Fill in a field" in empty.text  # a form sent with empty fields

@@ -31,7 +31,7 @@ from cams.api.routes import budgets as budget_routes
 from cams.api.routes.cost_analysis import BREAKDOWNS, breakdown, rollup_where
 from cams.api.rows import as_csv, jsonable
 from cams.money import unit_usd, usd
-from cams.selection.preferences import PreferenceError, parse_preference
+from cams.selection.preferences import parse_preference
 from cams.selection.select import Decision, SelectionError, SelectionTable
 from cams.selection.select import Request as SelectRequest
 from cams.selection.table import TIER_ORDER
@@ -297,12 +297,12 @@ def simulator(
     task_type: str | None = Query(default=None, max_length=100),
     quality_tier: str = Query(default="standard", pattern="^(economy|standard|premium)$"),
     team_id: str = Query(default="", max_length=200),
-    max_latency_ms: float | None = Query(default=None, ge=0, le=3_600_000),
-    input_tokens: int | None = Query(default=None, ge=0, le=100_000_000),
+    max_latency_ms: str = Query(default="", max_length=40),
+    input_tokens: str = Query(default="", max_length=40),
     capabilities: str = Query(default="", max_length=500),
-    quality_floor: float | None = Query(default=None, ge=0, le=1),
+    quality_floor: str = Query(default="", max_length=40),
     price_model: str = Query(default="", max_length=512),
-    price_factor: float | None = Query(default=None, gt=0, le=1000),
+    price_factor: str = Query(default="", max_length=40),
     excluded_providers: str = Query(default="", max_length=2000),
     allowed_models: str = Query(default="", max_length=4000),
     preferred_provider: str = Query(default="", max_length=200),
@@ -335,15 +335,16 @@ def simulator(
 
 @dataclass(frozen=True)
 class WhatIfForm:
-    """The simulator's what-if fields as the form sent them (names as comma-separated text)."""
+    """The simulator's what-if fields as the form sent them: text (an empty field is "unchanged"), names
+    comma-separated; `what_if` parses them, a mistake raising ValueError with the field to fix."""
 
     team_id: str = ""
-    max_latency_ms: float | None = None
-    input_tokens: int | None = None
+    max_latency_ms: str = ""
+    input_tokens: str = ""
     capabilities: str = ""
-    quality_floor: float | None = None
+    quality_floor: str = ""
     price_model: str = ""
-    price_factor: float | None = None
+    price_factor: str = ""
     excluded_providers: str = ""
     allowed_models: str = ""
     preferred_provider: str = ""
@@ -362,15 +363,31 @@ class WhatIfForm:
         pref = None
         if rules:
             pref = parse_preference({"org_id": org, "team_id": self.team_id or None, **rules}, "what if")
-        prices = {self.price_model: self.price_factor} if self.price_model and self.price_factor else {}
+        factor = _form_number(self.price_factor, "the price factor", 1e-6, 1000)
+        prices = {self.price_model: factor} if self.price_model and factor is not None else {}
+        tokens = _form_number(self.input_tokens, "input tokens", 0, 100_000_000)
         return WhatIf(
-            max_latency_ms=self.max_latency_ms,
-            input_tokens=self.input_tokens,
+            max_latency_ms=_form_number(self.max_latency_ms, "max p95 latency", 0, 3_600_000),
+            input_tokens=None if tokens is None else int(tokens),
             required_capabilities=tuple(self.names(self.capabilities)),
-            quality_floor=self.quality_floor,
+            quality_floor=_form_number(self.quality_floor, "the quality floor", 0, 1),
             price_factor=prices,
             preference=pref,
         )
+
+
+def _form_number(text: str, name: str, low: float, high: float) -> float | None:
+    """A form's number: None when the field is empty, else a value in [low, high] (ValueError names it)."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {text[:20]!r}") from None
+    if not low <= value <= high:  # NaN fails this too
+        raise ValueError(f"{name} must be from {low:g} to {high:g}, not {text[:20]}")
+    return value
 
 
 def _outcome_row(label: str, o: Any) -> str:
@@ -412,7 +429,7 @@ def _what_if(current: SelectionTable, org: str, task: str, tier: str, form: What
     )
     try:
         change = form.what_if(org)
-    except PreferenceError as exc:
+    except ValueError as exc:  # PreferenceError is one too
         return f"<section id='whatif'><h2>What if…</h2>{form_html}<p class='error'>{escape(str(exc))}</p></section>"
     req = SelectRequest(org, task, tier, team_id=form.team_id or None)
     today, then = what_if(current, req, change)
