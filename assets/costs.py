@@ -1,10 +1,9 @@
 """Cost assets: per-request cost_tracking and daily rollups (SPEC §3, §4)."""
 
 import dagster as dg
-import great_expectations as gx
 from sqlalchemy import Integer, func
 
-from assets.gx_checks import check_result
+from assets.gx_checks import check_result, expect
 from assets.per_partition import day_progress, report
 from assets.table_meta import table_metadata
 from cams.costing import cost_partition, priced_rows, rollup_partition
@@ -23,9 +22,9 @@ COST_NOTES = {
 }
 
 COST_EXPECTATIONS = [
-    gx.expectations.ExpectColumnValuesToBeBetween(column="cost_usd", min_value=0),
-    gx.expectations.ExpectColumnValuesToBeBetween(column="input_tokens", min_value=0),
-    gx.expectations.ExpectColumnValuesToNotBeNull(column="price_id"),
+    expect("ExpectColumnValuesToBeBetween", "cost_usd", min_value=0),
+    expect("ExpectColumnValuesToBeBetween", "input_tokens", min_value=0),
+    expect("ExpectColumnValuesToNotBeNull", "price_id"),
 ]
 
 

@@ -12,6 +12,7 @@ import functools
 import os
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -19,6 +20,27 @@ from sqlalchemy import Engine
 from sqlalchemy.sql import Select
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+
+@dataclass(frozen=True)
+class Expect:
+    """An expectation named by its GX class and arguments, built only when a check runs: importing Great
+    Expectations takes ~2 s, which every `cams run`, code server and step process paid at import."""
+
+    kind: str  # the class in great_expectations.expectations, e.g. ExpectColumnValuesToBeBetween
+    column: str
+    args: tuple[tuple[str, Any], ...] = ()
+
+    def build(self) -> Any:
+        import great_expectations as gx
+
+        args = {k: list(v) if isinstance(v, tuple) else v for k, v in self.args}  # value sets are lists to GX
+        return getattr(gx.expectations, self.kind)(column=self.column, **args)
+
+
+def expect(kind: str, column: str, **args: Any) -> Expect:
+    """`expect("ExpectColumnValuesToBeBetween", "cost_usd", min_value=0)`."""
+    return Expect(kind, column, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in args.items())))
 
 
 @functools.cache
@@ -51,7 +73,8 @@ def validate(engine: Engine, rows: Select, expectations: Sequence[Any]) -> tuple
         add = {"postgresql": ctx.data_sources.add_postgres, "sqlite": ctx.data_sources.add_sqlite}
         source = add.get(engine.dialect.name, ctx.data_sources.add_sql)(name=name, connection_string=url)
         batch = source.add_table_asset(name="rows", table_name=name).add_batch_definition_whole_table("all")
-        suite = gx.ExpectationSuite(name=name, expectations=list(expectations))
+        built = [e.build() if isinstance(e, Expect) else e for e in expectations]
+        suite = gx.ExpectationSuite(name=name, expectations=built)
         result = batch.get_batch().validate(suite)
     finally:
         if source is not None:

@@ -3,10 +3,9 @@
 from datetime import UTC, datetime
 
 import dagster as dg
-import great_expectations as gx
 from sqlalchemy import func
 
-from assets.gx_checks import check_result
+from assets.gx_checks import check_result, expect
 from assets.per_partition import day_progress, report
 from assets.table_meta import table_metadata
 from cams.sources.http_client import SourceApiError
@@ -20,20 +19,18 @@ OWNERS = ["team:platform-data"]
 QUARANTINE_WARN_SHARE = 0.05
 
 RELAYCORE_EXPECTATIONS = [
-    gx.expectations.ExpectColumnValuesToBeUnique(column="request_id"),
-    gx.expectations.ExpectColumnValuesToNotBeNull(column="model"),
-    gx.expectations.ExpectColumnValuesToBeBetween(column="input_tokens", min_value=0),
-    gx.expectations.ExpectColumnValuesToBeBetween(column="output_tokens", min_value=0),
-    gx.expectations.ExpectColumnValuesToBeBetween(column="cost_usd", min_value=0, max_value=1_000_000),
-    gx.expectations.ExpectColumnValuesToBeInSet(
-        column="service_tier", value_set=["standard", "batch", "flex", "priority"]
-    ),
-    gx.expectations.ExpectColumnValuesToBeInSet(column="status", value_set=["success", "error"]),
+    expect("ExpectColumnValuesToBeUnique", "request_id"),
+    expect("ExpectColumnValuesToNotBeNull", "model"),
+    expect("ExpectColumnValuesToBeBetween", "input_tokens", min_value=0),
+    expect("ExpectColumnValuesToBeBetween", "output_tokens", min_value=0),
+    expect("ExpectColumnValuesToBeBetween", "cost_usd", min_value=0, max_value=1_000_000),
+    expect("ExpectColumnValuesToBeInSet", "service_tier", value_set=["standard", "batch", "flex", "priority"]),
+    expect("ExpectColumnValuesToBeInSet", "status", value_set=["success", "error"]),
 ]
 AUTERITY_EXPECTATIONS = [
-    gx.expectations.ExpectColumnValuesToBeUnique(column="span_id"),
-    gx.expectations.ExpectColumnValuesToBeBetween(column="quality_score", min_value=0, max_value=1),
-    gx.expectations.ExpectColumnValuesToBeBetween(column="duration_ms", min_value=0),
+    expect("ExpectColumnValuesToBeUnique", "span_id"),
+    expect("ExpectColumnValuesToBeBetween", "quality_score", min_value=0, max_value=1),
+    expect("ExpectColumnValuesToBeBetween", "duration_ms", min_value=0),
 ]
 
 RELAYCORE_NOTES = {
