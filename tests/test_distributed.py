@@ -109,7 +109,10 @@ def _broker_up() -> None:
 
 
 def _landings_overlap(home: Path) -> bool:
-    """Whether the two landing steps of the newest backfill_job run in `home` ran at the same time."""
+    """Whether the executor ran the two landing steps of the newest backfill_job run in `home` at the same
+    time: each step's process launched (STEP_WORKER_STARTING) before the other's step finished. (Their
+    STEP_START comes after the process has imported the code location; a small day's landing can finish
+    within that time, so STEP_START would say more about import speed than about the executor.)"""
     old = os.environ.get("DAGSTER_HOME")
     os.environ["DAGSTER_HOME"] = str(home)
     try:
@@ -120,7 +123,7 @@ def _landings_overlap(home: Path) -> bool:
                 ev = e.dagster_event
                 if ev is None or ev.step_key not in ("relaycore_usage", "auterity_spans"):
                     continue
-                if ev.event_type in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS):
+                if ev.event_type in (dg.DagsterEventType.STEP_WORKER_STARTING, dg.DagsterEventType.STEP_SUCCESS):
                     spans.setdefault(ev.step_key, []).append(e.timestamp)
     finally:
         os.environ.pop("DAGSTER_HOME")
