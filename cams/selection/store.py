@@ -214,8 +214,8 @@ def load_preferences(engine: Engine) -> list[Preference]:
     return [parse_preference(json.loads(r["preference_json"])) for r in preference_rows(engine)]
 
 
-def put_preference(engine: Engine, p: Preference) -> tuple[dict[str, Any], bool]:
-    """Write a preference through the API: (row, created). One of cams.yaml's is refused (OwnedByConfig)."""
+def put_preference(engine: Engine, p: Preference) -> dict[str, Any]:
+    """Write a preference through the API; the row written. One of cams.yaml's is refused (OwnedByConfig)."""
     sp = t.selection_preferences
     now = datetime.now(UTC)
     row = _preference_row(p, "api", now)
@@ -227,7 +227,7 @@ def put_preference(engine: Engine, p: Preference) -> tuple[dict[str, Any], bool]
             row["created_at"] = old.created_at
             conn.execute(delete(sp).where(sp.c.id == p.key))
         insert_rows(conn, sp, [row])
-    return row, old is None
+    return row
 
 
 def delete_preference(engine: Engine, key: str) -> bool | None:

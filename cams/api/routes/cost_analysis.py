@@ -295,10 +295,9 @@ def _apply(scope: str, rec: dict[str, Any], current: dict[str, Any] | None) -> d
     rules.pop("org_id", None)
     rules.pop("team_id", None)
     rules["excluded_models"] = sorted({*rules.get("excluded_models", []), rec["from_model"]})
-    if rec["from_model"] in rules.get("allowed_models", []):
-        rules["allowed_models"] = [m for m in rules["allowed_models"] if m != rec["from_model"]] or None
-        if rules["allowed_models"] is None:
-            rules.pop("allowed_models")
+    allowed = [m for m in rules.pop("allowed_models", []) if m != rec["from_model"]]
+    if allowed:  # an allowed list left empty would allow nothing: drop it, the exclusion says enough
+        rules["allowed_models"] = allowed
     if current is not None and current["source"] == "yaml":
         return {"scope": scope, "managed_in": "cams.yaml", "preference": rules}
     return {"scope": scope, "method": "PUT", "path": path, "body": rules}

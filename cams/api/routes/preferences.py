@@ -51,7 +51,7 @@ def _put(db: Engine, svc: Any, key: ApiKey, org_id: str, team_id: str | None, bo
             raise ApiError(422, "invalid_preference", f"{field} {body[field]!r} differs from the path's {value!r}")
     try:
         pref = parse_preference({**body, "org_id": org_id, "team_id": team_id}, "preference")
-        row, _created = store.put_preference(db, pref)
+        row = store.put_preference(db, pref)
     except OwnedByConfig as exc:
         raise ApiError(409, "conflict", str(exc)) from None
     except PreferenceError as exc:
