@@ -1,8 +1,9 @@
-"""Per-request cost over whole columns (SPEC §3), and the cost_tracking / rollup partition writes.
+"""Per-request cost (SPEC §3), and the cost_tracking / rollup partition writes.
 
-Rates are resolved once per (price entry, service tier, above-threshold bucket); every request of
-a group is then costed by numpy arithmetic. A model without a price in force is flagged
-`unpriced` with a NULL cost, never a silent zero.
+Rates are resolved once per (price entry, service tier, above-threshold bucket); the requests are
+then costed over whole columns: in the database for cost_tracking (a join to the rate table of
+cams.pricing.rate_table), by numpy for frames already in memory (`compute_costs`), to the same bit.
+A model without a price in force is flagged `unpriced` with a NULL cost, never a silent zero.
 """
 
 from __future__ import annotations
@@ -15,22 +16,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Integer, Select, and_, func, insert, select
+from sqlalchemy import Connection, Engine, Insert, Integer, Select, Table, and_, func, insert, literal, select
 
 from cams.pricing.book import PriceBook
 from cams.pricing.cost import token_cost
+from cams.pricing.rate_table import cost_expression, rate_match, rate_table
 from cams.progress import DayProgress
 from cams.warehouse import schema as t
-from cams.warehouse.db import (
-    WriteBehind,
-    insert_frame,
-    insert_rows,
-    lock_for_replace,
-    read_frames,
-    replace_rows,
-    tune_for_a_day,
-)
-from cams.warehouse.partitions import analyze_days, days_with_rows, prepare_days, replace_days
+from cams.warehouse.db import insert_rows, lock_for_replace, replace_rows, tune_for_a_day
+from cams.warehouse.partitions import analyze_days, days_with_rows, replacing
 
 TOKEN_COLS = ["input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_input_tokens", "reasoning_tokens"]
 STEERING_COLS = ["steering_rule", "model_requested", "fallback_from"]  # carried as landed, for the steering rollup
@@ -127,48 +121,34 @@ def cost_partition(
 ) -> CostSummary:
     """Recompute cost_tracking for [first, last_exclusive) from relaycore_usage; replace those days.
 
-    A day whose figures changed since it was last costed (new prices, late records) gets a
-    `cost_recomputations` row with the figures before and after, so a recomputation stays traceable.
+    Costed in the database, a day per statement: the price book's rates for the models the days name
+    go into a small rate table (cams.pricing.rate_table), and each day's requests are joined to it and
+    inserted, so no request travels through Python. A day whose figures changed since it was last
+    costed (new prices, late records) gets a `cost_recomputations` row with the figures before and
+    after, so a recomputation stays traceable.
     """
-    src = t.relaycore_usage
-    cols = [
-        "day",
-        "request_id",
-        "timestamp",
-        "org_id",
-        "team_id",
-        "user_id",
-        "task_type",
-        "model",
-        "provider",
-        "service_tier",
-        "status",
-        *TOKEN_COLS,
-        *STEERING_COLS,
-    ]
-    query = select(*(src.c[c] for c in cols), src.c.cost_usd.label("charged_usd")).where(
-        _days_clause(src, first, last_exclusive)
-    )
-    tally = _Tally()
+    src, ct = t.relaycore_usage, t.cost_tracking
     with engine.connect() as conn:
         days = days_with_rows(conn, src, first, last_exclusive)  # a year's range with one busy week: 7 days
-    prepare_days(engine, t.cost_tracking, days)
     with engine.begin() as conn:
         # the table's lock before reading it: a reader that asks for it later deadlocks with a concurrent
-        # run that holds it and waits to truncate the children this one is reading
-        lock_for_replace(conn, t.cost_tracking)
+        # run that holds it and waits to truncate the children being read
+        lock_for_replace(conn, ct)
+        tune_for_a_day(conn)
         before = _day_costs(conn, first, last_exclusive)
-        replace_days(conn, t.cost_tracking, first, last_exclusive)
+        names = conn.execute(
+            select(src.c.model, src.c.provider, src.c.service_tier)
+            .where(_days_clause(src, first, last_exclusive))
+            .distinct()
+        ).all()
         computed_at = datetime.now(UTC)
-        with WriteBehind(conn) as writes:  # a chunk is written while the next one is read and costed
-            for frame in read_frames(conn, query):  # a chunk at a time: memory does not grow with the day
-                frame["charged_usd"] = pd.to_numeric(frame["charged_usd"], errors="coerce").astype(float)
-                costed = compute_costs(frame, book).assign(computed_at=computed_at)
-                writes.submit(insert_frame, conn, t.cost_tracking, costed[[c.name for c in t.cost_tracking.columns]])
-                tally.add(costed)
-                if progress is not None:  # the rows come day by day (the primary key's, or the partitions', order)
-                    progress.reached(latest_day(frame["day"]), tally.rows)
-        analyze_days(conn, t.cost_tracking, first, last_exclusive)
+        rows = 0
+        with rate_table(conn, book, names) as r, replacing(conn, ct, first, last_exclusive, days) as target:
+            for day in days:
+                rows += conn.execute(_costed_day(conn.dialect.name, target.into, r, day, computed_at)).rowcount
+                if progress is not None:
+                    progress.reached(day, rows)
+        analyze_days(conn, ct, first, last_exclusive)
         after = _day_costs(conn, first, last_exclusive)
         now = datetime.now(UTC)
         changed = [
@@ -187,39 +167,62 @@ def cost_partition(
             if before[d][2] != after.get(d, (0, 0.0, []))[2] or abs(before[d][1] - after.get(d, (0, 0.0, []))[1]) > 1e-9
         ]
         insert_rows(conn, t.cost_recomputations, changed)
-    return tally.summary()
+        return _summary(conn, first, last_exclusive)
 
 
-@dataclass
-class _Tally:
-    """A CostSummary added up chunk by chunk."""
-
-    rows: int = 0
-    cost: float = 0.0
-    charged: float = 0.0
-    unpriced: int = 0
-    unpriced_models: set[str] = field(default_factory=set)
-    by_model: dict[str, float] = field(default_factory=dict)
-
-    def add(self, costed: pd.DataFrame) -> None:
-        self.rows += len(costed)
-        self.cost += float(np.nansum(costed["cost_usd"]))
-        self.charged += float(np.nansum(costed["charged_usd"]))
-        self.unpriced += int(costed["unpriced"].sum())
-        self.unpriced_models.update(costed.loc[costed["unpriced"], "model"].unique().tolist())
-        for m, v in costed.groupby("model")["cost_usd"].sum().items():
-            self.by_model[m] = self.by_model.get(m, 0.0) + float(v)
-
-    def summary(self) -> CostSummary:
-        top = sorted(self.by_model.items(), key=lambda kv: -kv[1])[:5]
-        return CostSummary(
-            rows=self.rows,
-            cost_usd=Decimal(str(round(self.cost, 10))),
-            charged_usd=Decimal(str(round(self.charged, 10))),
-            unpriced_requests=self.unpriced,
-            unpriced_models=sorted(self.unpriced_models),
-            top_models=[(m, round(v, 6)) for m, v in top],
+def _costed_day(dialect: str, ct: Table, r: Table, day: date, computed_at: datetime) -> Insert:
+    """INSERT INTO cost_tracking (or its loading table) SELECT: one day of relaycore_usage, each request
+    with its rate row."""
+    u = t.relaycore_usage
+    carried = ["day", "request_id", "timestamp", "org_id", "team_id", "user_id", "task_type", "model", "provider"]
+    carried += ["service_tier", "status", *TOKEN_COLS, *STEERING_COLS]
+    tokens = [u.c[c] for c in TOKEN_COLS]
+    query = (
+        select(
+            *(u.c[c] for c in carried),
+            cost_expression(r, *tokens, dialect).label("cost_usd"),
+            u.c.cost_usd.label("charged_usd"),
+            r.c.price_id.is_(None).label("unpriced"),
+            r.c.price_id,
+            literal(computed_at, t.Ts).label("computed_at"),
         )
+        .select_from(
+            u.outerjoin(r, rate_match(r, u.c.model, u.c.provider, u.c.service_tier, u.c.timestamp, u.c.input_tokens))
+        )
+        .where(u.c.day == day)
+    )
+    return insert(ct).from_select([*carried, "cost_usd", "charged_usd", "unpriced", "price_id", "computed_at"], query)
+
+
+def _summary(conn: Connection, first: date, last_exclusive: date) -> CostSummary:
+    """The run's CostSummary, summed in the database over the days just costed."""
+    ct = t.cost_tracking
+    per_model = conn.execute(
+        select(
+            ct.c.model,
+            ct.c.unpriced,
+            func.count(),
+            func.coalesce(func.sum(ct.c.cost_usd), 0),
+            func.coalesce(func.sum(ct.c.charged_usd), 0),
+        )
+        .where(_days_clause(ct, first, last_exclusive))
+        .group_by(ct.c.model, ct.c.unpriced)
+    ).all()
+    cost = sum((Decimal(str(c)) for _, _, _, c, _ in per_model), Decimal(0))
+    charged = sum((Decimal(str(ch)) for *_, ch in per_model), Decimal(0))
+    by_model: dict[str, float] = {}
+    for model, unpriced, _, c, _ in per_model:
+        if not unpriced:
+            by_model[model] = by_model.get(model, 0.0) + float(c)
+    top = sorted(by_model.items(), key=lambda kv: -kv[1])[:5]
+    return CostSummary(
+        rows=sum(int(n) for _, _, n, _, _ in per_model),
+        cost_usd=round(cost, 10),
+        charged_usd=round(charged, 10),
+        unpriced_requests=sum(int(n) for _, unpriced, n, _, _ in per_model if unpriced),
+        unpriced_models=sorted({m for m, unpriced, *_ in per_model if unpriced}),
+        top_models=[(m, round(v, 6)) for m, v in top],
+    )
 
 
 ROLLUP_KEYS = ("day", "org_id", "team_id", "user_id", "model", "provider", "task_type")

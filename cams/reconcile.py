@@ -34,7 +34,7 @@ from cams.pricing.book import PriceBook
 from cams.progress import DayProgress
 from cams.warehouse import schema as t
 from cams.warehouse.db import WriteBehind, insert_frame, insert_rows, read_frames, replace_rows
-from cams.warehouse.partitions import days_with_rows, prepare_days, replace_days
+from cams.warehouse.partitions import days_with_rows, replacing
 
 CATEGORIES = (
     "matched",
@@ -295,28 +295,32 @@ def reconcile_partition(
         .where(window)
         .group_by(cr.c.day, cr.c.org_id, cr.c.model, cr.c.category)
     )
-    prepare_days(engine, cr, days)
     with engine.begin() as conn:
-        replace_days(conn, cr, first, last_exclusive)
-        chunks = itertools.chain(
-            ((classify(c, book, tol), c) for c in read_frames(conn, paired_requests(first, last_exclusive))),
-            ((classify_orphans(c, book), None) for c in read_frames(conn, orphan_spans(first, last_exclusive))),
-        )
-        computed_at = datetime.now(UTC)
-        with WriteBehind(conn) as writes:  # a chunk is written while the next one is read and classified
-            for out, paired in chunks:
-                writes.submit(insert_frame, conn, cr, out.assign(computed_at=computed_at)[[c.name for c in cr.columns]])
-                rows += len(out)
-                if progress is not None and paired is not None:  # requests come about in day order
-                    progress.reached(latest_day(out["day"]), rows)
-                for c, n in out["category"].value_counts().items():
-                    counts[str(c)] += int(n)
-                for c, v in out.groupby("category")["at_risk_usd"].sum().items():
-                    at_risk[str(c)] += float(v)
-                for o, v in out.groupby("org_id", dropna=False)["at_risk_usd"].sum().items():
-                    by_org[o] = by_org.get(o, 0.0) + float(v)
-                if paired is not None:
-                    spend += float(np.nansum(pd.to_numeric(paired["cost_usd"], errors="coerce")))
+        with replacing(conn, cr, first, last_exclusive, days) as target:  # the summary below reads the new days
+            chunks = itertools.chain(
+                ((classify(c, book, tol), c) for c in read_frames(conn, paired_requests(first, last_exclusive))),
+                ((classify_orphans(c, book), None) for c in read_frames(conn, orphan_spans(first, last_exclusive))),
+            )
+            computed_at = datetime.now(UTC)
+            with WriteBehind(conn) as writes:  # a chunk is written while the next one is read and classified
+                for out, paired in chunks:
+                    writes.submit(
+                        insert_frame,
+                        conn,
+                        target.into,
+                        out.assign(computed_at=computed_at)[[c.name for c in cr.columns]],
+                    )
+                    rows += len(out)
+                    if progress is not None and paired is not None:  # requests come about in day order
+                        progress.reached(latest_day(out["day"]), rows)
+                    for c, n in out["category"].value_counts().items():
+                        counts[str(c)] += int(n)
+                    for c, v in out.groupby("category")["at_risk_usd"].sum().items():
+                        at_risk[str(c)] += float(v)
+                    for o, v in out.groupby("org_id", dropna=False)["at_risk_usd"].sum().items():
+                        by_org[o] = by_org.get(o, 0.0) + float(v)
+                    if paired is not None:
+                        spend += float(np.nansum(pd.to_numeric(paired["cost_usd"], errors="coerce")))
         at_risk = {c: round(v, 6) for c, v in at_risk.items()}
         replace_rows(conn, cs, and_(cs.c.day >= first, cs.c.day < last_exclusive), [])
         conn.execute(insert(cs).from_select(names, agg))

@@ -23,6 +23,7 @@ from cams.warehouse.partitions import (
     is_partitioned,
     prepare_days,
     replace_days,
+    replacing,
 )
 from resources.warehouse import WarehouseResource
 from tests.conftest import PG_URL, fresh_pg_database
@@ -113,6 +114,52 @@ def test_replace_and_retention_by_day_on_both_backends(engine) -> None:  # type:
     if pg:
         with engine.connect() as conn:
             assert sorted(day_children(conn, ru.name)) == [D2, D3]
+
+
+def _replace(engine: sa.Engine, first: date, last: date, rows: list[dict]) -> int:
+    ru = t.relaycore_usage
+    with engine.begin() as conn, replacing(conn, ru, first, last, {r["day"] for r in rows}) as target:
+        insert_rows(conn, target.into, rows)
+    return target.removed
+
+
+def _leftovers(engine: sa.Engine) -> list[str]:
+    if engine.dialect.name != "postgresql":
+        return []
+    with engine.connect() as conn:
+        return list(
+            conn.exec_driver_sql(
+                "SELECT relname FROM pg_class WHERE relname LIKE 'relaycore_usage%%' "
+                "AND (relname LIKE '%%loading%%' OR relname LIKE '%%_new')"
+            ).scalars()
+        )
+
+
+def test_replacing_loads_new_days_and_readers_see_the_old_ones_until_commit(engine) -> None:  # type: ignore[no-untyped-def]
+    """`replacing` (what landing, costing and reconciliation write through): on PostgreSQL the rows go into
+    new children without indexes that take their days' places at the end, with every index of the table."""
+    ru = t.relaycore_usage
+    assert _replace(engine, D1, D3, _usage(D1, 3) + _usage(D2, 4)) == 0
+    with engine.begin() as conn, replacing(conn, ru, D2, D3, [D2]) as target:
+        insert_rows(conn, target.into, _usage(D2, 2, "b"))
+        assert _count(engine, ru) == {D1: 3, D2: 4}  # another connection still reads the old day
+    assert target.removed == 4 and _count(engine, ru) == {D1: 3, D2: 2}
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            indexes = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_indexes WHERE tablename = %s", (f"relaycore_usage_p{D2:%Y%m%d}",)
+            ).scalar_one()
+            parent = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_indexes WHERE tablename = 'relaycore_usage'"
+            ).scalar_one()
+            assert indexes == parent >= 1  # the primary key (and any other index) built at the swap
+    # a failed replace (duplicate keys: the primary key is built at the swap) leaves the day as it was
+    with pytest.raises(DUPLICATE):
+        _replace(engine, D2, D3, _usage(D2, 2, "c") * 2)
+    assert _count(engine, ru) == {D1: 3, D2: 2} and _leftovers(engine) == []
+    # a window whose day gets no rows is emptied; a day new to the table gets its child
+    assert _replace(engine, D1, D3 + timedelta(days=1), _usage(D3, 1)) == 5
+    assert _count(engine, ru) == {D3: 1} and _leftovers(engine) == []
 
 
 @pytest.mark.parametrize("db_url", PG_ONLY, indirect=True)

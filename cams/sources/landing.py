@@ -44,7 +44,7 @@ from cams.warehouse.db import (
     replace_rows,
     tune_for_a_day,
 )
-from cams.warehouse.partitions import analyze_days, prepare_days, replace_days
+from cams.warehouse.partitions import analyze_days, replacing
 
 
 @dataclass(frozen=True)
@@ -184,12 +184,12 @@ def land(
         for d in conn.execute(select(stage.day()).distinct()).scalars()
     }
     conn.commit()
-    prepare_days(conn, table, staged)  # a day partition per day that gets rows, before the long transaction
     with conn.begin():
         tune_for_a_day(conn)  # the dedupe's hash stays in memory
         window = and_(table.c.day >= first, table.c.day < last)
-        replaced, _ = replace_days(conn, table, first, last)
-        conn.execute(insert(table).from_select([*cols, "ingested_at"], rows))
+        with replacing(conn, table, first, last, staged) as target:
+            conn.execute(insert(target.into).from_select([*cols, "ingested_at"], rows))
+        replaced = target.removed
         analyze_days(conn, table, first, last)
         # rowcount of INSERT … SELECT is -1 through SQLAlchemy on psycopg: count what the window holds now
         inserted = conn.execute(select(func.count()).select_from(table).where(window)).scalar_one()

@@ -50,9 +50,15 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=60000")
             cur.close()
+            # numpy's rint (ties to even) for costing in SQL; SQLite's round() breaks ties away from zero
+            dbapi_conn.create_function("rint", 1, _rint, deterministic=True)
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _rint(x: float | None) -> float | None:
+    return None if x is None else float(round(x))
 
 
 def alembic_config(engine_or_conn: Engine | Connection | None = None) -> Any:
