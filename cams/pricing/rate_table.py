@@ -29,7 +29,6 @@ from sqlalchemy import (
     Text,
     and_,
     cast,
-    insert,
     literal,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -38,6 +37,7 @@ from sqlalchemy.sql.functions import GenericFunction
 
 from cams.pricing.book import PriceBook
 from cams.warehouse import schema as t
+from cams.warehouse.db import temporary
 
 RATES = ("input", "cache_read", "cache_creation", "output", "reasoning")
 NO_LIMIT = 2**62  # past any token count or bucket edge
@@ -110,22 +110,15 @@ def rate_rows(book: PriceBook, names: Iterable[tuple[str, str, str]]) -> list[di
 
 @contextmanager
 def rate_table(conn: Connection, book: PriceBook, names: Iterable[tuple[str, str, str]]) -> Iterator[Table]:
-    """`cams_rates` filled for `names` on the caller's connection, dropped after."""
-    rates.drop(conn, checkfirst=True)
-    rates.create(conn)
-    rows = rate_rows(book, names)
-    if rows:
-        conn.execute(insert(rates), rows)
-    if conn.dialect.name == "postgresql":  # not ANALYZEd: told it holds 36 rows, the planner hashes the million
-        # requests instead of the rates (a Hash Right Join, 2× slower on a day, measured with EXPLAIN ANALYZE)
-        conn.exec_driver_sql("SET LOCAL extra_float_digits = 1")  # a double's text is its shortest exact form
-    try:
-        yield rates
-    finally:
-        rates.drop(conn, checkfirst=True)
+    """`cams_rates` filled for `names` on the caller's connection (and transaction), dropped after."""
+    with temporary(conn, rates, rate_rows(book, names)) as table:
+        if conn.dialect.name == "postgresql":  # not ANALYZEd: told it holds 36 rows, the planner hashes the
+            # million requests instead of the rates (a Hash Right Join, 2× slower on a day: EXPLAIN ANALYZE)
+            conn.exec_driver_sql("SET LOCAL extra_float_digits = 1")  # a double's text: its shortest exact form
+        yield table
 
 
-def rate_match(r: Table, model: Any, provider: Any, tier: Any, at: Any, input_tokens: Any) -> ColumnElement[bool]:
+def rate_match(r: Any, model: Any, provider: Any, tier: Any, at: Any, input_tokens: Any) -> ColumnElement[bool]:
     """The join condition: the rate row of these names in force at `at` for this many input tokens."""
     return and_(
         r.c.model == model,
@@ -139,10 +132,18 @@ def rate_match(r: Table, model: Any, provider: Any, tier: Any, at: Any, input_to
 
 
 def cost_expression(
-    r: Table, input_tokens: Any, output_tokens: Any, cached: Any, cache_creation: Any, reasoning: Any, dialect: str
+    r: Any,
+    input_tokens: Any,
+    output_tokens: Any,
+    cached: Any,
+    cache_creation: Any,
+    reasoning: Any,
+    dialect: str,
+    money: bool = True,
 ) -> ColumnElement[Any]:
     """SPEC §3's cost, evaluated as cams.pricing.cost.token_cost over numpy columns, rounded as numpy
-    rounds to 10 places; NULL where no rate row joined. PostgreSQL gets NUMERIC through the shortest text."""
+    rounds to 10 places; NULL where no rate row joined. With `money`, PostgreSQL gets NUMERIC through the
+    shortest text (what a column of money stores); without, the double (what a sum of estimates needs)."""
     scale = literal(1e10, Double)
     cost = (
         (input_tokens - cached - cache_creation) * r.c.rate_input
@@ -152,6 +153,6 @@ def cost_expression(
         + reasoning * r.c.rate_reasoning
     )
     rounded = rint(cost * scale) / scale
-    if dialect == "postgresql":
+    if money and dialect == "postgresql":
         return cast(cast(rounded, Text), t.Money)
     return rounded

@@ -11,8 +11,8 @@ Counterfactuals:
   that tier: what a fixed policy would have cost.
 
 `savings_usd` = counterfactual − actual: positive, the scope spent less than the counterfactual would
-have; negative, the counterfactual was cheaper. The window is read a chunk at a time and summed per
-scope, so memory holds one chunk, not the month.
+have; negative, the counterfactual was cheaper. The month's requests are priced and summed in the database
+(cams.pricing.rate_table, the same formula and rounding as cost_tracking); memory holds the groups.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Column, Engine, MetaData, String, Table, and_, case, func, select
 
-from cams.costing import TOKEN_COLS, compute_costs
+from cams.costing import TOKEN_COLS
 from cams.pricing.book import PriceBook
+from cams.pricing.rate_table import cost_expression, rate_match, rate_table
 from cams.selection.table import TIER_ORDER
 from cams.warehouse import schema as t
-from cams.warehouse.db import read_frames
+from cams.warehouse.db import temporary, tune_for_a_day
 
 WINDOW_DAYS = 30
 COUNTERFACTUALS = ("requested", "always_standard", "always_premium")
@@ -86,6 +87,17 @@ def _qualities(table: dict[str, Any]) -> dict[tuple[str, str], float]:
     return out
 
 
+choices_table = Table(
+    "cams_choices",
+    MetaData(),
+    Column("tier", String(20), nullable=False),
+    Column("task_type", String(100), nullable=False),
+    Column("model", String(512), nullable=False),
+    Column("provider", String(512), nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
+
 def savings(
     engine: Engine,
     table: dict[str, Any],
@@ -93,25 +105,25 @@ def savings(
     as_of: datetime,
     days: int = WINDOW_DAYS,
 ) -> Savings:
-    """The report and the recommendations over the `days` up to `as_of`."""
-    ct = t.cost_tracking
-    cols = [*SCOPE, "task_type", "model", "model_requested", "provider", "timestamp", "service_tier", "cost_usd"]
-    query = select(*(ct.c[c] for c in [*cols, *TOKEN_COLS])).where(
-        ct.c.day >= (as_of - timedelta(days=days)).date(),
-        ct.c.day <= as_of.date(),
-        ct.c.timestamp <= as_of,
-        ct.c.unpriced.is_(False),
-    )
+    """The report and the recommendations over the `days` up to `as_of`.
+
+    Each request is priced four more times (the model asked for, each tier's choice for its task) in the
+    database, by the same rate table and formula as cost_tracking, and summed per scope, task, model and
+    model asked for: Python sees hundreds of groups, never the month's requests."""
     choices, qualities = _choices(table), _qualities(table)
-    reports, moves = [], []
-    with engine.connect() as conn:
-        for frame in read_frames(conn, query):
-            report, move = _chunk_sums(frame, choices, qualities, book)
-            reports.append(report)
-            moves.append(move)
-    if not reports:
+    groups = _grouped_costs(engine, choices, book, as_of, days)
+    if groups.empty:
         return Savings(pd.DataFrame(columns=REPORT_COLUMNS), pd.DataFrame(columns=RECOMMENDATION_COLUMNS))
-    rep = pd.concat(reports).groupby([*SCOPE, "counterfactual"], dropna=False).sum().reset_index()
+    known = pd.Series(qualities, dtype=float) if qualities else pd.Series(dtype=float)
+    asked_quality = known.reindex(pd.MultiIndex.from_arrays([groups["task_type"], groups["asked"]])).to_numpy()
+    parts = [_part(groups, "requested", groups["requests"], groups["actual_usd"], groups["asked_usd"], asked_quality)]
+    for tier in ("standard", "premium"):
+        quality = groups["task_type"].map({k: float(c["expected_quality"]) for k, c in choices[tier].items()})
+        kept = groups[f"{tier}_n"]
+        parts.append(
+            _part(groups, f"always_{tier}", kept, groups[f"{tier}_actual"], groups[f"{tier}_usd"], quality.to_numpy())
+        )
+    rep = pd.concat(parts).groupby([*SCOPE, "counterfactual"], dropna=False).sum().reset_index()
     rep["counterfactual_quality"] = np.where(
         rep["quality_n"] > 0, rep["quality_sum"] / rep["quality_n"].clip(1), np.nan
     )
@@ -122,69 +134,85 @@ def savings(
     rep = rep[REPORT_COLUMNS].round(
         {"actual_usd": 6, "counterfactual_usd": 6, "savings_usd": 6, "savings_pct": 2, "counterfactual_quality": 4}
     )
-    covered = max(1, min(days, (as_of.date() - _first_day(moves)).days + 1)) if moves else days
-    return Savings(rep, _recommend(pd.concat(moves), choices, qualities, covered))
-
-
-def _first_day(moves: list[pd.DataFrame]) -> Any:
-    return min(m["first_day"].min() for m in moves if len(m))
-
-
-def _chunk_sums(
-    frame: pd.DataFrame,
-    choices: dict[str, dict[str, dict[str, Any]]],
-    qualities: dict[tuple[str, str], float],
-    book: PriceBook,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One chunk's sums: per scope and counterfactual (report), and per org × team × task × model with
-    each tier choice's cost of the same requests (recommendations)."""
-    actual = pd.to_numeric(frame["cost_usd"]).astype(float).to_numpy()
-    task = frame["task_type"]
-    parts = []
-    asked = frame["model_requested"].where(frame["model_requested"].notna(), frame["model"])
-    asked_cost = compute_costs(frame.assign(model=asked), book)["cost_usd"].to_numpy()
-    asked_cost = np.where(np.isnan(asked_cost), actual, asked_cost)  # no price for what was asked: no saving
-    known = pd.Series(qualities, dtype=float) if qualities else pd.Series(dtype=float)
-    asked_quality = known.reindex(pd.MultiIndex.from_arrays([task, asked])).to_numpy(dtype=float)
-    parts.append(_sums(frame, "requested", np.ones(len(frame), bool), actual, asked_cost, asked_quality))
-    tier_cost: dict[str, np.ndarray] = {}
-    for tier in TIER_ORDER:
-        choice = choices[tier]
-        model = task.map({k: c["model"] for k, c in choice.items()})
-        has = model.notna().to_numpy()
-        cost = np.full(len(frame), np.nan)
-        if has.any():
-            alt = frame.assign(model=model, provider=task.map({k: c["provider"] for k, c in choice.items()}))
-            cost[has] = compute_costs(alt[has], book)["cost_usd"].to_numpy()
-        tier_cost[tier] = cost
-        if tier != "economy":
-            quality = task.map({k: float(c["expected_quality"]) for k, c in choice.items()}).astype(float).to_numpy()
-            parts.append(_sums(frame, f"always_{tier}", has & ~np.isnan(cost), actual, cost, quality))
+    first = pd.to_datetime(groups["first_day"]).min().date()
+    covered = max(1, min(days, (as_of.date() - first).days + 1))
     keys = ["org_id", "team_id", "task_type", "model"]
-    per_model = frame[keys].assign(
-        requests=1,
-        actual_usd=actual,
-        first_day=pd.to_datetime(frame["timestamp"], utc=True).dt.date,
-        **{f"{tier}_usd": tier_cost[tier] for tier in TIER_ORDER},
-    )
-    g = per_model.groupby(keys, dropna=False)
-    move = g[["requests", "actual_usd", *(f"{tier}_usd" for tier in TIER_ORDER)]].sum(min_count=1)
-    move["first_day"] = g["first_day"].min()
-    return pd.concat(parts), move.reset_index()
+    moves = groups[[*keys, "requests", "actual_usd", *(f"{tier}_usd" for tier in TIER_ORDER)]]
+    return Savings(rep, _recommend(moves, choices, qualities, covered))
 
 
-def _sums(
-    frame: pd.DataFrame, name: str, keep: np.ndarray, actual: np.ndarray, cost: np.ndarray, quality: np.ndarray
+def _grouped_costs(
+    engine: Engine, choices: dict[str, dict[str, dict[str, Any]]], book: PriceBook, as_of: datetime, days: int
 ) -> pd.DataFrame:
-    part = frame.loc[keep, SCOPE].assign(
-        requests=1,
-        actual_usd=actual[keep],
-        counterfactual_usd=cost[keep],
-        quality_sum=np.nan_to_num(quality[keep]),
-        quality_n=(~np.isnan(quality[keep])).astype(int),
+    """Per org × team × user × task × model × model asked for: requests, actual cost, the asked model's cost
+    (the actual one where it has no price), and per tier the requests its choice prices, their actual cost
+    and the choice's cost."""
+    ct = t.cost_tracking
+    window = and_(
+        ct.c.day >= (as_of - timedelta(days=days)).date(),
+        ct.c.day <= as_of.date(),
+        ct.c.timestamp <= as_of,
+        ct.c.unpriced.is_(False),
     )
-    out = part.groupby(SCOPE, dropna=False).sum().reset_index()
-    return out.assign(counterfactual=name)
+    asked = func.coalesce(ct.c.model_requested, ct.c.model)
+    picks = [
+        {"tier": tier, "task_type": task, "model": c["model"], "provider": c["provider"]}
+        for tier in TIER_ORDER
+        for task, c in choices[tier].items()
+    ]
+    with engine.begin() as conn:
+        tune_for_a_day(conn)
+        names = conn.execute(select(asked, ct.c.provider, ct.c.service_tier).where(window).distinct()).all()
+        service_tiers = {n[2] for n in names}
+        names += [(p["model"], p["provider"], s) for p in picks for s in service_tiers]
+        with rate_table(conn, book, set(map(tuple, names))) as rates, temporary(conn, choices_table, picks) as ch:
+            dialect = conn.dialect.name
+            tokens = [ct.c[c] for c in TOKEN_COLS]
+            at = (ct.c.service_tier, ct.c.timestamp, ct.c.input_tokens)
+            actual = func.coalesce(ct.c.cost_usd, 0)
+            ra = rates.alias("r_asked")
+            asked_cost = cost_expression(ra, *tokens, dialect, money=False)
+            keys = [*(ct.c[c] for c in SCOPE), ct.c.task_type, ct.c.model]
+            query = select(*keys, asked.label("asked"))
+            joined = ct.outerjoin(ra, rate_match(ra, asked, ct.c.provider, *at))
+            sums = [
+                func.count().label("requests"),
+                func.sum(actual).label("actual_usd"),
+                func.sum(func.coalesce(asked_cost, actual)).label("asked_usd"),
+                func.min(ct.c.day).label("first_day"),
+            ]
+            for tier in TIER_ORDER:
+                pick, r = ch.alias(f"c_{tier}"), rates.alias(f"r_{tier}")
+                joined = joined.outerjoin(pick, and_(pick.c.tier == tier, pick.c.task_type == ct.c.task_type))
+                joined = joined.outerjoin(r, rate_match(r, pick.c.model, pick.c.provider, *at))
+                cost = cost_expression(r, *tokens, dialect, money=False)
+                sums += [
+                    func.count(cost).label(f"{tier}_n"),
+                    func.sum(case((cost.is_not(None), actual))).label(f"{tier}_actual"),
+                    func.sum(cost).label(f"{tier}_usd"),
+                ]
+            grouped = query.add_columns(*sums).select_from(joined).where(window)
+            grouped = grouped.group_by(*keys, asked)
+            rows = conn.execute(grouped).all()
+    frame = pd.DataFrame(rows, columns=[*SCOPE, "task_type", "model", "asked", *(s.name for s in sums)])
+    for c in frame.columns:
+        if c.endswith("_usd") or c.endswith("_actual"):
+            frame[c] = pd.to_numeric(frame[c]).astype(float)
+    return frame
+
+
+def _part(groups: pd.DataFrame, name: str, requests: Any, actual: Any, cost: Any, quality: np.ndarray) -> pd.DataFrame:
+    """One counterfactual's rows for the report: groups with requests it prices, summed per scope later."""
+    n = np.asarray(requests, dtype=np.int64)
+    known = ~np.isnan(quality)
+    part = groups[SCOPE].assign(
+        requests=n,
+        actual_usd=np.nan_to_num(np.asarray(actual, dtype=float)),
+        counterfactual_usd=np.nan_to_num(np.asarray(cost, dtype=float)),
+        quality_sum=np.where(known, np.nan_to_num(quality) * n, 0.0),
+        quality_n=np.where(known, n, 0),
+    )
+    return part[n > 0].assign(counterfactual=name)
 
 
 def _recommend(

@@ -11,6 +11,7 @@ import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import cache
 from itertools import islice
 from pathlib import Path
@@ -151,6 +152,19 @@ def insert_new_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, 
         from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     for batch in chunks(rows):
         conn.execute(insert(table).on_conflict_do_nothing(), batch)
+
+
+@contextmanager
+def temporary(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> Iterator[Table]:
+    """`table` (declared with prefixes=["TEMPORARY"]) created on the caller's connection with `rows`, and
+    dropped after: a small lookup (rates, choices) the database joins a day of requests to. After an error
+    it is left to the rollback (a statement on an aborted transaction would hide the error)."""
+    table.drop(conn, checkfirst=True)  # left by a failed caller on a pooled connection
+    table.create(conn)
+    if rows:
+        conn.execute(table.insert(), list(rows))
+    yield table
+    table.drop(conn, checkfirst=True)
 
 
 def lock_for_replace(conn: Connection, table: Table) -> None:
