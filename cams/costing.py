@@ -23,7 +23,7 @@ from cams.pricing.cost import token_cost
 from cams.pricing.rate_table import cost_expression, rate_match, rate_table
 from cams.progress import DayProgress
 from cams.warehouse import schema as t
-from cams.warehouse.db import insert_rows, lock_for_replace, replace_rows, tune_for_a_day
+from cams.warehouse.db import COUNTED, insert_rows, lock_for_replace, replace_rows, tune_for_a_day
 from cams.warehouse.partitions import analyze_days, days_with_rows, replacing
 
 TOKEN_COLS = ["input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_input_tokens", "reasoning_tokens"]
@@ -145,7 +145,8 @@ def cost_partition(
         rows = 0
         with rate_table(conn, book, names) as r, replacing(conn, ct, first, last_exclusive, days) as target:
             for day in days:
-                rows += conn.execute(_costed_day(conn.dialect.name, target.into, r, day, computed_at)).rowcount
+                query = _costed_day(conn.dialect.name, target.into, r, day, computed_at)
+                rows += conn.execute(query, execution_options=COUNTED).rowcount
                 if progress is not None:
                     progress.reached(day, rows)
         analyze_days(conn, ct, first, last_exclusive)

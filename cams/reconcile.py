@@ -17,23 +17,40 @@ price-book difference the disagreement makes (model_mismatch, token_mismatch).
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import (
+    Column,
+    Double,
+    MetaData,
+    Select,
+    String,
+    Table,
+    Text,
+    and_,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.engine import Engine
 
 from cams.config import ReconciliationConfig
-from cams.costing import TOKEN_COLS, compute_costs, latest_day
+from cams.costing import TOKEN_COLS
 from cams.pricing.book import PriceBook
+from cams.pricing.rate_table import cost_expression, rate_match, rate_table, rint
 from cams.progress import DayProgress
 from cams.warehouse import schema as t
-from cams.warehouse.db import WriteBehind, insert_frame, insert_rows, read_frames, replace_rows
+from cams.warehouse.db import COUNTED, insert_rows, replace_rows, temporary, tune_for_a_day
 from cams.warehouse.partitions import days_with_rows, replacing
 
 CATEGORIES = (
@@ -64,9 +81,13 @@ class Tolerances:
         return np.abs(charged - cost) > np.maximum(self.absolute_usd, self.relative * np.abs(cost))
 
 
-def bare_model(name: pd.Series) -> pd.Series:
-    """`gemini/gemini-2.5-flash` and `gemini-2.5-flash` name one model."""
-    return name.fillna("").astype(str).str.replace(r"^.*/", "", regex=True)
+def bare_model(name: Any) -> Any:
+    """`gemini/gemini-2.5-flash` and `gemini-2.5-flash` name one model: what follows the last '/'.
+
+    In SQL both backends understand: rtrim() with every character of the name but '/' leaves the prefix up
+    to the last '/' (or nothing), and the name after that prefix is the bare model."""
+    name = func.coalesce(name, "")
+    return func.substr(name, func.length(func.rtrim(name, func.replace(name, "/", ""))) + 1)
 
 
 @dataclass
@@ -82,176 +103,177 @@ class ReconSummary:
         return float(sum(self.at_risk_usd.values()))
 
 
-def _first_spans(around: tuple[date, date]) -> Any:
-    """Spans of the days around the window, numbered per request id by start (1 = the one that pairs)."""
+SPAN_COLS = (
+    "day",
+    "span_id",
+    "start_time",
+    "relaycore_request_id",
+    "org_id",
+    "provider",
+    "request_model",
+    "response_model",
+    *TOKEN_COLS,
+)
+first_spans_table = Table(
+    "cams_first_spans",
+    MetaData(),
+    *(Column(c, t.auterity_spans.c[c].type) for c in SPAN_COLS),
+    prefixes=["TEMPORARY"],
+)
+
+
+def _first_spans(around: tuple[date, date]) -> Select:
+    """Of the spans of the days `around` that name a request, each request's first (by start, then id):
+    the one that pairs with it. Later spans of a request pair with nothing and are never orphans."""
     sp = t.auterity_spans
     rank = func.row_number().over(partition_by=sp.c.relaycore_request_id, order_by=(sp.c.start_time, sp.c.span_id))
-    return (
-        select(
-            sp.c.day,
-            sp.c.span_id,
-            sp.c.start_time,
-            sp.c.relaycore_request_id,
-            sp.c.org_id,
-            sp.c.provider,
-            sp.c.request_model,
-            sp.c.response_model,
-            *(sp.c[c] for c in TOKEN_COLS),
-            rank.label("rank"),
-        )
-        .where(and_(sp.c.day >= around[0], sp.c.day < around[1]))
-        .subquery("spans")
+    ranked = (
+        select(*(sp.c[c] for c in SPAN_COLS), rank.label("rank"))
+        .where(and_(sp.c.day >= around[0], sp.c.day < around[1], sp.c.relaycore_request_id.is_not(None)))
+        .subquery("ranked")
     )
+    return select(*(ranked.c[c] for c in SPAN_COLS)).where(ranked.c.rank == 1)
 
 
-def paired_requests(first: date, last_exclusive: date) -> Any:
-    """Each costed request of the window with its first span (if any): the join runs in the database."""
-    ct = t.cost_tracking
-    spans = _first_spans((first - timedelta(days=1), last_exclusive + timedelta(days=1)))
-    first_span = select(spans).where(spans.c.rank == 1).subquery("first_span")
-    fs = first_span.c
-    return (
+OUT = [c.name for c in t.cost_reconciliation.columns if c.name != "computed_at"]
+
+
+def _money(x: Any, dialect: str) -> Any:
+    """A double rounded as numpy rounds to 10 places (cams.pricing.rate_table), stored as money."""
+    scale = literal(1e10, Double)
+    rounded = rint(x * scale) / scale
+    return cast(cast(rounded, Text), t.Money) if dialect == "postgresql" else rounded
+
+
+def _paired(rates: Table, first: Table, tol: Tolerances, day: date, dialect: str) -> Select:
+    """The cost_reconciliation rows (columns OUT) of `day`'s costed requests, each with its first span if
+    any (`first`, cams_first_spans): paired, classified and priced in the database."""
+    ct, fs = t.cost_tracking, first.c
+    has_span = fs.relaycore_request_id.is_not(None)
+    model_diff = and_(
+        has_span,
+        fs.response_model.is_not(None),
+        ct.c.model != fs.response_model,  # the cheap test first: most requests name their model as the span does
+        bare_model(ct.c.model) != bare_model(fs.response_model),
+    )
+    token_diff = and_(has_span, or_(*(and_(fs[c].is_not(None), fs[c] != ct.c[c]) for c in COMPARED_TOKENS)))
+    charged, cost = cast(ct.c.charged_usd, Double), func.coalesce(cast(ct.c.cost_usd, Double), 0.0)
+    allowed = func.abs(cost) * tol.relative
+    cost_diff = and_(
+        charged.is_not(None),
+        func.abs(charged - cost) > case((allowed > tol.absolute_usd, allowed), else_=tol.absolute_usd),
+    )
+    pairs = (
         select(
-            ct.c.day,
-            ct.c.request_id,
-            ct.c.timestamp,
-            ct.c.org_id,
-            ct.c.model,
-            ct.c.provider,
-            ct.c.service_tier,
+            *(ct.c[c] for c in ("day", "request_id", "org_id", "model", "provider", "service_tier", "timestamp")),
             *(ct.c[c] for c in TOKEN_COLS),
-            ct.c.cost_usd,
             ct.c.charged_usd,
-            ct.c.unpriced,
-            fs.relaycore_request_id,
-            *(fs[c].label(f"span_{c}") for c in (*TOKEN_COLS, "response_model", "span_id", "provider")),
+            ct.c.cost_usd,
+            charged.label("charged"),
+            cost.label("cost"),
+            fs.response_model.label("span_model"),
+            fs.span_id,
+            *(fs[c].label(f"span_{c}") for c in TOKEN_COLS),
+            case(
+                (ct.c.unpriced, "unpriced"),
+                (~has_span, "missing_in_auterity"),
+                (model_diff, "model_mismatch"),
+                (token_diff, "token_mismatch"),
+                (cost_diff, "cost_mismatch"),
+                else_="matched",
+            ).label("category"),
         )
-        .select_from(ct.outerjoin(first_span, fs.relaycore_request_id == ct.c.request_id))
-        .where(and_(ct.c.day >= first, ct.c.day < last_exclusive))
+        .select_from(ct.outerjoin(first, fs.relaycore_request_id == ct.c.request_id))
+        .where(ct.c.day == day)
+        .offset(0)  # a fence: the category is worked out once per request, not wherever it is used below
+        .subquery("pairs")
+    )
+    p = pairs.c
+    # what the span says it used (its model where they differ, its token counts where it has them), priced
+    # by a lookup run only for the requests in dispute
+    seen = rates.alias("seen")
+    seen_tokens = [func.coalesce(p[f"span_{c}"], p[c]) for c in TOKEN_COLS]
+    seen_model = case((p.category == "model_mismatch", p.span_model), else_=p.model)
+    seen_cost = (
+        select(cost_expression(seen, *seen_tokens, dialect, money=False))
+        .where(rate_match(seen, seen_model, p.provider, p.service_tier, p.timestamp, seen_tokens[0]))
+        .scalar_subquery()
+    )
+    at_risk = case(
+        (p.category == "unpriced", func.coalesce(p.charged, 0.0)),
+        (p.category == "missing_in_auterity", func.coalesce(p.charged, p.cost)),
+        (p.category == "cost_mismatch", func.abs(p.charged - p.cost)),
+        (p.category.in_(["model_mismatch", "token_mismatch"]), func.abs(func.coalesce(seen_cost, 0.0) - p.cost)),
+        else_=0.0,
+    )
+    return select(
+        *(p[c] for c in ("day", "request_id", "category", "org_id", "model", "span_model", "span_id")),
+        p.input_tokens.label("relaycore_input_tokens"),
+        p.span_input_tokens.label("auterity_input_tokens"),
+        p.output_tokens.label("relaycore_output_tokens"),
+        p.span_output_tokens.label("auterity_output_tokens"),
+        p.charged_usd,
+        p.cost_usd,
+        _money(at_risk, dialect).label("at_risk_usd"),
     )
 
 
-def orphan_spans(first: date, last_exclusive: date) -> Any:
-    """Spans of the window whose request RelayCore never reported (that day ±1), or that name none.
-
-    A request id's later spans pair with nothing: only its first span can be an orphan.
-    """
-    ru = t.relaycore_usage
-    around = (first - timedelta(days=1), last_exclusive + timedelta(days=1))
-    spans = _first_spans(around)
-    s = spans.c
-    # a left join, not NOT EXISTS under an OR: that one is probed row by row (quadratic on a day)
+def _orphans(rates: Table, first: Table, day: date, dialect: str) -> Select:
+    """missing_in_relaycore rows (columns OUT) of `day`: spans whose request RelayCore never reported (that
+    day ±1), or that name none, with their usage at the price book's cost (standard tier)."""
+    ru, sp = t.relaycore_usage, t.auterity_spans
+    around = (day - timedelta(days=1), day + timedelta(days=2))
     known = (
         select(ru.c.request_id)
         .where(and_(ru.c.day >= around[0], ru.c.day < around[1]))
         .group_by(ru.c.request_id)
         .subquery("known")
     )
-    return (
-        select(*(c for c in s if c.name != "rank"))
-        .select_from(spans.outerjoin(known, known.c.request_id == s.relaycore_request_id))
-        .where(
-            and_(
-                s.day >= first,
-                s.day < last_exclusive,
-                or_(s.relaycore_request_id.is_(None), and_(s.rank == 1, known.c.request_id.is_(None))),
-            )
+    # a left join, not NOT EXISTS under an OR: that one is probed row by row (quadratic on a day)
+    unknown = select(first).select_from(first.outerjoin(known, known.c.request_id == first.c.relaycore_request_id))
+    unknown = unknown.where(first.c.day == day, known.c.request_id.is_(None))
+    nameless = select(*(sp.c[c] for c in SPAN_COLS)).where(sp.c.day == day, sp.c.relaycore_request_id.is_(None))
+    spans = union_all(unknown, nameless).subquery("orphans")
+    s = spans.c
+    model = func.coalesce(s.response_model, s.request_model, "")
+    tokens = [func.coalesce(s[c], 0) for c in TOKEN_COLS]
+    unbilled = rates.alias("unbilled")
+    cost = cost_expression(unbilled, *tokens, dialect, money=False)
+    nothing = null()
+    return select(
+        s.day,
+        func.coalesce(s.relaycore_request_id, literal("span:", String) + s.span_id).label("request_id"),
+        literal("missing_in_relaycore", String).label("category"),
+        s.org_id,
+        nothing.label("model"),
+        model.label("span_model"),
+        s.span_id,
+        nothing.label("relaycore_input_tokens"),
+        tokens[0].label("auterity_input_tokens"),
+        nothing.label("relaycore_output_tokens"),
+        tokens[1].label("auterity_output_tokens"),
+        nothing.label("charged_usd"),
+        nothing.label("cost_usd"),
+        _money(func.coalesce(cost, 0.0), dialect).label("at_risk_usd"),
+    ).select_from(
+        spans.outerjoin(
+            unbilled, rate_match(unbilled, model, func.coalesce(s.provider, ""), "standard", s.start_time, tokens[0])
         )
     )
 
 
-def classify(paired: pd.DataFrame, book: PriceBook, tol: Tolerances) -> pd.DataFrame:
-    """Category and dollars at risk of each request in `paired` (a chunk of `paired_requests`)."""
-    has_span = paired["relaycore_request_id"].notna().to_numpy()
-    charged = pd.to_numeric(paired["charged_usd"], errors="coerce").astype(float).to_numpy()
-    cost = pd.to_numeric(paired["cost_usd"], errors="coerce").astype(float).to_numpy()
-    unpriced = paired["unpriced"].astype(bool).to_numpy()
-    model_diff = (
-        has_span
-        & paired["span_response_model"].notna().to_numpy()
-        & (bare_model(paired["model"]).to_numpy() != bare_model(paired["span_response_model"]).to_numpy())
-    )
-    token_diff = np.zeros(len(paired), dtype=bool)
-    for c in COMPARED_TOKENS:
-        theirs = pd.to_numeric(paired[f"span_{c}"], errors="coerce")
-        token_diff |= (has_span & theirs.notna() & (theirs != paired[c])).to_numpy()
-    cost_diff = ~unpriced & ~np.isnan(charged) & tol.exceeded(np.nan_to_num(charged), np.nan_to_num(cost))
-    category = np.select(
-        [unpriced, ~has_span, model_diff, token_diff, cost_diff],
-        ["unpriced", "missing_in_auterity", "model_mismatch", "token_mismatch", "cost_mismatch"],
-        default="matched",
-    )
-    # what the span says it used, priced: the difference the disagreement makes (only where they disagree)
-    disputed = np.flatnonzero((category == "model_mismatch") | (category == "token_mismatch"))
-    disagreement = np.zeros(len(paired))
-    if len(disputed):
-        rows = paired.iloc[disputed]
-        as_seen = rows[["request_id", "timestamp", "service_tier", "provider", *TOKEN_COLS]].copy()
-        as_seen["model"] = np.where(model_diff[disputed], rows["span_response_model"], rows["model"])
-        for c in TOKEN_COLS:
-            as_seen[c] = pd.to_numeric(rows[f"span_{c}"], errors="coerce").fillna(rows[c]).astype(np.int64)
-        seen_cost = compute_costs(as_seen, book)["cost_usd"].to_numpy()
-        disagreement[disputed] = np.abs(np.nan_to_num(seen_cost, nan=0.0) - np.nan_to_num(cost[disputed]))
-    at_risk = np.select(
-        [
-            category == "unpriced",
-            category == "missing_in_auterity",
-            category == "cost_mismatch",
-            (category == "model_mismatch") | (category == "token_mismatch"),
-        ],
-        [np.nan_to_num(charged), np.nan_to_num(charged, nan=np.nan_to_num(cost)), np.abs(charged - cost), disagreement],
-        default=0.0,
-    )
-    return pd.DataFrame(
-        {
-            "day": paired["day"],
-            "request_id": paired["request_id"],
-            "category": category,
-            "org_id": paired["org_id"],
-            "model": paired["model"],
-            "span_model": paired["span_response_model"],
-            "span_id": paired["span_span_id"],
-            "relaycore_input_tokens": paired["input_tokens"],
-            "auterity_input_tokens": paired["span_input_tokens"],
-            "relaycore_output_tokens": paired["output_tokens"],
-            "auterity_output_tokens": paired["span_output_tokens"],
-            "charged_usd": charged,
-            "cost_usd": cost,
-            "at_risk_usd": np.round(at_risk, 10),
-        }
-    )
-
-
-def classify_orphans(orphans: pd.DataFrame, book: PriceBook) -> pd.DataFrame:
-    """missing_in_relaycore rows for a chunk of `orphan_spans`: unbilled usage at price-book cost."""
-    priced = orphans.assign(
-        request_id=orphans["relaycore_request_id"].fillna("span:" + orphans["span_id"]),
-        timestamp=orphans["start_time"],
-        model=orphans["response_model"].fillna(orphans["request_model"]),
-        provider=orphans["provider"].fillna(""),
-        service_tier="standard",
-        **{c: pd.to_numeric(orphans[c], errors="coerce").fillna(0).astype(np.int64) for c in TOKEN_COLS},
-    )
-    priced["model"] = priced["model"].fillna("")
-    ocost = compute_costs(priced, book)["cost_usd"].to_numpy()
-    return pd.DataFrame(
-        {
-            "day": priced["day"],
-            "request_id": priced["request_id"],
-            "category": "missing_in_relaycore",
-            "org_id": priced["org_id"],
-            "model": None,
-            "span_model": priced["model"],
-            "span_id": priced["span_id"],
-            "relaycore_input_tokens": None,
-            "auterity_input_tokens": priced["input_tokens"],
-            "relaycore_output_tokens": None,
-            "auterity_output_tokens": priced["output_tokens"],
-            "charged_usd": np.nan,
-            "cost_usd": np.nan,
-            "at_risk_usd": np.round(np.nan_to_num(ocost), 10),
-        }
-    )
+def _rate_names(conn: Any, first: date, last_exclusive: date) -> set[tuple[str, str, str]]:
+    """Every (model, provider, service tier) reconciliation may price: the requests' own, and each model a
+    span names with each provider and tier of the requests (or a span's provider at the standard tier)."""
+    ct, sp = t.cost_tracking, t.auterity_spans
+    window = and_(ct.c.day >= first, ct.c.day < last_exclusive)
+    around = and_(sp.c.day >= first - timedelta(days=1), sp.c.day < last_exclusive + timedelta(days=1))
+    models = set(conn.execute(select(ct.c.model).where(window).distinct()).scalars())
+    named = conn.execute(select(sp.c.response_model, sp.c.request_model, sp.c.provider).where(around).distinct()).all()
+    models |= {m for row in named for m in row[:2] if m} | {""}
+    where = set(conn.execute(select(ct.c.provider, ct.c.service_tier).where(window).distinct()).all())
+    where |= {(row[2] or "", "standard") for row in named}
+    return {(m, p, tier) for m in models for p, tier in where}
 
 
 def reconcile_partition(
@@ -265,8 +287,9 @@ def reconcile_partition(
 ) -> ReconSummary:
     """Classify every request and span of [first, last_exclusive); replace those days' rows.
 
-    The database pairs requests with spans and finds the orphans; each chunk of pairs is classified
-    by numpy and written at once, so memory holds one chunk whatever the size of the day.
+    The database pairs requests with spans, finds the orphans, classifies and prices them (the price
+    book's rates in a rate table, cams.pricing.rate_table), a day per statement: no request travels
+    through Python.
     """
     started = datetime.now(UTC)
     with engine.connect() as conn:  # the days with requests or spans get a partition
@@ -275,11 +298,6 @@ def reconcile_partition(
             | {*days_with_rows(conn, t.auterity_spans, first, last_exclusive)}
         )
     cr, cs = t.cost_reconciliation, t.cost_reconciliation_summary
-    window = and_(cr.c.day >= first, cr.c.day < last_exclusive)
-    counts = dict.fromkeys(CATEGORIES, 0)
-    at_risk = dict.fromkeys(CATEGORIES, 0.0)
-    by_org: dict[Any, float] = {}
-    spend, rows = 0.0, 0
     names = ["day", "org_id", "model", "category", "requests", "charged_usd", "cost_usd", "at_risk_usd"]
     agg = (
         select(
@@ -292,38 +310,49 @@ def reconcile_partition(
             func.coalesce(func.sum(cr.c.cost_usd), 0),
             func.sum(cr.c.at_risk_usd),
         )
-        .where(window)
+        .where(and_(cr.c.day >= first, cr.c.day < last_exclusive))
         .group_by(cr.c.day, cr.c.org_id, cr.c.model, cr.c.category)
     )
+    computed_at = literal(datetime.now(UTC), t.Ts).label("computed_at")
     with engine.begin() as conn:
-        with replacing(conn, cr, first, last_exclusive, days) as target:  # the summary below reads the new days
-            chunks = itertools.chain(
-                ((classify(c, book, tol), c) for c in read_frames(conn, paired_requests(first, last_exclusive))),
-                ((classify_orphans(c, book), None) for c in read_frames(conn, orphan_spans(first, last_exclusive))),
-            )
-            computed_at = datetime.now(UTC)
-            with WriteBehind(conn) as writes:  # a chunk is written while the next one is read and classified
-                for out, paired in chunks:
-                    writes.submit(
-                        insert_frame,
-                        conn,
-                        target.into,
-                        out.assign(computed_at=computed_at)[[c.name for c in cr.columns]],
-                    )
-                    rows += len(out)
-                    if progress is not None and paired is not None:  # requests come about in day order
-                        progress.reached(latest_day(out["day"]), rows)
-                    for c, n in out["category"].value_counts().items():
-                        counts[str(c)] += int(n)
-                    for c, v in out.groupby("category")["at_risk_usd"].sum().items():
-                        at_risk[str(c)] += float(v)
-                    for o, v in out.groupby("org_id", dropna=False)["at_risk_usd"].sum().items():
-                        by_org[o] = by_org.get(o, 0.0) + float(v)
-                    if paired is not None:
-                        spend += float(np.nansum(pd.to_numeric(paired["cost_usd"], errors="coerce")))
-        at_risk = {c: round(v, 6) for c, v in at_risk.items()}
+        tune_for_a_day(conn)
+        dialect, rows = conn.dialect.name, 0
+        with (
+            rate_table(conn, book, _rate_names(conn, first, last_exclusive)) as rates,
+            replacing(conn, cr, first, last_exclusive, days) as target,
+        ):
+            for day in days:
+                with temporary(conn, first_spans_table, []) as firsts:  # each request's first span, day ±1
+                    spans = _first_spans((day - timedelta(days=1), day + timedelta(days=2)))
+                    conn.execute(insert(firsts).from_select(list(SPAN_COLS), spans))
+                    if dialect == "postgresql":  # a million rows the planner would otherwise take for a few
+                        conn.exec_driver_sql("ANALYZE cams_first_spans")
+                    for query in (_paired(rates, firsts, tol, day, dialect), _orphans(rates, firsts, day, dialect)):
+                        rows += conn.execute(
+                            insert(target.into).from_select([*OUT, "computed_at"], query.add_columns(computed_at)),
+                            execution_options=COUNTED,
+                        ).rowcount
+                if progress is not None:
+                    progress.reached(day, rows)
         replace_rows(conn, cs, and_(cs.c.day >= first, cs.c.day < last_exclusive), [])
         conn.execute(insert(cs).from_select(names, agg))
+        counts = dict.fromkeys(CATEGORIES, 0)
+        at_risk = dict.fromkeys(CATEGORIES, 0.0)
+        by_org: dict[Any, float] = {}
+        spend, rows = 0.0, 0
+        for category, org, n, risk, cost in conn.execute(
+            select(
+                cs.c.category, cs.c.org_id, func.sum(cs.c.requests), func.sum(cs.c.at_risk_usd), func.sum(cs.c.cost_usd)
+            )
+            .where(and_(cs.c.day >= first, cs.c.day < last_exclusive))
+            .group_by(cs.c.category, cs.c.org_id)
+        ):
+            counts[str(category)] += int(n)
+            at_risk[str(category)] += float(risk or 0)
+            by_org[org] = by_org.get(org, 0.0) + float(risk or 0)
+            spend += float(cost or 0)
+            rows += int(n)
+        at_risk = {c: round(v, 6) for c, v in at_risk.items()}
         insert_rows(
             conn,
             t.cost_sync_history,

@@ -129,8 +129,8 @@ def _leftovers(engine: sa.Engine) -> list[str]:
     with engine.connect() as conn:
         return list(
             conn.exec_driver_sql(
-                "SELECT relname FROM pg_class WHERE relname LIKE 'relaycore_usage%%' "
-                "AND (relname LIKE '%%loading%%' OR relname LIKE '%%_new')"
+                "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace "
+                "AND relname LIKE 'relaycore_usage%%' AND (relname LIKE '%%loading%%' OR relname LIKE '%%_new')"
             ).scalars()
         )
 
@@ -147,10 +147,11 @@ def test_replacing_loads_new_days_and_readers_see_the_old_ones_until_commit(engi
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
             indexes = conn.exec_driver_sql(
-                "SELECT count(*) FROM pg_indexes WHERE tablename = %s", (f"relaycore_usage_p{D2:%Y%m%d}",)
+                "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s",
+                (f"relaycore_usage_p{D2:%Y%m%d}",),
             ).scalar_one()
             parent = conn.exec_driver_sql(
-                "SELECT count(*) FROM pg_indexes WHERE tablename = 'relaycore_usage'"
+                "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'relaycore_usage'"
             ).scalar_one()
             assert indexes == parent >= 1  # the primary key (and any other index) built at the swap
     # a failed replace (duplicate keys: the primary key is built at the swap) leaves the day as it was

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Column,
     Connection,
     Double,
+    Index,
     MetaData,
     String,
     Table,
@@ -56,6 +57,7 @@ rates = Table(
     Column("input_upto", BigInteger, nullable=False),
     Column("price_id", String(700), nullable=False),
     *(Column(f"rate_{r}", Double, nullable=False) for r in RATES),
+    Index("ix_cams_rates_names", "model", "provider", "service_tier"),  # for lookups of a few requests
     prefixes=["TEMPORARY"],
 )
 
