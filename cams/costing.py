@@ -85,13 +85,6 @@ class CostSummary:
     top_models: list[tuple[str, float]] = field(default_factory=list)
 
 
-def latest_day(days: pd.Series) -> date | None:
-    """The latest day of a chunk's `day` column (dates, or their text on SQLite): where the work has got to."""
-    if days.empty:
-        return None
-    return pd.to_datetime(days).max().date()
-
-
 def _days_clause(table, first: date, last_exclusive: date):  # type: ignore[no-untyped-def]
     return and_(table.c.day >= first, table.c.day < last_exclusive)
 

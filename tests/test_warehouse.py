@@ -158,46 +158,6 @@ def test_costs_equal_the_price_book_and_unpriced_is_null(engine, tmp_path) -> No
     assert got["d"].price_id != got["a"].price_id
 
 
-def test_read_frames_streams_every_row_in_bounded_chunks(engine) -> None:  # type: ignore[no-untyped-def]
-    """What insert_frame writes, read_frames gives back whole, a chunk at a time, with arrow on jemalloc
-    (or the system allocator): mimalloc let a day-sized stage's memory grow with the day."""
-    import numpy as np
-    import pandas as pd
-
-    from cams.warehouse.db import arrow, insert_frame, read_frames
-
-    probe = sa.Table(
-        "frames_probe",
-        sa.MetaData(),
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("name", sa.String),
-        sa.Column("amount", sa.Float),
-        sa.Column("at", sa.DateTime(timezone=True)),
-    )
-    probe.create(engine)
-    n = 60_000
-    ids = np.arange(n)
-    frame = pd.DataFrame(
-        {
-            "id": ids,
-            "name": [None if i % 7 == 0 else ("" if i % 11 == 0 else f'n,"{i}"') for i in ids],
-            "amount": np.where(ids % 5 == 0, np.nan, ids / 8),
-            "at": pd.Timestamp("2026-06-01", tz="UTC") + pd.to_timedelta(ids, unit="s"),
-        }
-    )
-    with engine.begin() as conn:
-        insert_frame(conn, probe, frame)
-    with engine.connect() as conn:
-        chunks = list(read_frames(conn, sa.select(probe).order_by(probe.c.id), chunk_rows=10_000))
-    assert len(chunks) > 1 and max(len(c) for c in chunks) < n
-    back = pd.concat(chunks, ignore_index=True)
-    assert back["id"].tolist() == frame["id"].tolist()
-    assert back["name"].where(back["name"].notna(), None).tolist() == frame["name"].tolist()
-    assert np.array_equal(back["amount"].to_numpy(dtype=float), frame["amount"].to_numpy(), equal_nan=True)
-    assert (pd.to_datetime(back["at"], utc=True) == frame["at"]).all()
-    assert arrow().default_memory_pool().backend_name in {"jemalloc", "system"}
-
-
 def test_quality_stats_from_the_warehouse_match_the_definitions(engine) -> None:  # type: ignore[no-untyped-def]
     """model_quality_stats' aggregates (in SQL on PostgreSQL, pandas on SQLite) against numpy by hand."""
     from datetime import UTC, date, datetime

@@ -7,24 +7,20 @@ COPY (psycopg 3 `cursor.copy()`), SQLite through executemany, both in bounded ch
 
 from __future__ import annotations
 
-import io
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from functools import cache
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Integer, Table, create_engine, delete, event, select
+from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, select
 from sqlalchemy.sql.elements import ColumnElement
 
 CHUNK_ROWS = 20_000
 COUNTED = {"preserve_rowcount": True}  # an INSERT … SELECT's rowcount is -1 through SQLAlchemy without it
 # Rows per chunk of the day-sized reads. Measured on a 2M-request day (cost stage alone, PostgreSQL):
 # 180k-row chunks peaked at 0.85 GiB, 50k at 0.37 GiB, 25k at 0.29 GiB, in the same time.
-FRAME_ROWS = 50_000
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -269,16 +265,6 @@ def replace_rows(
     return deleted, inserted
 
 
-def _integer_columns_as_int(table: Table, frame: Any) -> Any:
-    """NaN turns integer columns into floats in pandas; COPY needs "1", not "1.0"."""
-    fixes = {
-        c.name: "Int64"
-        for c in table.columns
-        if c.name in frame.columns and isinstance(c.type, Integer) and frame[c.name].dtype.kind == "f"
-    }
-    return frame.astype(fixes) if fixes else frame
-
-
 def read_frame(conn: Connection, stmt: Any) -> Any:
     """A SELECT as a pandas DataFrame, without building a SQLAlchemy Row per row.
 
@@ -292,217 +278,3 @@ def read_frame(conn: Connection, stmt: Any) -> Any:
     pg = conn.dialect.name == "postgresql"
     rows = result.cursor.fetchall() if pg else [tuple(r) for r in result]  # type: ignore[attr-defined]
     return pd.DataFrame.from_records(rows, columns=cols, coerce_float=False)
-
-
-@cache
-def arrow() -> Any:
-    """pyarrow, allocating through jemalloc (the system allocator where the wheel has no jemalloc).
-
-    pyarrow's default pool on Linux wheels is mimalloc, which kept ~30 MiB more resident per
-    million rows converted to pandas, so the memory of a day-sized stage grew with the day; with
-    jemalloc it stays flat and goes back to the system when the stage ends (measured, 2M rows).
-    pandas' string columns allocate from this pool too. An operator's ARROW_DEFAULT_MEMORY_POOL
-    (jemalloc, mimalloc or system) is left in force.
-    """
-    import pyarrow as pa
-
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return pa
-    try:
-        pool = pa.jemalloc_memory_pool()
-    except NotImplementedError:
-        pool = pa.system_memory_pool()
-    pa.set_memory_pool(pool)
-    return pa
-
-
-def read_frames(conn: Connection, stmt: Any, chunk_rows: int = FRAME_ROWS) -> Iterator[Any]:
-    """A SELECT as DataFrames of about `chunk_rows` rows, streamed: memory holds a chunk, not the day.
-
-    For the stages that read a whole day. On PostgreSQL the rows come through `COPY (query) TO
-    STDOUT` on a connection of their own, parsed by pyarrow's CSV reader: the server runs the query
-    while Python works on the previous chunk, and `conn` stays free for the chunks' writes. Numbers
-    come back as int64 / float64 (not Decimal): these stages compute in floats.
-    """
-    import pandas as pd
-
-    arrow()
-    if conn.dialect.name == "postgresql":
-        yield from _copy_frames(conn, stmt, chunk_rows)
-        return
-    result = conn.execute(stmt)
-    cols = list(result.keys())
-    try:
-        while rows := result.fetchmany(chunk_rows):
-            yield pd.DataFrame.from_records([tuple(r) for r in rows], columns=cols, coerce_float=False)
-    finally:
-        result.close()
-
-
-class _CopyReader(io.RawIOBase):
-    """The data of a psycopg COPY TO as a readable stream (what pyarrow's CSV reader reads)."""
-
-    def __init__(self, copy: Any) -> None:
-        self._blocks = iter(copy)
-        self._buf = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        while not self._buf:
-            block = next(self._blocks, None)
-            if block is None:
-                return 0
-            self._buf = memoryview(block)
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
-
-
-def _arrow_type(sa_type: Any) -> Any:
-    import pyarrow as pa
-    from sqlalchemy import Boolean, Date, DateTime, Float, Numeric
-
-    if isinstance(sa_type, Boolean):
-        return pa.bool_()
-    if isinstance(sa_type, Integer):
-        return pa.int64()
-    if isinstance(sa_type, Float | Numeric):
-        return pa.float64()
-    if isinstance(sa_type, DateTime):
-        return pa.timestamp("us", tz="UTC")
-    if isinstance(sa_type, Date):
-        return pa.date32()
-    return pa.string()
-
-
-def _copy_frames(conn: Connection, stmt: Any, chunk_rows: int) -> Iterator[Any]:
-    import pyarrow.csv as pcsv
-
-    pa = arrow()
-
-    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    types = {c.name: _arrow_type(c.type) for c in stmt.selected_columns}
-    convert = pcsv.ConvertOptions(
-        column_types=types,
-        strings_can_be_null=True,  # COPY writes NULL as an empty field and '' as ""
-        quoted_strings_can_be_null=False,
-        true_values=["t"],
-        false_values=["f"],
-    )
-    with conn.engine.connect() as reader:
-        dbapi = reader.connection.driver_connection
-        assert dbapi is not None
-        reader.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
-        tune_for_a_day(reader)
-        with dbapi.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)") as copy:
-            stream = io.BufferedReader(_CopyReader(copy), buffer_size=1 << 20)
-            # Blocks far smaller than a chunk, so a chunk is about chunk_rows rows (a 16 MiB block is ~90k)
-            csv = pcsv.open_csv(stream, read_options=pcsv.ReadOptions(block_size=2 << 20), convert_options=convert)
-            pending: list[Any] = []
-            held = 0
-            for batch in csv:
-                pending.append(batch)
-                held += batch.num_rows
-                if held >= chunk_rows:
-                    yield pa.Table.from_batches(pending, csv.schema).to_pandas()
-                    pending, held = [], 0
-                    pa.default_memory_pool().release_unused()  # lowers the stage's peak (measured)
-            if held:
-                yield pa.Table.from_batches(pending, csv.schema).to_pandas()
-        reader.rollback()
-
-
-def _timestamps_as_text(frame: Any) -> Any:
-    """ISO text for datetime columns, formatted by numpy in C: pandas' own CSV formatting of aware
-    timestamps is the slowest part of a COPY (7 s of 100,000 rows' 35 s, profiled)."""
-    import numpy as np
-    import pandas as pd
-
-    fixes = {}
-    for c in frame.columns:
-        s = frame[c]
-        if isinstance(s.dtype, pd.DatetimeTZDtype):
-            naive = s.dt.tz_convert("UTC").dt.tz_localize(None)
-        elif s.dtype.kind == "M":
-            naive = s
-        else:
-            continue
-        text = np.datetime_as_string(naive.to_numpy(dtype="datetime64[us]"), unit="us")
-        fixes[c] = pd.Series(np.char.add(text, "+00:00"), index=s.index).where(s.notna(), None)
-    return frame.assign(**fixes) if fixes else frame
-
-
-def _arrow_csv(frame: Any) -> Any:
-    """The frame as PostgreSQL CSV, written by pyarrow in C++ (None when a column has mixed types).
-
-    NULL is an empty field, an empty string is "", timestamps end in Z, NaN is NULL: what COPY's
-    CSV format reads.
-    """
-    import pyarrow.csv as pcsv
-
-    pa = arrow()
-    naive = [c for c in frame.columns if frame[c].dtype.kind == "M" and getattr(frame[c].dtype, "tz", None) is None]
-    if naive:  # naive timestamps are UTC here; without the Z the server would read them in its own zone
-        frame = frame.assign(**{c: frame[c].dt.tz_localize("UTC") for c in naive})
-    try:
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-    out = pa.BufferOutputStream()
-    pcsv.write_csv(table, out, pcsv.WriteOptions(include_header=False))
-    return memoryview(out.getvalue())
-
-
-def _python_columns(frame: Any) -> list[list[Any]]:
-    """Each column as a list of plain Python values, None where missing: what COPY's write_row takes.
-
-    Built column by column in C (tolist); timestamps become ISO text, which PostgreSQL parses.
-    """
-    import numpy as np
-
-    frame = _timestamps_as_text(frame)
-    cols: list[list[Any]] = []
-    for c in frame.columns:
-        s = frame[c]
-        if isinstance(s.dtype, np.dtype) and s.dtype.kind == "f":
-            arr = s.to_numpy()
-            missing = np.isnan(arr)
-            cols.append(np.where(missing, None, arr).tolist() if missing.any() else arr.tolist())
-        elif s.isna().any():
-            cols.append(s.to_numpy(dtype=object, na_value=None).tolist())
-        else:
-            cols.append(s.tolist())
-    return cols
-
-
-def insert_frame(conn: Connection, table: Table, frame: Any) -> int:
-    """Bulk insert a pandas DataFrame whose columns are a subset of the table's.
-
-    PostgreSQL: COPY of the frame's values (no CSV formatting in pandas, which was the slow part);
-    elsewhere executemany of plain tuples.
-    """
-    if frame is None or len(frame) == 0:
-        return 0
-    cols = list(frame.columns)
-    frame = _integer_columns_as_int(table, frame)
-    if conn.dialect.name == "postgresql":
-        for start in range(0, len(frame), CHUNK_ROWS * 5):
-            part = frame.iloc[start : start + CHUNK_ROWS * 5]
-            data = _arrow_csv(part)
-            if data is None:  # a column pyarrow cannot type (mixed Python objects): value by value
-                copy_text(conn, table, cols, zip(*_python_columns(part), strict=True))
-                continue
-            dbapi = conn.connection.driver_connection
-            assert dbapi is not None
-            col_sql = ", ".join(f'"{c}"' for c in cols)
-            with dbapi.cursor() as cur, cur.copy(f'COPY "{table.name}" ({col_sql}) FROM STDIN WITH (FORMAT csv)') as cp:
-                cp.write(data)
-        return len(frame)
-    stmt = table.insert()
-    records = frame.astype(object).where(frame.notna(), None)
-    for batch in chunks(records.itertuples(index=False, name=None)):
-        conn.execute(stmt, [dict(zip(cols, row, strict=True)) for row in batch])
-    return len(frame)
