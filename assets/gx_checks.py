@@ -75,18 +75,23 @@ def validate(engine: Engine, rows: Select, expectations: Sequence[Any]) -> tuple
         batch = source.add_table_asset(name="rows", table_name=name).add_batch_definition_whole_table("all")
         built = [e.build() if isinstance(e, Expect) else e for e in expectations]
         suite = gx.ExpectationSuite(name=name, expectations=built)
-        result = batch.get_batch().validate(suite)
+        # pass or fail first: each failing value list is another scan (0.9 s for a 1M-row uniqueness check)
+        result = batch.get_batch().validate(suite, result_format="BOOLEAN_ONLY")
+        if not result.success:  # then the counts and samples a person needs, for the failing run only
+            result = batch.get_batch().validate(suite)
+        with engine.connect() as conn:
+            checked = conn.exec_driver_sql(f'SELECT count(*) FROM "{name}"').scalar_one()
     finally:
         if source is not None:
             source.get_execution_engine().close()  # its connections, not the warehouse's
             ctx.data_sources.delete(name)
         with engine.begin() as conn:
             conn.exec_driver_sql(f'DROP VIEW IF EXISTS "{name}"')
-    detail: dict[str, Any] = {"rows": max((r.result.get("element_count", 0) for r in result.results), default=0)}
+    detail: dict[str, Any] = {"rows": checked}
     for r in result.results:
         cfg = r.expectation_config
         label = f"{cfg.type}({cfg.kwargs.get('column', cfg.kwargs.get('column_list', ''))})"
-        detail[label] = "ok" if r.success else f"{r.result.get('unexpected_count', '?')} unexpected"
+        detail[label] = "ok" if r.success else f"{(r.result or {}).get('unexpected_count', '?')} unexpected"
     return bool(result.success), detail
 
 

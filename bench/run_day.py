@@ -7,8 +7,9 @@ For each size the day's drop files are written first (not timed; the same genera
 bench/pipeline_day.py: a simulated 50,000-request day repeated with fresh ids). Then, for each executor,
 `cams run --start DAY --end DAY --json` runs as a subprocess on a fresh PostgreSQL warehouse and a fresh
 Dagster home, exactly as a user runs it. Printed: wall time, peak memory of the whole process tree (the
-run's process and every step process it starts, sampled every 0.1 s from /proc), and each step's time
-from the run's own event log.
+run's process and every step process it starts, sampled every 0.1 s from /proc: RSS summed, which
+counts the pages forked step processes share once per process, and PSS, which shares them out), and
+each step's time from the run's own event log.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from pipeline_day import DAY, write_day  # noqa: E402
 from scratch_db import scratch_database  # noqa: E402
 
 
-def _tree_rss_mib(pid: int) -> float:
-    """Resident memory of `pid` and all its descendants, from /proc."""
+def _tree_memory_mib(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) of `pid` and all its descendants, from /proc. RSS counts a page shared by forked step
+    processes once per process; PSS divides it among them: what the tree really holds."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
@@ -46,12 +48,19 @@ def _tree_rss_mib(pid: int) -> float:
         except (OSError, ValueError, IndexError):
             continue
         children.setdefault(ppid, []).append(int(entry.name))
-    total, stack = 0, [pid]
+    total, pss, stack = 0, 0, [pid]
     while stack:
         p = stack.pop()
         total += rss.get(p, 0)
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1]) * 1024
+                    break
+        except OSError:
+            pass
         stack.extend(children.get(p, []))
-    return total / 2**20
+    return total / 2**20, pss / 2**20
 
 
 def run_cams(workdir: Path, drop: Path, url: str, executor: str, profile: Path | None = None) -> dict[str, Any]:
@@ -76,13 +85,14 @@ def run_cams(workdir: Path, drop: Path, url: str, executor: str, profile: Path |
     if profile is not None:  # py-spy samples the run and every step process; collapsed stacks to `profile`
         spy = str(ROOT / ".venv" / "bin" / "py-spy")
         cmd = [spy, "record", "--subprocesses", "--rate", "40", "--format", "raw", "-o", str(profile), "--", *cmd]
-    peak, done = [0.0], threading.Event()
+    peak, done = [0.0, 0.0], threading.Event()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=workdir)
 
     def sample() -> None:
         while not done.wait(0.1):
-            peak[0] = max(peak[0], _tree_rss_mib(proc.pid))
+            now = _tree_memory_mib(proc.pid)
+            peak[0], peak[1] = max(peak[0], now[0]), max(peak[1], now[1])
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -97,6 +107,7 @@ def run_cams(workdir: Path, drop: Path, url: str, executor: str, profile: Path |
     return {
         "wall_s": round(wall, 1),
         "peak_mib": round(peak[0]),
+        "peak_pss_mib": round(peak[1]),
         "steps_s": step_times(home),
         "accepted": summary["records"]["relaycore"]["accepted"],
     }
@@ -183,12 +194,13 @@ def main() -> None:
                 if profile is not None:
                     for f, inside, itself in hot_spots(profile):
                         print(f"  {inside:6.1%} {itself:6.1%}  {f}")
-    print("\n| size | executor | cams run wall | peak (tree) | steps | warehouse on disk |")
+    print("\n| size | executor | cams run wall | peak RSS / PSS (tree) | steps | warehouse on disk |")
     print("|---|---|---|---|---|---|")
     for r in results:
         steps = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["steps_s"].items(), key=lambda kv: -kv[1]))
         disk = f"{r['disk_mib']['database']:,} MiB"
-        print(f"| {r['size']:,} | {r['executor']} | {r['wall_s']:.1f} s | {r['peak_mib']:,} MiB | {steps} | {disk} |")
+        peak = f"{r['peak_mib']:,} / {r['peak_pss_mib']:,} MiB"
+        print(f"| {r['size']:,} | {r['executor']} | {r['wall_s']:.1f} s | {peak} | {steps} | {disk} |")
 
 
 if __name__ == "__main__":
