@@ -89,19 +89,31 @@ def _days_clause(table, first: date, last_exclusive: date):  # type: ignore[no-u
     return and_(table.c.day >= first, table.c.day < last_exclusive)
 
 
-def _day_costs(conn, first: date, last_exclusive: date) -> dict[date, tuple[int, float, list[str]]]:  # type: ignore[no-untyped-def]
+def _figures(conn: Connection, first: date, last_exclusive: date) -> list[Any]:
+    """cost_tracking of the days grouped by day, model, unpriced and price: what a recomputation compares
+    and the run's summary adds up, in one read of the days."""
     ct = t.cost_tracking
-    rows = conn.execute(
-        select(ct.c.day, ct.c.price_id, func.count(), func.coalesce(func.sum(ct.c.cost_usd), 0))
+    keys = (ct.c.day, ct.c.model, ct.c.unpriced, ct.c.price_id)
+    return conn.execute(
+        select(
+            *keys,
+            func.count(),
+            func.coalesce(func.sum(ct.c.cost_usd), 0),
+            func.coalesce(func.sum(ct.c.charged_usd), 0),
+        )
         .where(_days_clause(ct, first, last_exclusive))
-        .group_by(ct.c.day, ct.c.price_id)
+        .group_by(*keys)
     ).all()
-    out: dict[date, tuple[int, float, list[str]]] = {}
-    for day, price_id, n, cost in rows:
+
+
+def _day_costs(figures: list[Any]) -> dict[date, tuple[int, float, list[str]]]:
+    """Per day: requests, price-book cost and the price ids used."""
+    out: dict[date, tuple[int, float, set[str]]] = {}
+    for day, _, _, price_id, n, cost, _ in figures:
         day = day if isinstance(day, date) else date.fromisoformat(str(day))
-        count, total, ids = out.get(day, (0, 0.0, []))
-        out[day] = (count + int(n), total + float(cost), sorted([*ids, price_id]) if price_id else ids)
-    return out
+        count, total, ids = out.get(day, (0, 0.0, set()))
+        out[day] = (count + int(n), total + float(cost), ids | {price_id} if price_id else ids)
+    return {d: (n, c, sorted(ids)) for d, (n, c, ids) in out.items()}
 
 
 def cost_partition(
@@ -128,7 +140,7 @@ def cost_partition(
         # run that holds it and waits to truncate the children being read
         lock_for_replace(conn, ct)
         tune_for_a_day(conn)
-        before = _day_costs(conn, first, last_exclusive)
+        before = _day_costs(_figures(conn, first, last_exclusive))
         names = conn.execute(
             select(src.c.model, src.c.provider, src.c.service_tier)
             .where(_days_clause(src, first, last_exclusive))
@@ -143,7 +155,8 @@ def cost_partition(
                 if progress is not None:
                     progress.reached(day, rows)
         analyze_days(conn, ct, first, last_exclusive)
-        after = _day_costs(conn, first, last_exclusive)
+        figures = _figures(conn, first, last_exclusive)
+        after = _day_costs(figures)
         now = datetime.now(UTC)
         changed = [
             {
@@ -161,7 +174,7 @@ def cost_partition(
             if before[d][2] != after.get(d, (0, 0.0, []))[2] or abs(before[d][1] - after.get(d, (0, 0.0, []))[1]) > 1e-9
         ]
         insert_rows(conn, t.cost_recomputations, changed)
-        return _summary(conn, first, last_exclusive)
+        return _summary(figures)
 
 
 def _costed_day(dialect: str, ct: Table, r: Table, day: date, computed_at: datetime) -> Insert:
@@ -188,20 +201,9 @@ def _costed_day(dialect: str, ct: Table, r: Table, day: date, computed_at: datet
     return insert(ct).from_select([*carried, "cost_usd", "charged_usd", "unpriced", "price_id", "computed_at"], query)
 
 
-def _summary(conn: Connection, first: date, last_exclusive: date) -> CostSummary:
-    """The run's CostSummary, summed in the database over the days just costed."""
-    ct = t.cost_tracking
-    per_model = conn.execute(
-        select(
-            ct.c.model,
-            ct.c.unpriced,
-            func.count(),
-            func.coalesce(func.sum(ct.c.cost_usd), 0),
-            func.coalesce(func.sum(ct.c.charged_usd), 0),
-        )
-        .where(_days_clause(ct, first, last_exclusive))
-        .group_by(ct.c.model, ct.c.unpriced)
-    ).all()
+def _summary(figures: list[Any]) -> CostSummary:
+    """The run's CostSummary, from the days' figures (summed in the database)."""
+    per_model = [(model, unpriced, n, c, ch) for _, model, unpriced, _, n, c, ch in figures]
     cost = sum((Decimal(str(c)) for _, _, _, c, _ in per_model), Decimal(0))
     charged = sum((Decimal(str(ch)) for *_, ch in per_model), Decimal(0))
     by_model: dict[str, float] = {}

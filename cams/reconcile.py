@@ -30,7 +30,6 @@ from sqlalchemy import (
     Select,
     String,
     Table,
-    Text,
     and_,
     case,
     cast,
@@ -47,7 +46,7 @@ from sqlalchemy.engine import Engine
 from cams.config import ReconciliationConfig
 from cams.costing import TOKEN_COLS
 from cams.pricing.book import PriceBook
-from cams.pricing.rate_table import cost_expression, rate_match, rate_table, rint
+from cams.pricing.rate_table import cost_expression, rate_match, rate_table, rounded_usd
 from cams.progress import DayProgress
 from cams.warehouse import schema as t
 from cams.warehouse.db import COUNTED, insert_rows, replace_rows, temporary, tune_for_a_day
@@ -138,13 +137,6 @@ def _first_spans(around: tuple[date, date]) -> Select:
 OUT = [c.name for c in t.cost_reconciliation.columns if c.name != "computed_at"]
 
 
-def _money(x: Any, dialect: str) -> Any:
-    """A double rounded as numpy rounds to 10 places (cams.pricing.rate_table), stored as money."""
-    scale = literal(1e10, Double)
-    rounded = rint(x * scale) / scale
-    return cast(cast(rounded, Text), t.Money) if dialect == "postgresql" else rounded
-
-
 def _paired(rates: Table, first: Table, tol: Tolerances, day: date, dialect: str) -> Select:
     """The cost_reconciliation rows (columns OUT) of `day`'s costed requests, each with its first span if
     any (`first`, cams_first_spans): paired, classified and priced in the database."""
@@ -214,7 +206,7 @@ def _paired(rates: Table, first: Table, tol: Tolerances, day: date, dialect: str
         p.span_output_tokens.label("auterity_output_tokens"),
         p.charged_usd,
         p.cost_usd,
-        _money(at_risk, dialect).label("at_risk_usd"),
+        rounded_usd(at_risk, dialect).label("at_risk_usd"),
     )
 
 
@@ -254,7 +246,7 @@ def _orphans(rates: Table, first: Table, day: date, dialect: str) -> Select:
         tokens[1].label("auterity_output_tokens"),
         nothing.label("charged_usd"),
         nothing.label("cost_usd"),
-        _money(func.coalesce(cost, 0.0), dialect).label("at_risk_usd"),
+        rounded_usd(func.coalesce(cost, 0.0), dialect).label("at_risk_usd"),
     ).select_from(
         spans.outerjoin(
             unbilled, rate_match(unbilled, model, func.coalesce(s.provider, ""), "standard", s.start_time, tokens[0])

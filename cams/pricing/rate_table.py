@@ -146,7 +146,6 @@ def cost_expression(
     """SPEC §3's cost, evaluated as cams.pricing.cost.token_cost over numpy columns, rounded as numpy
     rounds to 10 places; NULL where no rate row joined. With `money`, PostgreSQL gets NUMERIC through the
     shortest text (what a column of money stores); without, the double (what a sum of estimates needs)."""
-    scale = literal(1e10, Double)
     cost = (
         (input_tokens - cached - cache_creation) * r.c.rate_input
         + cached * r.c.rate_cache_read
@@ -154,7 +153,14 @@ def cost_expression(
         + (output_tokens - reasoning) * r.c.rate_output
         + reasoning * r.c.rate_reasoning
     )
-    rounded = rint(cost * scale) / scale
+    return rounded_usd(cost, dialect, money)
+
+
+def rounded_usd(x: Any, dialect: str, money: bool = True) -> ColumnElement[Any]:
+    """A double rounded as `numpy.round(x, 10)` rounds it; with `money`, on PostgreSQL the NUMERIC of its
+    shortest exact text (what the COPY of a numpy float stored)."""
+    scale = literal(1e10, Double)
+    rounded = rint(x * scale) / scale
     if money and dialect == "postgresql":
         return cast(cast(rounded, Text), t.Money)
     return rounded
