@@ -118,7 +118,7 @@ def run_one(url: str, root: Path, litellm_n: int) -> dict[str, Any]:
     for source in ("relaycore", "auterity"):
 
         def ingest(source: str = source) -> Any:
-            with Stage(engine, source) as stage:  # as the landing asset does: rows leave in chunks
+            with Stage(engine, source, start, end) as stage:  # as the landing asset does: rows leave in chunks
                 c = Collector(source, start, end, stage)
                 collect_files(c, list_drop_files(root / source))
                 return land(engine, c.result, "files", stage=stage).counts

@@ -37,7 +37,7 @@ class UsageSource(SourceConfig):
         self,
         start: datetime,
         end: datetime,
-        sink: Callable[[list[tuple[Any, ...]]], None] | None = None,
+        sink: Callable[[list[tuple[Any, ...]], set[str]], None] | None = None,
         progress: DayProgress | None = None,
     ) -> tuple[IngestResult, dict[str, Any]]:
         """Every record of [start, end), validated and deduplicated, plus how it was read.

@@ -89,7 +89,7 @@ def test_the_corpus_lands_on_both_backends(engine, tmp_path) -> None:  # type: i
     good, bad = _write_corpus(tmp_path / "drop")
     assert good > bad
     start, end = day_window(DAY)
-    with Stage(engine, "relaycore") as stage:
+    with Stage(engine, "relaycore", start, end) as stage:
         c = Collector("relaycore", start, end, sink=stage, chunk_rows=3)
         collect_files(c, list_drop_files(tmp_path / "drop"))
         c.flush()

@@ -48,7 +48,7 @@ def _ingest(
     window = context.partition_time_window
     started = datetime.now(UTC)
     engine = warehouse.engine()
-    with Stage(engine, source.name) as stage:  # rows go to the warehouse while they are read
+    with Stage(engine, source.name, window.start, window.end) as stage:  # rows go in while they are read
         try:
             result, detail = source.collect(window.start, window.end, stage, day_progress(context))
         except SourceApiError as exc:

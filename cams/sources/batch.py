@@ -4,8 +4,8 @@ Invariant (SPEC §2.4): read = accepted + duplicates + quarantined, for the part
 
 A landing row travels as a tuple in its source's `fields` order (`cams.sources.registry`). With a
 sink (`cams.sources.landing.Stage`), accepted rows leave the collector in chunks of `chunk_rows`, so a
-day of any size is held in bounded memory; the copies that meet across chunks are deduplicated where
-they are staged, and counted there.
+day of any size is held in bounded memory; with each chunk go the keys it holds whose earlier copy left
+in an earlier chunk: the sink removes those copies (and counts them) before it writes the chunk.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ class IngestResult:
     read: int = 0
     duplicates: int = 0
     staged: int = 0
-    # keys accepted again after an earlier copy went to the sink: the only ones the stage must dedupe
-    # (a superset: two keys may share a hash; the stage's dedupe is exact whatever it is given)
+    # keys of the pending `rows` whose earlier copy already went to the sink: the only ones the sink
+    # must dedupe (a superset: two keys may share a hash; the sink's dedupe is exact whatever it is given)
     repeated: set[str] = field(default_factory=set)
 
     @property
@@ -98,7 +98,7 @@ class Collector:
         source: str,
         start: datetime,
         end: datetime,
-        sink: Callable[[list[tuple[Any, ...]]], None] | None = None,
+        sink: Callable[[list[tuple[Any, ...]], set[str]], None] | None = None,
         chunk_rows: int = CHUNK_ROWS,
         progress: DayProgress | None = None,
     ) -> None:
@@ -126,13 +126,14 @@ class Collector:
         return self._last_ts.date() if self._last_ts is not None else fallback
 
     def flush(self) -> None:
-        """Hand the pending rows to the sink (if there is one)."""
+        """Hand the pending rows to the sink (if there is one), with their keys sent before."""
         if self._sink is not None and self.result.rows:
             rows = list(self.result.rows.values())
             self._sent.update(map(hash, self.result.rows))
-            self._sink(rows)
+            self._sink(rows, self.result.repeated)
             self.result.staged += len(rows)
             self.result.rows.clear()
+            self.result.repeated = set()
             if self._progress is not None and self._last_ts is not None:
                 self._progress.reached(self._last_ts.date(), self.result.staged)
 
@@ -174,7 +175,8 @@ class Collector:
     def add_line(self, lineno: int, name: str, raw: bytes, fallback_day: date | None) -> None:
         """One line of a drop file as bytes: the compiled contract first, the Python one when it is unsure."""
         # the compiled contract would land a NUL or a lone surrogate: such lines take the Python path
-        row = None if (b"\x00" in raw or (b"\\u" in raw and RISKY_BYTES.search(raw))) else self._compiled(raw)
+        # (a one-byte search is memchr: most lines hold no backslash and skip the regex)
+        row = None if (b"\x00" in raw or (b"\\" in raw and RISKY_BYTES.search(raw))) else self._compiled(raw)
         if row is not None:
             ts = self._last_ts = row[self._time_at]
             if self.result.start <= ts < self.result.end:

@@ -1,51 +1,31 @@
 """Land one source's window: deduped rows, quarantined lines and a sync-history row, atomically.
 
-Rows reach the warehouse through a `Stage`: a temporary table on one connection that takes the
-window's accepted rows chunk by chunk while they are read (binary COPY on PostgreSQL, executemany
-on SQLite), so landing a day holds one chunk in memory, not the day. `land` then replaces the
-window from the stage in one transaction, keeping the latest copy of each key.
+Rows reach the warehouse through a `Stage` while they are read, chunk by chunk (binary COPY on
+PostgreSQL, executemany on SQLite), so landing a day holds a chunk or two in memory, not the day. With
+day partitions (PostgreSQL) a chunk goes straight into the new child of its day (`partitions.replacing`),
+swapped in for the old day when `land` commits: no second copy of the day. Elsewhere chunks go into a
+temporary table, and `land` replaces the window from it. Either way, before a chunk is written the
+earlier copies of its keys are deleted (the latest copy of a key wins), and counted as duplicates.
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Date,
-    Engine,
-    Identity,
-    Integer,
-    MetaData,
-    Select,
-    Table,
-    and_,
-    cast,
-    func,
-    insert,
-    literal,
-    or_,
-    select,
-    true,
-)
+from sqlalchemy import Column, Engine, MetaData, Select, Table, and_, delete, insert, select
 
 from cams.sources.batch import IngestResult
 from cams.sources.registry import describe
 from cams.warehouse import schema as t
-from cams.warehouse.db import (
-    COUNTED,
-    WriteBehind,
-    copy_binary,
-    insert_rows,
-    replace_rows,
-    tune_for_a_day,
-)
-from cams.warehouse.partitions import analyze_days, replacing
+from cams.warehouse.db import WriteBehind, copy_binary, insert_rows, replace_rows
+from cams.warehouse.partitions import Replacement, analyze_days, is_partitioned, replacing
+
+KEYS_PER_DELETE = 5_000  # keys in one DELETE … IN (…): SQLite takes at most 32,766 bound values
 
 
 @dataclass(frozen=True)
@@ -61,82 +41,96 @@ def landing_table(source: str) -> Table:
 
 
 class Stage:
-    """A window's accepted rows, staged in a temporary table; call it with each chunk of row tuples."""
+    """Where a window's accepted rows go while they are read; call it with each chunk of row tuples and
+    the chunk's keys whose earlier copy was handed over before.
 
-    def __init__(self, engine: Engine, source: str) -> None:
+    With day partitions the stage is the window's replacement itself (new day children under a loading
+    table, on this connection's one transaction, which `land` commits); otherwise a temporary table.
+    """
+
+    def __init__(self, engine: Engine, source: str, start: datetime, end: datetime) -> None:
+        described = describe(source)
         self.source = source
-        self.target = landing_table(source)
-        self.fields = describe(source).fields
-        self._time_at = describe(source).time_at
+        self.target = described.table
+        self.first, self.last = start.date(), end.date()
+        self.columns = [*described.fields, "day", "ingested_at"]
+        self._time_at = described.time_at
+        self._key = described.key
+        self.ingested_at = datetime.now(UTC)
+        self.rows = 0  # rows handed over
+        self.crossed = 0  # earlier copies deleted when a later one came (duplicates across chunks)
+        self.days: set[date] = set()
         self.conn = engine.connect()
-        pg = self.conn.dialect.name == "postgresql"
-        seq = Column("seq", BigInteger, Identity()) if pg else Column("seq", Integer, primary_key=True)
-        self.table = Table(
-            f"cams_stage_{source}",
-            MetaData(),
-            seq,
-            *(Column(f, self.target.c[f].type) for f in self.fields),
-            prefixes=["TEMPORARY"],
-        )
-        self.table.drop(self.conn, checkfirst=True)  # left by a connection that died mid-run
-        self.table.create(self.conn)
-        self.conn.commit()
-        self.rows = 0
-        self._temporary = [self.table]  # dropped at close: the connection goes back to the pool
+        self._replacing: AbstractContextManager[Replacement] | None = None
+        self._replacement: Replacement | None = None
+        self._temporary: Table | None = None
+        if is_partitioned(self.conn, self.target.name):
+            self._replacing = replacing(self.conn, self.target, self.first, self.last, ())
+            self._replacement = self._replacing.__enter__()
+            self.into = self._replacement.into
+        else:
+            self._temporary = self.into = Table(
+                f"cams_stage_{source}",
+                MetaData(),
+                *(Column(c, self.target.c[c].type) for c in self.columns),
+                prefixes=["TEMPORARY"],
+            )
+            self.into.drop(self.conn, checkfirst=True)  # left by a connection that died mid-run
+            self.into.create(self.conn)
+            self.conn.commit()
         self._writes = WriteBehind(self.conn)  # a chunk goes in while the next one is parsed
 
-    def __call__(self, rows: list[tuple[Any, ...]]) -> None:
-        self._writes.submit(self._write, rows)
+    def __call__(self, rows: list[tuple[Any, ...]], repeated: set[str]) -> None:
+        self._writes.submit(self._write, rows, repeated)
         self.rows += len(rows)
 
-    def _write(self, rows: list[tuple[Any, ...]]) -> None:
-        if self.conn.dialect.name == "postgresql":
-            copy_binary(self.conn, self.table, self.fields, rows)
+    def _write(self, rows: list[tuple[Any, ...]], repeated: set[str]) -> None:
+        """One chunk: the earlier copies of its keys out, then its rows in, each with its UTC day."""
+        conn, key = self.conn, self.into.c[self._key]
+        ordered = sorted(repeated)
+        for i in range(0, len(ordered), KEYS_PER_DELETE):
+            some = ordered[i : i + KEYS_PER_DELETE]
+            self.crossed += conn.execute(delete(self.into).where(key.in_(some))).rowcount
+        at, now = self._time_at, self.ingested_at
+        full = [(*r, r[at].date(), now) for r in rows]  # timestamps are aware UTC: .date() is the UTC day
+        days = {r[-2] for r in full}
+        self.days |= days
+        if self._replacement is not None:
+            self._replacement.include(days)
+            copy_binary(conn, self.into, self.columns, full)
+            return  # the transaction stays open: `land` swaps the days in and commits
+        if conn.dialect.name == "postgresql":
+            copy_binary(conn, self.into, self.columns, full)
         else:
-            self.conn.execute(insert(self.table), [dict(zip(self.fields, r, strict=True)) for r in rows])
-        self.conn.commit()
-
-    def latest_copies(self, repeated: set[str]) -> Any:
-        """The condition keeping the latest staged copy of each key. Only the keys the collector saw
-        again after an earlier copy was staged can have two copies here: the stage dedupes those alone
-        (a day without such repeats is inserted as staged, no hash of a million keys)."""
-        if not repeated:
-            return true()
-        keys = Table(
-            f"cams_repeated_{self.source}",
-            MetaData(),
-            Column("key", self.table.c[describe(self.source).key].type, primary_key=True),
-            prefixes=["TEMPORARY"],
-        )
-        keys.drop(self.conn, checkfirst=True)
-        keys.create(self.conn)
-        self._temporary.append(keys)
-        insert_rows(self.conn, keys, ({"key": k} for k in repeated))
-        self.conn.commit()
-        key = self.table.c[describe(self.source).key]
-        once = select(keys.c.key)
-        latest = select(func.max(self.table.c.seq)).where(key.in_(once)).group_by(key)
-        return or_(key.not_in(once), self.table.c.seq.in_(latest))
-
-    def day(self) -> Any:
-        """The UTC day of each staged row, computed by the database (rows travel without it)."""
-        ts = self.table.c[self.fields[self._time_at]]
-        if self.conn.dialect.name == "postgresql":
-            return cast(func.timezone("UTC", ts), Date)
-        return func.date(ts)  # SQLite keeps the UTC wall time as text
+            conn.execute(insert(self.into), [dict(zip(self.columns, r, strict=True)) for r in full])
+        conn.commit()
 
     def wait(self) -> None:
-        """Every chunk handed over is in the table (or its error raised)."""
+        """Every chunk handed over is written (or its error raised)."""
         self._writes.wait()
 
+    def replace(self) -> int:
+        """Put the staged rows in place of the window's (on the open transaction); the rows it held."""
+        self.wait()
+        if self._replacing is not None and self._replacement is not None:
+            self._replacing.__exit__(None, None, None)
+            self._replacing = None
+            return self._replacement.removed
+        assert self._temporary is not None
+        s = self._temporary
+        with replacing(self.conn, self.target, self.first, self.last, self.days) as target:
+            self.conn.execute(insert(target.into).from_select(self.columns, select(*(s.c[c] for c in self.columns))))
+        return target.removed
+
     def close(self) -> None:
+        """Roll back what `land` did not commit (on an error: the loading tables go with it)."""
         # let the writes finish without raising: land() already raised a write's error through wait()
         self._writes.__exit__(Exception)
         try:
             self.conn.rollback()
-            for table in self._temporary:
-                table.drop(self.conn, checkfirst=True)
-            self.conn.commit()
+            if self._temporary is not None:
+                self._temporary.drop(self.conn, checkfirst=True)
+                self.conn.commit()
         finally:
             self.conn.close()
 
@@ -162,80 +156,67 @@ def land(
     last (they are the latest copies). Without one, a stage lives for this call.
     """
     if stage is None:
-        with Stage(engine, result.source) as own:
+        with Stage(engine, result.source, result.start, result.end) as own:
             return land(engine, result, mode, run_id, started_at, detail, own)
     if stage.rows != result.staged:
         raise AssertionError(f"{result.source}: the stage holds {stage.rows} rows, the result says {result.staged}")
-    if result.rows:
-        stage(list(result.rows.values()))
-    stage.wait()
-    now = datetime.now(UTC)
-    table, s = landing_table(result.source), stage.table
+    pending = len(result.rows)
+    if pending:
+        stage(list(result.rows.values()), result.repeated)
     first, last = result.start.date(), result.end.date()
     reasons: dict[str, int] = {}
     for q in result.quarantined:
         key = q.reason.split(":")[0][:80]
         reasons[key] = reasons.get(key, 0) + 1
-    cols = ["day", *stage.fields]
-    values = [stage.day(), *(s.c[c] for c in stage.fields), literal(now, table.c.ingested_at.type)]
-    rows = select(*values).where(stage.latest_copies(result.repeated))
     conn = stage.conn
-    staged = {
-        d if isinstance(d, date) else date.fromisoformat(d)
-        for d in conn.execute(select(stage.day()).distinct()).scalars()
-    }
+    replaced = stage.replace()
+    table = landing_table(result.source)
+    analyze_days(conn, table, first, last)
+    crossed = stage.crossed  # copies that met across chunks
+    if not 0 <= crossed <= result.staged:
+        raise AssertionError(f"{result.source}: {crossed} earlier copies deleted of {result.staged} staged")
+    result.duplicates += crossed
+    result.staged -= crossed
+    result.check_balance()
+    now = datetime.now(UTC)
+    q = t.quarantine
+    replace_rows(
+        conn,
+        q,
+        and_(q.c.source == result.source, q.c.day >= first, q.c.day < last),
+        (
+            {
+                "source": x.source,
+                "day": x.day or first,
+                "ref": x.ref,
+                "raw": x.raw,
+                "reason": x.reason,
+                "run_id": run_id,
+                "quarantined_at": now,
+            }
+            for x in result.quarantined
+        ),
+    )
+    counts = result.counts()
+    insert_rows(
+        conn,
+        t.cost_sync_history,
+        [
+            {
+                "source": result.source,
+                "window_start": result.start,
+                "window_end": result.end,
+                "mode": mode,
+                **counts,
+                "status": "success",
+                "detail": json.dumps(detail or {}, default=str),
+                "run_id": run_id,
+                "started_at": started_at or now,
+                "finished_at": datetime.now(UTC),
+            }
+        ],
+    )
     conn.commit()
-    with conn.begin():
-        tune_for_a_day(conn)  # the dedupe's hash stays in memory
-        with replacing(conn, table, first, last, staged) as target:
-            inserted = conn.execute(
-                insert(target.into).from_select([*cols, "ingested_at"], rows), execution_options=COUNTED
-            ).rowcount
-        replaced = target.removed
-        analyze_days(conn, table, first, last)
-        crossed = result.staged + len(result.rows) - inserted  # copies that met across chunks
-        if not 0 <= crossed <= result.staged:
-            raise AssertionError(f"{result.source}: {inserted} rows landed from {stage.rows} staged")
-        result.duplicates += crossed
-        result.staged -= crossed
-        result.check_balance()
-        q = t.quarantine
-        replace_rows(
-            conn,
-            q,
-            and_(q.c.source == result.source, q.c.day >= first, q.c.day < last),
-            (
-                {
-                    "source": x.source,
-                    "day": x.day or first,
-                    "ref": x.ref,
-                    "raw": x.raw,
-                    "reason": x.reason,
-                    "run_id": run_id,
-                    "quarantined_at": now,
-                }
-                for x in result.quarantined
-            ),
-        )
-        counts = result.counts()
-        insert_rows(
-            conn,
-            t.cost_sync_history,
-            [
-                {
-                    "source": result.source,
-                    "window_start": result.start,
-                    "window_end": result.end,
-                    "mode": mode,
-                    **counts,
-                    "status": "success",
-                    "detail": json.dumps(detail or {}, default=str),
-                    "run_id": run_id,
-                    "started_at": started_at or now,
-                    "finished_at": datetime.now(UTC),
-                }
-            ],
-        )
     return LandingSummary(result.source, counts, replaced, reasons)
 
 

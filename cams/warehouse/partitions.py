@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -161,10 +161,27 @@ def replace_days(
 @dataclass
 class Replacement:
     """What `replacing` yields: the table to insert the window's rows into, and how many rows the window
-    held before."""
+    held before. With day partitions `into` routes a row only to a day it has a new child for: `include`
+    adds days, for a writer that learns them while it reads."""
 
     into: Table
     removed: int
+    days: set[date] = field(default_factory=set)  # the days with a new child (partitioned only)
+    _conn: Connection | None = None  # set when `into` is a loading table of new day children
+    _table: str = ""
+    _window: tuple[date, date] = (date.min, date.max)
+
+    def include(self, days: Iterable[date]) -> None:
+        """Make room in `into` for rows of `days`; a no-op where `into` is the table itself."""
+        if self._conn is None:
+            return
+        for d in sorted(set(days) - self.days):
+            if not self._window[0] <= d < self._window[1]:  # its swap would replace a day not asked for
+                raise ValueError(f"{self._table}: a row of {d} is outside the days being replaced {self._window}")
+            self._conn.exec_driver_sql(
+                f'CREATE TABLE "{child_name(self._table, d)}_new" PARTITION OF "{self.into.name}" {_bounds(d)}'
+            )
+            self.days.add(d)
 
 
 @contextmanager
@@ -172,7 +189,8 @@ def replacing(
     conn: Connection, table: Table, first: date, last_exclusive: date, days: Iterable[date]
 ) -> Iterator[Replacement]:
     """Replace the days [first, last_exclusive) of `table` with the rows the caller inserts into
-    `Replacement.into`, on the caller's transaction; `days` are the days that will get rows.
+    `Replacement.into`, on the caller's transaction; `days` are the days that will get rows (more may
+    be added while the rows go in, `Replacement.include`).
 
     With day partitions (PostgreSQL) the rows go into a new child per day, without indexes, under a
     loading table that routes them by day; at the end each new child takes its day's place (the old one
@@ -180,7 +198,6 @@ def replacing(
     more. Readers see the old day until the caller commits, and the whole table is locked only for the
     swap at the end. Elsewhere the window is emptied first and the rows go into `table` itself.
     """
-    days = sorted(set(days))
     if not is_partitioned(conn, table.name):
         removed, _ = replace_days(conn, table, first, last_exclusive)
         yield Replacement(table, removed)
@@ -191,9 +208,16 @@ def replacing(
     pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
     loading = f"{table.name}_loading{pid}"
     conn.exec_driver_sql(f'CREATE TABLE "{loading}" (LIKE "{table.name}" INCLUDING DEFAULTS) PARTITION BY RANGE (day)')
-    for d in days:
-        conn.exec_driver_sql(f'CREATE TABLE "{child_name(table.name, d)}_new" PARTITION OF "{loading}" {_bounds(d)}')
-    yield Replacement(table.to_metadata(MetaData(), name=loading), int(removed))
+    target = Replacement(
+        table.to_metadata(MetaData(), name=loading),
+        int(removed),
+        _conn=conn,
+        _table=table.name,
+        _window=(first, last_exclusive),
+    )
+    target.include(days)
+    yield target
+    days = sorted(target.days)
     old = day_children(conn, table.name)
     conn.exec_driver_sql(f'LOCK TABLE "{table.name}" IN ACCESS EXCLUSIVE MODE')
     # a day's rows in the default child would make its new child's attach fail
