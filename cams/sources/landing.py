@@ -92,9 +92,9 @@ class Stage:
             some = ordered[i : i + KEYS_PER_DELETE]
             self.crossed += conn.execute(delete(self.into).where(key.in_(some))).rowcount
         at, now = self._time_at, self.ingested_at
-        full = [(*r, r[at].date(), now) for r in rows]  # timestamps are aware UTC: .date() is the UTC day
-        days = {r[-2] for r in full}
+        days = {r[at].date() for r in rows}  # timestamps are aware UTC: .date() is the UTC day
         self.days |= days
+        full = ((*r, r[at].date(), now) for r in rows)  # made as they are written: no second list
         if self._replacement is not None:
             self._replacement.include(days)
             copy_binary(conn, self.into, self.columns, full)
@@ -160,9 +160,8 @@ def land(
             return land(engine, result, mode, run_id, started_at, detail, own)
     if stage.rows != result.staged:
         raise AssertionError(f"{result.source}: the stage holds {stage.rows} rows, the result says {result.staged}")
-    pending = len(result.rows)
-    if pending:
-        stage(list(result.rows.values()), result.repeated)
+    if result.rows:
+        stage(*result.take_chunk())
     first, last = result.start.date(), result.end.date()
     reasons: dict[str, int] = {}
     for q in result.quarantined:
