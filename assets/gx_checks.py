@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +43,18 @@ class Expect:
 def expect(kind: str, column: str, **args: Any) -> Expect:
     """`expect("ExpectColumnValuesToBeBetween", "cost_usd", min_value=0)`."""
     return Expect(kind, column, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in args.items())))
+
+
+def import_in_background() -> None:
+    """Start importing Great Expectations on a thread, for a caller about to wait on the database (a
+    landing's swap): the ~2 s import then overlaps that wait instead of delaying the first check. A
+    check that comes before it is done waits for it (Python's import lock)."""
+    if "great_expectations" not in sys.modules:
+        threading.Thread(target=_import_gx, name="cams-gx-import", daemon=True).start()
+
+
+def _import_gx() -> None:
+    import great_expectations  # noqa: F401
 
 
 @functools.cache

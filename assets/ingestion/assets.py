@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import dagster as dg
 from sqlalchemy import func
 
-from assets.gx_checks import check_result, expect
+from assets.gx_checks import check_result, expect, import_in_background
 from assets.per_partition import day_progress, report
 from assets.table_meta import table_metadata
 from cams.sources.http_client import SourceApiError
@@ -56,6 +56,7 @@ def _ingest(
                 engine, source.name, window.start, window.end, source.mode, str(exc), context.run_id, started
             )
             raise dg.Failure(description=f"{source.name}: {exc}") from exc
+        import_in_background()  # the checks' library loads while the day is swapped in
         summary = land(engine, result, source.mode, context.run_id, started, detail, stage)
     counts = summary.counts
     # the checks validate what landed, only the columns they test, in the database

@@ -9,15 +9,18 @@ on valid, broken and odd records); the reasons a person reads always come from o
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from cams.pricing.rates import SERVICE_TIERS
-from cams.sources.timeutil import parse_rfc3339
 
+# `timeutil.parse_rfc3339`'s first step, called directly: the compiled path takes a UTC time ("Z",
+# "+00:00") as it is and leaves the rest (no offset, another offset, other spellings) to the Python
+# contract; a wrapper call per time was 5 % of a landing's CPU
+_fromisoformat = datetime.fromisoformat
 COUNT_MAX = 10**12
 MONEY_MAX = Decimal(10) ** 9
 
@@ -127,8 +130,10 @@ def relaycore_row(raw: bytes) -> tuple[Any, ...] | None:
     """A §2.1 line as `contracts.RELAYCORE_FIELDS` values, or None: let the Python contract decide."""
     try:
         r = _USAGE.decode(raw)
-        ts = parse_rfc3339(r.timestamp, "timestamp")
+        ts = _fromisoformat(r.timestamp)
     except (msgspec.MsgspecError, ValueError, RecursionError):
+        return None
+    if ts.tzinfo is not UTC:  # no offset (refused) or one to convert: the Python contract decides
         return None
     inp, out = r.input_tokens, r.output_tokens
     cached = r.cached_input_tokens or 0
@@ -174,9 +179,11 @@ def auterity_row(raw: bytes) -> tuple[Any, ...] | None:
     """A flat §2.2 span line as `contracts.AUTERITY_FIELDS` values, or None (OTLP lines included)."""
     try:
         s = _SPAN.decode(raw)
-        start: datetime = parse_rfc3339(s.start_time, "start_time")
-        end: datetime = parse_rfc3339(s.end_time, "end_time")
+        start = _fromisoformat(s.start_time)
+        end = _fromisoformat(s.end_time)
     except (msgspec.MsgspecError, ValueError, RecursionError):
+        return None
+    if start.tzinfo is not UTC or end.tzinfo is not UTC:  # as for relaycore_row
         return None
     a = s.attributes or _NO_ATTRIBUTES
     inp, cached = a.input_tokens, a.cached_input_tokens

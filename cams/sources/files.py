@@ -158,7 +158,7 @@ def raw_lines(path: Path) -> Iterator[tuple[int, bytes, str | None]]:
                 lineno += 1
                 if oversize is not None:
                     yield lineno, chunk, f"line longer than {MAX_LINE_BYTES} bytes ({oversize} bytes)"
-                elif chunk.strip():  # blank lines are not records
+                elif chunk and not chunk.isspace():  # blank lines are not records (no stripped copy made)
                     yield lineno, chunk, None
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
         yield lineno + 1, b"", f"unreadable file after line {lineno}: {exc}"
