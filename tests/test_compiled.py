@@ -11,6 +11,7 @@ import random
 from datetime import date, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from cams.progress import DayProgress, parse_line
@@ -227,7 +228,7 @@ def test_landing_says_which_day_it_has_reached(tmp_path, small_sim, sim_days) ->
 
 
 def test_the_landed_day_is_the_utc_day_whatever_the_offset(tmp_path, engine) -> None:  # type: ignore[no-untyped-def]
-    """The stage carries no day: the database derives it from the UTC timestamp."""
+    """A row's day is the UTC day of its timestamp, whatever offset the source wrote."""
     lines = [
         {**USAGE, "request_id": "late-west", "timestamp": "2026-04-07T23:30:00-02:00"},  # 04-08 01:30 UTC
         {**USAGE, "request_id": "early-east", "timestamp": "2026-04-08T01:00:00+02:00"},  # 04-07 23:00 UTC
@@ -244,3 +245,55 @@ def test_the_landed_day_is_the_utc_day_whatever_the_offset(tmp_path, engine) -> 
         "early-east": "2026-04-07",
         "midnight": "2026-04-08",
     }
+
+
+def _table_names(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names())
+
+
+def test_a_later_copy_on_another_day_wins_and_a_failed_landing_leaves_the_days(engine) -> None:  # type: ignore[no-untyped-def]
+    """Chunks of two rows over a two-day window: a re-sent copy whose time moved to the next day, in a
+    later chunk, takes the place of the first (deleted from the other day's rows, counted as a
+    duplicate). Then a landing that fails half-way leaves the landed days exactly as they were, and
+    nothing of its own behind."""
+    start, end = day_window(date(2026, 4, 7))[0], day_window(date(2026, 4, 8))[1]
+    first = [
+        {**USAGE, "request_id": "moved", "timestamp": "2026-04-07T23:00:00Z", "output_tokens": 10},
+        {**USAGE, "request_id": "stays", "timestamp": "2026-04-07T10:00:00Z"},
+        {**USAGE, "request_id": "next-day", "timestamp": "2026-04-08T10:00:00Z"},
+        {**USAGE, "request_id": "other", "timestamp": "2026-04-08T11:00:00Z"},
+        {**USAGE, "request_id": "moved", "timestamp": "2026-04-08T01:00:00Z", "output_tokens": 20},
+    ]
+    def feed(records: list[dict[str, Any]], stage: Stage) -> Collector:
+        c = Collector(RELAYCORE, start, end, stage, chunk_rows=2)
+        for i, r in enumerate(records):
+            c.add_line(i + 1, "d.jsonl", json.dumps(r).encode(), None)
+        return c
+
+    with Stage(engine, RELAYCORE, start, end) as stage:
+        summary = land(engine, feed(first, stage).result, "files", stage=stage)
+    assert summary.counts == {"read": 5, "accepted": 4, "duplicates": 1, "quarantined": 0}
+    query = sa.text("select request_id, day, output_tokens from relaycore_usage order by request_id")
+    with engine.connect() as conn:
+        landed = [(r, str(d), o) for r, d, o in conn.execute(query)]
+    tables_before = _table_names(engine)
+    assert landed == [
+        ("moved", "2026-04-08", 20),
+        ("next-day", "2026-04-08", 500),
+        ("other", "2026-04-08", 500),
+        ("stays", "2026-04-07", 500),
+    ]
+    with pytest.raises(RuntimeError, match="went away"), Stage(engine, RELAYCORE, start, end) as stage:
+        feed([{**r, "request_id": f"new-{i}"} for i, r in enumerate(first)], stage)
+        stage.wait()
+        assert stage.rows == 4  # two chunks were written before the source failed
+        raise RuntimeError("the source went away")
+    with engine.connect() as conn:
+        assert [(r, str(d), o) for r, d, o in conn.execute(query)] == landed
+    assert _table_names(engine) == tables_before  # no loading table or new child left
+    with Stage(engine, RELAYCORE, start, end) as stage:  # a row of a day outside the window is refused
+        row = describe(RELAYCORE).decode(json.dumps({**USAGE, "timestamp": "2026-04-09T00:00:00Z"}).encode())
+        assert row is not None
+        with pytest.raises(ValueError, match="outside the window"):
+            stage([row], set())  # written inline on SQLite, by the writer thread on PostgreSQL
+            stage.wait()

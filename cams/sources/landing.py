@@ -93,6 +93,9 @@ class Stage:
             self.crossed += conn.execute(delete(self.into).where(key.in_(some))).rowcount
         at, now = self._time_at, self.ingested_at
         days = {r[at].date() for r in rows}  # timestamps are aware UTC: .date() is the UTC day
+        outside = sorted(d for d in days if not self.first <= d < self.last)
+        if outside:  # a collector keeps its window's rows only: this is a bug, never bad input
+            raise ValueError(f"{self.source}: a row of {outside[0]} is outside the window {self.first}..{self.last}")
         self.days |= days
         full = ((*r, r[at].date(), now) for r in rows)  # made as they are written: no second list
         if self._replacement is not None:
