@@ -264,6 +264,7 @@ def test_a_later_copy_on_another_day_wins_and_a_failed_landing_leaves_the_days(e
         {**USAGE, "request_id": "other", "timestamp": "2026-04-08T11:00:00Z"},
         {**USAGE, "request_id": "moved", "timestamp": "2026-04-08T01:00:00Z", "output_tokens": 20},
     ]
+
     def feed(records: list[dict[str, Any]], stage: Stage) -> Collector:
         c = Collector(RELAYCORE, start, end, stage, chunk_rows=2)
         for i, r in enumerate(records):
