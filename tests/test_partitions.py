@@ -118,7 +118,7 @@ def test_replace_and_retention_by_day_on_both_backends(engine) -> None:  # type:
 
 def _replace(engine: sa.Engine, first: date, last: date, rows: list[dict]) -> int:
     ru = t.relaycore_usage
-    with engine.begin() as conn, replacing(conn, ru, first, last, {r["day"] for r in rows}) as target:
+    with engine.begin() as conn, replacing(conn, ru, first, last, {r["day"] for r in rows}, count=True) as target:
         insert_rows(conn, target.into, rows)
     return target.removed
 
@@ -140,7 +140,7 @@ def test_replacing_loads_new_days_and_readers_see_the_old_ones_until_commit(engi
     new children without indexes that take their days' places at the end, with every index of the table."""
     ru = t.relaycore_usage
     assert _replace(engine, D1, D3, _usage(D1, 3) + _usage(D2, 4)) == 0
-    with engine.begin() as conn, replacing(conn, ru, D2, D3, [D2]) as target:
+    with engine.begin() as conn, replacing(conn, ru, D2, D3, [D2], count=True) as target:
         insert_rows(conn, target.into, _usage(D2, 2, "b"))
         assert _count(engine, ru) == {D1: 3, D2: 4}  # another connection still reads the old day
     assert target.removed == 4 and _count(engine, ru) == {D1: 3, D2: 2}

@@ -65,7 +65,7 @@ class Stage:
         self._replacement: Replacement | None = None
         self._temporary: Table | None = None
         if is_partitioned(self.conn, self.target.name):
-            self._replacing = replacing(self.conn, self.target, self.first, self.last, ())
+            self._replacing = replacing(self.conn, self.target, self.first, self.last, (), count=True)
             self._replacement = self._replacing.__enter__()
             self.into = self._replacement.into
         else:
@@ -118,12 +118,12 @@ class Stage:
         if self._replacing is not None and self._replacement is not None:
             self._replacing.__exit__(None, None, None)
             self._replacing = None
-            return self._replacement.removed
+            return self._replacement.removed or 0
         assert self._temporary is not None
         s = self._temporary
-        with replacing(self.conn, self.target, self.first, self.last, self.days) as target:
+        with replacing(self.conn, self.target, self.first, self.last, self.days, count=True) as target:
             self.conn.execute(insert(target.into).from_select(self.columns, select(*(s.c[c] for c in self.columns))))
-        return target.removed
+        return target.removed or 0
 
     def close(self) -> None:
         """Roll back what `land` did not commit (on an error: the loading tables go with it)."""

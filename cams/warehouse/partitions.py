@@ -165,7 +165,7 @@ class Replacement:
     adds days, for a writer that learns them while it reads."""
 
     into: Table
-    removed: int
+    removed: int | None  # counted when asked for (`replacing(count=True)`), else None
     days: set[date] = field(default_factory=set)  # the days with a new child (partitioned only)
     _conn: Connection | None = None  # set when `into` is a loading table of new day children
     _table: str = ""
@@ -186,11 +186,12 @@ class Replacement:
 
 @contextmanager
 def replacing(
-    conn: Connection, table: Table, first: date, last_exclusive: date, days: Iterable[date]
+    conn: Connection, table: Table, first: date, last_exclusive: date, days: Iterable[date], count: bool = False
 ) -> Iterator[Replacement]:
     """Replace the days [first, last_exclusive) of `table` with the rows the caller inserts into
     `Replacement.into`, on the caller's transaction; `days` are the days that will get rows (more may
-    be added while the rows go in, `Replacement.include`).
+    be added while the rows go in, `Replacement.include`). With `count`, `Replacement.removed` says how
+    many rows the window held (on PostgreSQL a count of the old days: only the landing reports it).
 
     With day partitions (PostgreSQL) the rows go into a new child per day, without indexes, under a
     loading table that routes them by day; at the end each new child takes its day's place (the old one
@@ -204,13 +205,13 @@ def replacing(
         return
     lock_for_replace(conn, table)
     window = and_(table.c.day >= first, table.c.day < last_exclusive)
-    removed = conn.execute(select(func.count()).select_from(table).where(window)).scalar_one()
+    removed = conn.execute(select(func.count()).select_from(table).where(window)).scalar_one() if count else None
     pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
     loading = f"{table.name}_loading{pid}"
     conn.exec_driver_sql(f'CREATE TABLE "{loading}" (LIKE "{table.name}" INCLUDING DEFAULTS) PARTITION BY RANGE (day)')
     target = Replacement(
         table.to_metadata(MetaData(), name=loading),
-        int(removed),
+        removed,
         _conn=conn,
         _table=table.name,
         _window=(first, last_exclusive),
