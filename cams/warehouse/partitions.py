@@ -178,8 +178,13 @@ class Replacement:
         for d in sorted(set(days) - self.days):
             if not self._window[0] <= d < self._window[1]:  # its swap would replace a day not asked for
                 raise ValueError(f"{self._table}: a row of {d} is outside the days being replaced {self._window}")
+            name = child_name(self._table, d)
+            # the day as a CHECK of its own, true of the empty table: the attach at the swap then trusts it
+            # instead of reading the whole day again to prove every row belongs there
+            within = f"day >= '{d.isoformat()}' AND day < '{(d + timedelta(days=1)).isoformat()}'"
             self._conn.exec_driver_sql(
-                f'CREATE TABLE "{child_name(self._table, d)}_new" PARTITION OF "{self.into.name}" {_bounds(d)}'
+                f'CREATE TABLE "{name}_new" PARTITION OF "{self.into.name}" '
+                f'(CONSTRAINT "{name}_day" CHECK ({within})) {_bounds(d)}'
             )
             self.days.add(d)
 
@@ -233,6 +238,7 @@ def replacing(
             conn.exec_driver_sql(f'DROP TABLE "{name}"')
         conn.exec_driver_sql(f'ALTER TABLE "{name}_new" RENAME TO "{name}"')
         conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ATTACH PARTITION "{name}" {_bounds(d)}')
+        conn.exec_driver_sql(f'ALTER TABLE "{name}" DROP CONSTRAINT "{name}_day"')  # the bounds say it now
     conn.exec_driver_sql(f'DROP TABLE "{loading}"')
     emptied = [name for d, name in old.items() if first <= d < last_exclusive and d not in days]
     if emptied:
