@@ -154,6 +154,12 @@ def test_replacing_loads_new_days_and_readers_see_the_old_ones_until_commit(engi
                 "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'relaycore_usage'"
             ).scalar_one()
             assert indexes == parent >= 1  # the primary key (and any other index) built at the swap
+            # the day's CHECK that let the attach skip its scan is gone: the partition bounds say it
+            checks = conn.exec_driver_sql(
+                "SELECT conname FROM pg_constraint WHERE contype = 'c' AND conrelid = to_regclass(%s)",
+                (f"relaycore_usage_p{D2:%Y%m%d}",),
+            ).scalars()
+            assert list(checks) == []
     # a failed replace (duplicate keys: the primary key is built at the swap) leaves the day as it was
     with pytest.raises(DUPLICATE):
         _replace(engine, D2, D3, _usage(D2, 2, "c") * 2)
