@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import dagster as dg
 import sqlalchemy as sa
 
 from assets.gx_checks import check_result, validate
-from assets.ingestion.assets import RELAYCORE_EXPECTATIONS
+from assets.ingestion.assets import AUTERITY_EXPECTATIONS, RELAYCORE_EXPECTATIONS, _held_by_key
 from cams.sources.landing import landed_rows
 from cams.warehouse import schema as t
 from cams.warehouse.db import insert_rows
@@ -64,6 +65,26 @@ def test_landing_checks_find_bad_rows_in_their_window_only(engine) -> None:  # t
     result = check_result("relaycore_valid", engine, window(d3, d3 + timedelta(days=1)), RELAYCORE_EXPECTATIONS)
     assert result.passed and result.metadata["rows"].value == "10"
     assert _views(engine) == []  # each check's view is dropped
+
+
+def test_a_days_id_uniqueness_is_held_by_its_key_and_a_longer_window_is_still_scanned(engine) -> None:  # type: ignore[no-untyped-def]
+    d1, d2 = date(2026, 6, 1), date(2026, 6, 2)
+    one_day = dg.TimeWindow(datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 2, tzinfo=UTC))
+    two_days = dg.TimeWindow(one_day.start, datetime(2026, 6, 3, tzinfo=UTC))
+    held = _held_by_key("relaycore", one_day, RELAYCORE_EXPECTATIONS)
+    assert [e.column for e in held] == ["request_id"] and "primary key (day, request_id)" in next(iter(held.values()))
+    assert [e.column for e in _held_by_key("auterity", one_day, AUTERITY_EXPECTATIONS)] == ["span_id"]
+    assert _held_by_key("relaycore", two_days, RELAYCORE_EXPECTATIONS) == {}
+    with engine.begin() as conn:  # r0 on both days: unique per day (the key), not over the two
+        insert_rows(conn, t.relaycore_usage, [_row(d1, "r0"), _row(d1, "r1"), _row(d2, "r0")])
+    cols = sorted({e.column for e in RELAYCORE_EXPECTATIONS})
+    rows = landed_rows("relaycore", two_days.start, two_days.end, cols)
+    ok, detail = validate(engine, rows, RELAYCORE_EXPECTATIONS)
+    assert not ok and detail["expect_column_values_to_be_unique(request_id)"] == "2 unexpected"
+    # what `held` names is reported with its reason and not run: here, wrongly told, it would pass
+    ok, detail = validate(engine, rows, RELAYCORE_EXPECTATIONS, held)
+    assert ok and detail["expect_column_values_to_be_unique(request_id)"].startswith("ok (one day: the primary key")
+    assert detail["expect_column_values_to_be_in_set(status)"] == "ok" and detail["rows"] == 3
 
 
 def test_a_check_on_a_missing_column_fails_and_an_error_leaves_no_view(engine) -> None:  # type: ignore[no-untyped-def]

@@ -188,6 +188,8 @@ def test_materialize_range_files_twice_same_totals(db_url, instance, tmp_path, s
     }
     assert all(evals[c].passed for c in ("relaycore_valid", "auterity_valid", "cost_non_negative"))
     assert evals["relaycore_valid"].metadata["rows"].value == str(rc["accepted"])
+    # two days in one run: their ids' uniqueness was scanned (one day's is held by the key, test_checks)
+    assert evals["relaycore_valid"].metadata["expect_column_values_to_be_unique(request_id)"].value == "ok"
     # progress per stage, on the terminal and in the run's own log; the second run's ETA from the first
     stages = [line for line in said if line.startswith("[") and ": day " not in line]
     # inside the long stages, the day each has reached (the stage's own log lines); one chunk here, so the last
