@@ -172,27 +172,41 @@ def _grouped_costs(
             actual = func.coalesce(ct.c.cost_usd, 0)
             ra = rates.alias("r_asked")
             asked_cost = cost_expression(ra, *tokens, dialect, money=False)
-            keys = [*(ct.c[c] for c in SCOPE), ct.c.task_type, ct.c.model]
-            query = select(*keys, asked.label("asked"))
+            # each request's costs once, in a subquery the planner keeps as it is (OFFSET 0): flattened, every
+            # cost would be computed again for each aggregate that reads it (13 times a request, not 4)
             joined = ct.outerjoin(ra, rate_match(ra, asked, ct.c.provider, *at))
+            per_request = [
+                *(ct.c[c] for c in SCOPE),
+                ct.c.task_type,
+                ct.c.model,
+                ct.c.day,
+                asked.label("asked"),
+                actual.label("actual"),
+                func.coalesce(asked_cost, actual).label("asked_cost"),
+            ]
+            for tier in TIER_ORDER:  # the tier's choice for each task with its rates: one join a request, not two
+                picked = and_(ch.c.tier == tier, ch.c.model == rates.c.model, ch.c.provider == rates.c.provider)
+                r = select(rates, ch.c.task_type).join(ch, picked).subquery(f"r_{tier}")
+                joined = joined.outerjoin(
+                    r, and_(r.c.task_type == ct.c.task_type, rate_match(r, r.c.model, r.c.provider, *at))
+                )
+                per_request.append(cost_expression(r, *tokens, dialect, money=False).label(f"{tier}_cost"))
+            each = select(*per_request).select_from(joined).where(window).offset(0).subquery("each")
+            keys = [*(each.c[c] for c in SCOPE), each.c.task_type, each.c.model, each.c.asked]
             sums = [
                 func.count().label("requests"),
-                func.sum(actual).label("actual_usd"),
-                func.sum(func.coalesce(asked_cost, actual)).label("asked_usd"),
-                func.min(ct.c.day).label("first_day"),
+                func.sum(each.c.actual).label("actual_usd"),
+                func.sum(each.c.asked_cost).label("asked_usd"),
+                func.min(each.c.day).label("first_day"),
             ]
             for tier in TIER_ORDER:
-                pick, r = ch.alias(f"c_{tier}"), rates.alias(f"r_{tier}")
-                joined = joined.outerjoin(pick, and_(pick.c.tier == tier, pick.c.task_type == ct.c.task_type))
-                joined = joined.outerjoin(r, rate_match(r, pick.c.model, pick.c.provider, *at))
-                cost = cost_expression(r, *tokens, dialect, money=False)
+                cost = each.c[f"{tier}_cost"]
                 sums += [
                     func.count(cost).label(f"{tier}_n"),
-                    func.sum(case((cost.is_not(None), actual))).label(f"{tier}_actual"),
+                    func.sum(case((cost.is_not(None), each.c.actual))).label(f"{tier}_actual"),
                     func.sum(cost).label(f"{tier}_usd"),
                 ]
-            grouped = query.add_columns(*sums).select_from(joined).where(window)
-            grouped = grouped.group_by(*keys, asked)
+            grouped = select(*keys, *sums).group_by(*keys)
             rows = conn.execute(grouped).all()
     frame = pd.DataFrame(rows, columns=[*SCOPE, "task_type", "model", "asked", *(s.name for s in sums)])
     for c in frame.columns:
