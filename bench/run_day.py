@@ -109,6 +109,7 @@ def run_cams(workdir: Path, drop: Path, url: str, executor: str, profile: Path |
         "peak_mib": round(peak[0]),
         "peak_pss_mib": round(peak[1]),
         "steps_s": step_times(home),
+        "after_s": job_step_times(home),  # price book, budgets, selection (quality, savings) around the backfill
         "accepted": summary["records"]["relaycore"]["accepted"],
     }
 
@@ -122,6 +123,30 @@ def step_times(home: Path) -> dict[str, float]:
 
     with dg.DagsterInstance.get() as instance:
         return {k: round(v, 1) for k, v in step_seconds_per_day(instance, "backfill_job").items()}
+
+
+def job_step_times(
+    home: Path, jobs: tuple[str, ...] = ("price_book_job", "budget_job", "selection_job")
+) -> dict[str, float]:
+    """Each step's seconds in the newest run of each of `jobs` (the ones `cams run` launches around the
+    backfill, as of the range's end: no range tags, so not in step_times)."""
+    os.environ["DAGSTER_HOME"] = str(home)
+    import dagster as dg
+
+    out: dict[str, float] = {}
+    with dg.DagsterInstance.get() as instance:
+        for job in jobs:
+            runs = instance.get_runs(dg.RunsFilter(job_name=job), limit=1)
+            started: dict[str, float] = {}
+            for entry in instance.all_logs(runs[0].run_id) if runs else []:
+                event = entry.dagster_event
+                if event is None or event.step_key is None:
+                    continue
+                if event.event_type == dg.DagsterEventType.STEP_START:
+                    started[event.step_key] = entry.timestamp
+                elif event.event_type == dg.DagsterEventType.STEP_SUCCESS and event.step_key in started:
+                    out[event.step_key] = round(entry.timestamp - started[event.step_key], 1)
+    return out
 
 
 def disk_mib(url: str) -> dict[str, int]:
@@ -194,13 +219,14 @@ def main() -> None:
                 if profile is not None:
                     for f, inside, itself in hot_spots(profile):
                         print(f"  {inside:6.1%} {itself:6.1%}  {f}")
-    print("\n| size | executor | cams run wall | peak RSS / PSS (tree) | steps | warehouse on disk |")
-    print("|---|---|---|---|---|---|")
+    print("\n| size | executor | cams run wall | peak RSS / PSS (tree) | steps | around them | warehouse on disk |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         steps = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["steps_s"].items(), key=lambda kv: -kv[1]))
         disk = f"{r['disk_mib']['database']:,} MiB"
         peak = f"{r['peak_mib']:,} / {r['peak_pss_mib']:,} MiB"
-        print(f"| {r['size']:,} | {r['executor']} | {r['wall_s']:.1f} s | {peak} | {steps} | {disk} |")
+        around = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["after_s"].items(), key=lambda kv: -kv[1]) if v >= 0.1)
+        print(f"| {r['size']:,} | {r['executor']} | {r['wall_s']:.1f} s | {peak} | {steps} | {around} | {disk} |")
 
 
 if __name__ == "__main__":
