@@ -1,7 +1,7 @@
 """`cams run` itself on a generated day: the figure a user gets, not a bench that calls the functions.
 
     .venv/bin/python bench/run_day.py [--sizes 250000,1000000,2000000] [--executors in_process,multiprocess]
-        [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+        [--pg postgresql://postgres@127.0.0.1:5432/postgres] [--against DIR --repeat N]
 
 For each size the day's drop files are written first (not timed; the same generator as
 bench/pipeline_day.py: a simulated 50,000-request day repeated with fresh ids). Then, for each executor,
@@ -10,6 +10,10 @@ Dagster home, exactly as a user runs it. Printed: wall time, peak memory of the 
 run's process and every step process it starts, sampled every 0.1 s from /proc: RSS summed, which
 counts the pages forked step processes share once per process, and PSS, which shares them out), and
 each step's time from the run's own event log.
+
+`--against DIR` times another checkout side by side in the same sitting (`git worktree add /tmp/base
+REF`; its code on PYTHONPATH ahead of this one, the same venv), alternating with this tree `--repeat`
+times: on a shared, noisy machine only such pairs compare.
 """
 
 from __future__ import annotations
@@ -63,7 +67,9 @@ def _tree_memory_mib(pid: int) -> tuple[float, float]:
     return total / 2**20, pss / 2**20
 
 
-def run_cams(workdir: Path, drop: Path, url: str, executor: str, profile: Path | None = None) -> dict[str, Any]:
+def run_cams(
+    workdir: Path, drop: Path, url: str, executor: str, profile: Path | None = None, code: Path | None = None
+) -> dict[str, Any]:
     home = workdir / f"home-{executor}"
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -81,6 +87,8 @@ def run_cams(workdir: Path, drop: Path, url: str, executor: str, profile: Path |
         )
     )
     env = {**os.environ, "CAMS_CONFIG": str(cfg), "CAMS_DATABASE_URL": url, "DAGSTER_HOME": str(home)}
+    if code is not None:  # another checkout's code, ahead of this tree's editable install
+        env["PYTHONPATH"] = str(code)
     cmd = [str(ROOT / ".venv" / "bin" / "cams"), "run", "--start", DAY.isoformat(), "--end", DAY.isoformat(), "--json"]
     if profile is not None:  # py-spy samples the run and every step process; collapsed stacks to `profile`
         spy = str(ROOT / ".venv" / "bin" / "py-spy")
@@ -200,6 +208,8 @@ def main() -> None:
     ap.add_argument("--pg", default=os.environ.get("CAMS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--data", help="folder for the drop files (default: a temporary one)")
     ap.add_argument("--profile", help="folder for py-spy's collapsed stacks of each run (needs py-spy)")
+    ap.add_argument("--against", type=Path, help="another checkout to time side by side, alternating with this one")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each tree per size and executor")
     a = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory(dir=a.data) as tmp:
@@ -208,25 +218,30 @@ def main() -> None:
             t0 = time.perf_counter()
             write_day(drop, size, Path(tmp) / "base")
             print(f"# {size:,} records written in {time.perf_counter() - t0:.0f} s (not timed)", flush=True)
-            for executor in a.executors.split(","):
+            trees = [("this", None)] + ([(str(a.against), a.against.resolve())] if a.against else [])
+            runs = [(e, tree) for e in a.executors.split(",") for _ in range(a.repeat) for tree in trees]
+            for executor, (label, code) in runs:
                 profile = Path(a.profile) / f"run-{size}-{executor}.txt" if a.profile else None
                 with scratch_database(a.pg, "cams_runday") as url:
-                    r = run_cams(Path(tmp), drop, url, executor, profile)
+                    r = run_cams(Path(tmp), drop, url, executor, profile, code)
                     r["disk_mib"] = disk_mib(url)
-                r.update(size=size, executor=executor)
+                r.update(size=size, executor=executor, code=label)
                 results.append(r)
                 print(json.dumps(r), flush=True)
                 if profile is not None:
                     for f, inside, itself in hot_spots(profile):
                         print(f"  {inside:6.1%} {itself:6.1%}  {f}")
-    print("\n| size | executor | cams run wall | peak RSS / PSS (tree) | steps | around them | warehouse on disk |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "\n| size | executor | code | cams run wall | peak RSS / PSS (tree) | steps | around them | warehouse on disk |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         steps = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["steps_s"].items(), key=lambda kv: -kv[1]))
         disk = f"{r['disk_mib']['database']:,} MiB"
         peak = f"{r['peak_mib']:,} / {r['peak_pss_mib']:,} MiB"
         around = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["after_s"].items(), key=lambda kv: -kv[1]) if v >= 0.1)
-        print(f"| {r['size']:,} | {r['executor']} | {r['wall_s']:.1f} s | {peak} | {steps} | {around} | {disk} |")
+        row = f"| {r['size']:,} | {r['executor']} | {r['code']} | {r['wall_s']:.1f} s | {peak} | {steps} | {around} |"
+        print(f"{row} {disk} |")
 
 
 if __name__ == "__main__":
