@@ -207,8 +207,14 @@ def _grouped_costs(
                     func.sum(cost).label(f"{tier}_usd"),
                 ]
             grouped = select(*keys, *sums).group_by(*keys)
+            if dialect == "postgresql":
+                # the groups are hundreds, but through the subquery the planner guesses a tenth of the rows
+                # and sorts the whole window on disk instead of hashing (7 days of 1M: 45 s against 23 s)
+                conn.exec_driver_sql("SET LOCAL enable_sort = off")
             rows = conn.execute(grouped).all()
     frame = pd.DataFrame(rows, columns=[*SCOPE, "task_type", "model", "asked", *(s.name for s in sums)])
+    # in key order, not the hash table's: the sums below then add up the same way whatever plan ran
+    frame = frame.sort_values([*SCOPE, "task_type", "model", "asked"], na_position="first", ignore_index=True)
     for c in frame.columns:
         if c.endswith("_usd") or c.endswith("_actual"):
             frame[c] = pd.to_numeric(frame[c]).astype(float)
