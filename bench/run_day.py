@@ -141,19 +141,13 @@ def job_step_times(
     os.environ["DAGSTER_HOME"] = str(home)
     import dagster as dg
 
+    from pipelines.progress import step_seconds
+
     out: dict[str, float] = {}
     with dg.DagsterInstance.get() as instance:
         for job in jobs:
-            runs = instance.get_runs(dg.RunsFilter(job_name=job), limit=1)
-            started: dict[str, float] = {}
-            for entry in instance.all_logs(runs[0].run_id) if runs else []:
-                event = entry.dagster_event
-                if event is None or event.step_key is None:
-                    continue
-                if event.event_type == dg.DagsterEventType.STEP_START:
-                    started[event.step_key] = entry.timestamp
-                elif event.event_type == dg.DagsterEventType.STEP_SUCCESS and event.step_key in started:
-                    out[event.step_key] = round(entry.timestamp - started[event.step_key], 1)
+            for run in instance.get_runs(dg.RunsFilter(job_name=job), limit=1):
+                out.update({k: round(v, 1) for k, v in step_seconds(instance, run.run_id).items()})
     return out
 
 

@@ -32,6 +32,21 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
+def step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    """Each step's seconds, start to success, in the run `run_id` (from its event log)."""
+    started: dict[str, float] = {}
+    out: dict[str, float] = {}
+    for entry in instance.all_logs(run_id, of_type=STEP_EVENTS):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            started[event.step_key] = entry.timestamp
+        elif event.event_type == dg.DagsterEventType.STEP_SUCCESS and event.step_key in started:
+            out[event.step_key] = entry.timestamp - started[event.step_key]
+    return out
+
+
 def step_seconds_per_day(instance: dg.DagsterInstance, job_name: str) -> dict[str, float]:
     """Each step's seconds per day of range in the newest successful run of `job_name` (empty if none)."""
     runs = instance.get_runs(dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1)
@@ -39,17 +54,7 @@ def step_seconds_per_day(instance: dg.DagsterInstance, job_name: str) -> dict[st
         return {}
     tags = runs[0].tags
     days = len(days_between(date.fromisoformat(tags[RANGE_START_TAG]), date.fromisoformat(tags[RANGE_END_TAG])))
-    started: dict[str, float] = {}
-    out: dict[str, float] = {}
-    for entry in instance.all_logs(runs[0].run_id, of_type=STEP_EVENTS):
-        event = entry.dagster_event
-        if event is None or event.step_key is None:
-            continue
-        if event.event_type == dg.DagsterEventType.STEP_START:
-            started[event.step_key] = entry.timestamp
-        elif event.event_type == dg.DagsterEventType.STEP_SUCCESS and event.step_key in started:
-            out[event.step_key] = (entry.timestamp - started[event.step_key]) / max(days, 1)
-    return out
+    return {step: seconds / max(days, 1) for step, seconds in step_seconds(instance, runs[0].run_id).items()}
 
 
 class StageWatcher:
