@@ -33,6 +33,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    exists,
     func,
     insert,
     literal,
@@ -217,15 +218,14 @@ def _orphans(rates: Table, first: Table, day: date, dialect: str) -> Select:
     day ±1), or that name none, with their usage at the price book's cost (standard tier)."""
     ru, sp = t.relaycore_usage, t.auterity_spans
     around = (day - timedelta(days=1), day + timedelta(days=2))
-    known = (
-        select(ru.c.request_id)
-        .where(and_(ru.c.day >= around[0], ru.c.day < around[1]))
-        .group_by(ru.c.request_id)
-        .subquery("known")
-    )
-    # a left join, not NOT EXISTS under an OR: that one is probed row by row (quadratic on a day)
-    unknown = select(first).select_from(first.outerjoin(known, known.c.request_id == first.c.relaycore_request_id))
-    unknown = unknown.where(first.c.day == day, known.c.request_id.is_(None))
+    around_days = and_(ru.c.day >= around[0], ru.c.day < around[1])
+    if dialect == "postgresql":  # a hash anti-join, on both cores: 0.56 s a million spans (a GROUP BY first: 1.6)
+        billed = exists().where(around_days, ru.c.request_id == first.c.relaycore_request_id)
+        unknown = select(first).where(first.c.day == day, ~billed)
+    else:  # SQLite would probe a NOT EXISTS by scanning the days' requests for each span: a join it indexes
+        known = select(ru.c.request_id).where(around_days).group_by(ru.c.request_id).subquery("known")
+        unknown = select(first).select_from(first.outerjoin(known, known.c.request_id == first.c.relaycore_request_id))
+        unknown = unknown.where(first.c.day == day, known.c.request_id.is_(None))
     nameless = select(*(sp.c[c] for c in SPAN_COLS)).where(sp.c.day == day, sp.c.relaycore_request_id.is_(None))
     spans = union_all(unknown, nameless).subquery("orphans")
     s = spans.c

@@ -17,6 +17,7 @@ from cams.warehouse import schema as t
 from cams.warehouse.db import insert_rows, make_engine, migrate
 from cams.warehouse.partitions import (
     DAY_PARTITIONED,
+    analyze_days,
     day_children,
     days_with_rows,
     drop_days_before,
@@ -193,6 +194,41 @@ def test_a_row_of_a_day_without_partition_is_kept_and_moves_into_its_own(engine)
     with engine.connect() as conn:
         assert days_with_rows(conn, t.relaycore_usage, D1, D3 + timedelta(days=1)) == [D1, D3]
         assert conn.exec_driver_sql("SELECT count(*) FROM relaycore_usage_pdefault").scalar_one() == 2
+
+
+@pytest.mark.parametrize("db_url", PG_ONLY, indirect=True)
+def test_the_parent_gets_statistics_once_and_the_new_days_their_own(engine) -> None:  # type: ignore[no-untyped-def]
+    """Joins through a partitioned parent take its column statistics, which autovacuum never gathers: the
+    first analyze_days gathers them (every child with it); later ones analyze the replaced days alone."""
+
+    def rows_seen() -> dict[str, float]:  # what the last ANALYZE of each table counted (pg_class, transactional)
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT relname, reltuples FROM pg_class"
+                " WHERE relname LIKE 'relaycore_usage%%' AND relkind IN ('r', 'p')"
+            ).all()
+        return {name: n for name, n in rows}
+
+    def parent_distinct_ids() -> list[float]:
+        with engine.connect() as conn:
+            return list(
+                conn.exec_driver_sql(
+                    "SELECT n_distinct FROM pg_stats WHERE tablename = 'relaycore_usage' AND attname = 'request_id'"
+                    " AND inherited"
+                ).scalars()
+            )
+
+    assert _replace(engine, D1, D3, _usage(D1, 30) + _usage(D2, 40)) == 0
+    with engine.begin() as conn:
+        analyze_days(conn, t.relaycore_usage, D1, D3)
+    assert parent_distinct_ids() == [-1.0]  # all distinct: the planner scales it with the table
+    d1, d2 = f"relaycore_usage_p{D1:%Y%m%d}", f"relaycore_usage_p{D2:%Y%m%d}"
+    assert {k: rows_seen()[k] for k in ("relaycore_usage", d1, d2)} == {"relaycore_usage": 70, d1: 30, d2: 40}
+    assert _replace(engine, D2, D3, _usage(D2, 50, "b")) == 40
+    with engine.begin() as conn:
+        analyze_days(conn, t.relaycore_usage, D2, D3)
+    # the new child of D2 is analyzed; the parent is not sampled again (it would count 80)
+    assert {k: rows_seen()[k] for k in ("relaycore_usage", d1, d2)} == {"relaycore_usage": 70, d1: 30, d2: 50}
 
 
 @pytest.mark.parametrize("backend", PG_ONLY)
