@@ -289,9 +289,11 @@ def analyze_days(conn: Connection, table: Table, first: date, last_exclusive: da
     if not is_partitioned(conn, table.name):
         conn.exec_driver_sql(f'ANALYZE "{table.name}"')
         return
+    # pg_stats, not pg_statistic: a role that is not a superuser may read the view only
     if not conn.exec_driver_sql(
-        "SELECT EXISTS (SELECT 1 FROM pg_statistic WHERE starelid = to_regclass(%(t)s) AND stainherit)",
-        {"t": f'"{table.name}"'},
+        "SELECT EXISTS (SELECT 1 FROM pg_stats WHERE schemaname = current_schema() AND tablename = %(t)s"
+        " AND inherited)",
+        {"t": table.name},
     ).scalar_one():
         conn.exec_driver_sql(f'ANALYZE "{table.name}"')  # its children with it
         return
