@@ -280,9 +280,10 @@ def analyze_days(conn: Connection, table: Table, first: date, last_exclusive: da
 
     The parent itself is analyzed once, when it has no statistics yet. A join through the parent takes its
     column statistics from there, and without them the planner assumes 200 distinct ids in a day of a
-    million: it then sorts both sides for a merge join (the orphans' anti-join alone, 1M ids: 1.6 s against 0.56 s
-    hashed). Autovacuum never analyzes a partitioned parent. Its ids are recorded as all distinct, a
-    fraction that holds as the table grows, so one ANALYZE goes on serving (docs/operations.md).
+    million: it then sorts both sides for a merge join (the orphans' anti-join alone, 1M ids: 1.6 s
+    against 0.56 s hashed). Autovacuum never analyzes a partitioned parent. Its ids are recorded as all
+    distinct, a fraction that holds as the table grows, so one ANALYZE goes on serving
+    (docs/operations.md).
     """
     if conn.dialect.name != "postgresql":
         return
