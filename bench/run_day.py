@@ -1,6 +1,6 @@
 """`cams run` itself on a generated day: the figure a user gets, not a bench that calls the functions.
 
-    .venv/bin/python bench/run_day.py [--sizes 250000,1000000,2000000] [--executors in_process,multiprocess]
+    .venv/bin/python bench/run_day.py [--sizes 250000,1000000,2000000] [--executors threads,in_process,multiprocess]
         [--pg postgresql://postgres@127.0.0.1:5432/postgres] [--against DIR --repeat N]
 
 For each size the day's drop files are written first (not timed; the same generator as
@@ -198,7 +198,7 @@ def hot_spots(collapsed: Path, top: int = 25) -> list[tuple[str, float, float]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="250000,1000000,2000000")
-    ap.add_argument("--executors", default="in_process,multiprocess")
+    ap.add_argument("--executors", default="threads,in_process")
     ap.add_argument("--pg", default=os.environ.get("CAMS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--data", help="folder for the drop files (default: a temporary one)")
     ap.add_argument("--profile", help="folder for py-spy's collapsed stacks of each run (needs py-spy)")
@@ -206,6 +206,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs of each tree per size and executor")
     a = ap.parse_args()
     results = []
+    if a.data:
+        Path(a.data).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=a.data) as tmp:
         for size in (int(s) for s in a.sizes.split(",")):
             drop = Path(tmp) / f"day-{size}"

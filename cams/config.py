@@ -127,16 +127,17 @@ class ReconciliationConfig:
     at_risk_warn_share: float = 0.02
 
 
-EXECUTORS = ("auto", "in_process", "multiprocess", "celery")
+EXECUTORS = ("auto", "in_process", "threads", "multiprocess", "celery")
 
 
 @dataclass(frozen=True)
 class ExecutionConfig:
-    """`execution`: where a run's steps execute. `auto` is in-process on a SQLite warehouse (one writer)
-    and the multiprocess executor on PostgreSQL (the two sources land at once); `celery` sends each step to
-    Celery workers through a broker (docs/operations.md#scale-out)."""
+    """`execution`: where a run's steps execute. `auto` (the default) is in-process on a SQLite warehouse (one
+    writer) and threads on PostgreSQL (costing in the database beside Auterity's landing); `multiprocess`
+    runs each step in a child process, `celery` on Celery workers through a broker
+    (docs/operations.md#scale-out)."""
 
-    executor: str = "in_process"
+    executor: str = "auto"
     max_concurrent: int = 2
     celery_broker: str = "pyamqp://guest:guest@127.0.0.1:5672//"
     celery_backend: str = "rpc://"
@@ -145,7 +146,7 @@ class ExecutionConfig:
         """The executor a run uses with this warehouse."""
         if self.executor != "auto":
             return self.executor
-        return "in_process" if database_url.startswith("sqlite") else "multiprocess"
+        return "in_process" if database_url.startswith("sqlite") else "threads"
 
 
 def _execution(raw: dict[str, Any]) -> ExecutionConfig:

@@ -1,8 +1,10 @@
 """The executor a deployment's runs use, from cams.yaml's `execution` (docs/operations.md#scale-out).
 
-- `in_process`: every step in the run's own process (the SQLite default: one writer at a time).
-- `multiprocess`: each step in a child process, up to `max_concurrent` at once (the PostgreSQL default,
-  so RelayCore and Auterity land side by side). Children come from a forkserver that imported the code
+- `in_process`: every step in the run's own process, one after another (the SQLite default: one writer).
+- `threads`: ready steps side by side in threads of the run's own process, up to `max_concurrent`
+  (the PostgreSQL default; pipelines/threaded.py).
+- `multiprocess`: each step in a child process, up to `max_concurrent` at once (RelayCore and Auterity
+  land side by side: for a machine with cores to spare). Children come from a forkserver that imported the code
   location once, so a step does not pay Dagster's, pandas' and GX's imports again.
 - `celery`: each step sent to Celery workers through a broker (RabbitMQ or Redis); workers started with
   `dagster-celery worker start -A dagster_celery.app -y celery.yaml` on any machine that sees the
@@ -23,6 +25,10 @@ def executor_for(cfg: ExecutionConfig, database_url: str) -> dg.ExecutorDefiniti
     kind = cfg.resolved(database_url)
     if kind == "in_process":
         return dg.in_process_executor
+    if kind == "threads":
+        from pipelines.threaded import threaded_executor
+
+        return threaded_executor.configured({"max_concurrent": cfg.max_concurrent})
     if kind == "multiprocess":
         return dg.multiprocess_executor.configured(
             {

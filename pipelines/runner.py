@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.job_base import InMemoryJob
+from dagster._core.execution.api import execute_run
 from dagster._core.utils import make_new_run_id
 
 from assets.as_of import AS_OF_TAG, end_of_days
@@ -134,7 +136,7 @@ def run_range(
             raise RunFailed(f"{BACKFILL_JOB} failed: {_failure(result)}")
         usage_run = result.run_id
     else:
-        usage_run = _run_distributed(instance, job.executor_def.name, range_tags, steps, days, progress, per_day)
+        usage_run = _run_distributed(instance, job, range_tags, steps, days, progress, per_day)
     as_of_tags = {AS_OF_TAG: as_of.isoformat(), "cams/trigger": "cams run", **_process_tags()}
     progress(f"evaluating budgets as of {as_of.isoformat()} and delivering alerts")
     result = defs.resolve_job_def(BUDGET_JOB).execute_in_process(
@@ -172,34 +174,43 @@ RUN_TOKEN_TAG = "cams/run_token"
 
 def _run_distributed(
     instance: dg.DagsterInstance,
-    executor: str,
+    job: dg.JobDefinition,
     tags: dict[str, str],
     steps: list[str],
     days: int,
     progress: Callable[[str], None],
     per_day: dict[str, float],
 ) -> str:
-    """`backfill_job` through its executor (multiprocess or Celery): the steps run in other processes, which
-    rebuild the job from this environment (CAMS_CONFIG, CAMS_DATABASE_URL) through `dg.reconstructable`."""
+    """`backfill_job` through its executor. The threads executor runs the job as built here; multiprocess
+    and Celery steps run in other processes, which rebuild the job from this environment (CAMS_CONFIG,
+    CAMS_DATABASE_URL) through `dg.reconstructable`."""
     from pipelines import definitions
 
     token = make_new_run_id()
+    tags = {**tags, RUN_TOKEN_TAG: token}
+    executor = job.executor_def.name
 
     def find() -> str | None:
         runs = instance.get_run_ids(dg.RunsFilter(tags={RUN_TOKEN_TAG: token}), limit=1)
         return runs[0] if runs else None
 
+    def execute() -> dg.ExecutionResult:
+        if executor == "threads":  # `execute_in_process` would swap in the in-process executor
+            run = instance.create_run_for_job(job_def=job, run_config=QUIET, tags=tags)
+            return execute_run(InMemoryJob(job), run, instance, raise_on_error=False)
+        return dg.execute_job(
+            dg.reconstructable(definitions.backfill_job),
+            instance=instance,
+            run_config=QUIET,
+            tags=tags,
+            raise_on_error=False,
+        )
+
     progress(f"steps on the {executor} executor")
     with (
         _without_engine_debug_lines(),
         StageWatcher(instance, find, steps, days, progress, per_day),
-        dg.execute_job(
-            dg.reconstructable(definitions.backfill_job),
-            instance=instance,
-            run_config=QUIET,
-            tags={**tags, RUN_TOKEN_TAG: token},
-            raise_on_error=False,
-        ) as result,
+        execute() as result,
     ):
         if not result.success:
             raise RunFailed(f"{BACKFILL_JOB} failed: {_failure(result)}")

@@ -131,6 +131,13 @@ AUTERITY_NOTES = {
 }
 
 
+# Landing is Python's work (decoding and checking lines): on the threads executor two landings share one
+# GIL, so they take turns (pipelines/threaded.py), RelayCore first, since costing waits for it and then
+# runs in the database beside Auterity's landing.
+PARSE_TAG = {"cams/work": "parse"}
+LANDING_TAGS = {"relaycore": {**PARSE_TAG, "dagster/priority": "1"}, "auterity": PARSE_TAG}
+
+
 def _landing_asset(
     partitions: dg.PartitionsDefinition,
     source: str,
@@ -152,6 +159,7 @@ def _landing_asset(
         description=description,
         metadata=table_metadata(t.metadata.tables[table], notes),
         required_resource_keys={source, "warehouse"},
+        op_tags=LANDING_TAGS[source],
         check_specs=[
             dg.AssetCheckSpec(f"{source}_valid", asset=table, blocking=True, description=f"GX: {valid}"),
             dg.AssetCheckSpec(
