@@ -7,11 +7,12 @@ The command itself (arguments, errors, printing) is `cams.cli`; this module only
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import dagster as dg
 from dagster._core.definitions.job_base import InMemoryJob
 from dagster._core.execution.api import execute_run
 from dagster._core.utils import make_new_run_id
+from dagster._serdes import ConfigurableClassData
 
 from assets.as_of import AS_OF_TAG, end_of_days
 from assets.ingestion.schedules import RANGE_END_TAG, RANGE_START_TAG
@@ -121,6 +123,20 @@ def run_range(
         "cams/trigger": "cams run",
         **_process_tags(),
     }
+    as_of_tags = {AS_OF_TAG: as_of.isoformat(), "cams/trigger": "cams run", **_process_tags()}
+
+    def evaluate(on: dg.DagsterInstance) -> Evaluated:
+        progress(f"evaluating budgets as of {as_of.isoformat()} and delivering alerts")
+        budgets = defs.resolve_job_def(BUDGET_JOB).execute_in_process(
+            instance=on, run_config=QUIET, tags=as_of_tags, raise_on_error=False
+        )
+        if not budgets.success:
+            return budgets, None
+        progress(f"publishing model quality and a new selection table version as of {as_of.isoformat()}")
+        return budgets, defs.resolve_job_def(SELECTION_JOB).execute_in_process(
+            instance=on, run_config=QUIET, tags=as_of_tags, raise_on_error=False
+        )
+
     progress(f"ingesting, costing, rolling up, reconciling and exporting {start} .. {end}")
     job = defs.resolve_job_def(BACKFILL_JOB)
     steps = [n.name for n in job.graph.nodes_in_topological_order]
@@ -134,20 +150,12 @@ def run_range(
             )
         if not result.success:
             raise RunFailed(f"{BACKFILL_JOB} failed: {_failure(result)}")
-        usage_run = result.run_id
+        usage_run, (result, sel) = result.run_id, evaluate(instance)
     else:
-        usage_run = _run_distributed(instance, job, range_tags, steps, days, progress, per_day)
-    as_of_tags = {AS_OF_TAG: as_of.isoformat(), "cams/trigger": "cams run", **_process_tags()}
-    progress(f"evaluating budgets as of {as_of.isoformat()} and delivering alerts")
-    result = defs.resolve_job_def(BUDGET_JOB).execute_in_process(
-        instance=instance, run_config=QUIET, tags=as_of_tags, raise_on_error=False
-    )
+        usage_run, (result, sel) = _run_distributed(instance, job, range_tags, steps, days, progress, per_day, evaluate)
     if not result.success:
         raise RunFailed(f"{BUDGET_JOB} failed: {_failure(result)}")
-    progress(f"publishing model quality and a new selection table version as of {as_of.isoformat()}")
-    sel = defs.resolve_job_def(SELECTION_JOB).execute_in_process(
-        instance=instance, run_config=QUIET, tags=as_of_tags, raise_on_error=False
-    )
+    assert sel is not None
     warnings: list[str] = []
     if not sel.success:
         refused = [
@@ -170,6 +178,9 @@ def run_range(
 
 
 RUN_TOKEN_TAG = "cams/run_token"
+# what the budget and selection jobs read: once a backfill has these, they can run beside its reconciliation
+EVALUATION_READS = frozenset({"cost_tracking", "auterity_spans"})
+Evaluated = tuple[dg.ExecuteInProcessResult, dg.ExecuteInProcessResult | None]
 
 
 def _run_distributed(
@@ -180,10 +191,16 @@ def _run_distributed(
     days: int,
     progress: Callable[[str], None],
     per_day: dict[str, float],
-) -> str:
-    """`backfill_job` through its executor. The threads executor runs the job as built here; multiprocess
-    and Celery steps run in other processes, which rebuild the job from this environment (CAMS_CONFIG,
-    CAMS_DATABASE_URL) through `dg.reconstructable`."""
+    evaluate: Callable[[dg.DagsterInstance], Evaluated],
+) -> tuple[str, Evaluated]:
+    """`backfill_job` through its executor, with budgets and selection evaluated beside it as soon as the
+    run has what they read (`EVALUATION_READS`): on two cores they otherwise wait ~5 s for reconciliation,
+    which keeps one core busy in PostgreSQL and the other idle. Should the backfill fail after that, the
+    command still fails; budgets were evaluated on complete costs.
+
+    The threads executor runs the job as built here; multiprocess and Celery steps run in other
+    processes, which rebuild the job from this environment (CAMS_CONFIG, CAMS_DATABASE_URL) through
+    `dg.reconstructable`."""
     from pipelines import definitions
 
     token = make_new_run_id()
@@ -207,14 +224,101 @@ def _run_distributed(
         )
 
     progress(f"steps on the {executor} executor")
-    with (
-        _without_engine_debug_lines(),
-        StageWatcher(instance, find, steps, days, progress, per_day),
-        execute() as result,
-    ):
-        if not result.success:
-            raise RunFailed(f"{BACKFILL_JOB} failed: {_failure(result)}")
-        return result.run_id
+    with _log_handlers_read_once(instance) as handlers:
+        beside = _Beside(instance, handlers, find, evaluate)
+        try:
+            with (
+                _without_engine_debug_lines(),
+                StageWatcher(instance, find, steps, days, progress, per_day),
+                execute() as result,
+            ):
+                if not result.success:
+                    raise RunFailed(f"{BACKFILL_JOB} failed: {_failure(result)}")
+                usage_run = result.run_id
+        except BaseException:
+            beside.finish(reraise=False)  # the backfill's failure is the one to report
+            raise
+        outcome = beside.finish()
+    return usage_run, outcome if outcome is not None else evaluate(instance)
+
+
+@contextlib.contextmanager
+def _log_handlers_read_once(instance: dg.DagsterInstance) -> Iterator[Sequence[logging.Handler]]:
+    """dagster.yaml's Python log handlers, read once while two runs share this process.
+
+    Dagster reads them for every log manager it makes (a run's, a result's) through
+    `logging.config.dictConfig`, which closes every handler in the process while holding logging's lock:
+    against a thread emitting an event at that moment it deadlocks (seen: a run's result opened while the
+    budget run logged). Until the block ends, the instance hands out the handlers read here."""
+    handlers = instance.get_yaml_python_handlers()
+    instance.get_yaml_python_handlers = lambda: handlers  # type: ignore[method-assign]
+    try:
+        yield handlers
+    finally:
+        del instance.get_yaml_python_handlers
+
+
+class _Beside(threading.Thread):
+    """Runs `evaluate` once the backfill run has succeeded at every step in `EVALUATION_READS`, on an
+    instance of its own whose runs keep no compute logs: Dagster captures a run's stdout and stderr by
+    redirecting the process's file descriptors, which two runs in one process would undo out of order."""
+
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        handlers: Sequence[logging.Handler],
+        find: Callable[[], str | None],
+        evaluate: Callable[[dg.DagsterInstance], Evaluated],
+    ) -> None:
+        super().__init__(name="cams-evaluate", daemon=True)
+        self.find, self.evaluate, self.done = find, evaluate, threading.Event()
+        self.instance, self.outcome, self.error = _without_compute_logs(instance, handlers), None, None
+        if self.instance is not None:
+            self.start()
+
+    def run(self) -> None:
+        assert self.instance is not None
+        try:
+            while not self.done.wait(0.5):
+                run_id = self.find()
+                if run_id is not None and _succeeded(self.instance, run_id) >= EVALUATION_READS:
+                    self.outcome = self.evaluate(self.instance)
+                    return
+        except BaseException as exc:  # re-raised in the command's thread
+            self.error = exc
+
+    def finish(self, reraise: bool = True) -> Evaluated | None:
+        """Wait for an evaluation under way; None when none started (do it now, after the backfill)."""
+        self.done.set()
+        if self.instance is None:
+            return None
+        self.join()
+        self.instance.dispose()
+        if self.error is not None and reraise:
+            raise self.error
+        return self.outcome
+
+
+def _succeeded(instance: dg.DagsterInstance, run_id: str) -> set[str]:
+    records = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+    return {r.step_key for r in records if r.step_key}
+
+
+def _without_compute_logs(
+    instance: dg.DagsterInstance, handlers: Sequence[logging.Handler]
+) -> dg.DagsterInstance | None:
+    """The same instance (storage, settings, Python log handlers) with compute logs off; None for an
+    in-memory instance."""
+    if instance.is_ephemeral:
+        return None
+    ref = instance.get_ref()._replace(
+        compute_logs_data=ConfigurableClassData(
+            "dagster._core.storage.noop_compute_log_manager", "NoOpComputeLogManager", "{}"
+        )
+    )
+    twin = dg.DagsterInstance.from_ref(ref)
+    twin.get_yaml_python_handlers = lambda: handlers  # type: ignore[method-assign]
+    return twin
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -233,6 +234,48 @@ def test_materialize_range_files_twice_same_totals(db_url, instance, tmp_path, s
     assert steering[0] == rc["accepted"] and steering[1] == truth_fb > 0
     assert Decimal(str(steering[2])).quantize(Decimal("1e-6")) == Decimal(summary["cost_usd"]).quantize(Decimal("1e-6"))
     assert None in rules and "cheapest-ok" in rules  # the simulator's rules, and requests without one
+
+
+def _run_times(instance: dg.DagsterInstance, job: str) -> tuple[float, float]:
+    (record,) = instance.get_run_records(filters=dg.RunsFilter(job_name=job))
+    return record.start_time, record.end_time
+
+
+def test_budgets_and_selection_run_beside_reconciliation(
+    db_url, instance, tmp_path, small_sim, sim_days, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL (threads executor) budgets and selection start once costs and spans are in, while
+    reconciliation (held here for 3 s) still runs; on SQLite (in-process) they wait for the backfill. Either
+    way the answers are the same, and a reconciliation that then fails is what the command reports."""
+    import assets.reconciliation
+    from pipelines.runner import RunFailed
+
+    real = assets.reconciliation.reconcile_partition
+    broken = {"now": False}
+
+    def slow(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(3)
+        if broken["now"]:
+            raise ValueError("reconciliation broke")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(assets.reconciliation, "reconcile_partition", slow)
+    write_drops(small_sim, tmp_path / "drop")
+    defs = build_definitions(files_cfg(tmp_path / "drop"), db_url)
+    summary = run_range(sim_days[0], sim_days[-1], instance, defs)
+    assert summary["reconciliation"] == {
+        c: sum(small_sim.faults.day(d)[f"expect_{c}"] for d in sim_days) for c in CATEGORIES
+    }
+    _, backfill_end = _run_times(instance, BACKFILL_JOB)
+    budgets_start, _ = _run_times(instance, "budget_job")
+    selection_start, selection_end = _run_times(instance, "selection_job")
+    if db_url.startswith("postgresql"):
+        assert budgets_start < selection_start < backfill_end and selection_end is not None
+    else:
+        assert backfill_end <= budgets_start
+    broken["now"] = True
+    with pytest.raises(RunFailed, match="reconciliation broke"):
+        run_range(sim_days[0], sim_days[-1], instance, defs)
 
 
 def test_materialize_from_the_http_apis(db_url, instance, tmp_path, small_sim, sim_days, monkeypatch) -> None:  # type: ignore[no-untyped-def]
