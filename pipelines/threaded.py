@@ -102,7 +102,7 @@ def _threaded_plan_iterator(
         log_context = stack.enter_context(compute_logs.capture_logs(log_key))
         steps = [step.key for step in execution_plan.get_steps_to_execute_in_topo_order()]
         yield DagsterEvent.capture_logs(job_context, steps, log_key, log_context)
-        stopping = False
+        stopping, failures = False, list[BaseException]()
         while (not stopping and not active.is_complete) or running:
             if not stopping and active.check_for_interrupts():
                 # a thread cannot be killed: start nothing more, let the running steps finish, then stop
@@ -131,6 +131,12 @@ def _threaded_plan_iterator(
             except queue.Empty:
                 continue
             thread, step_context, step_events = running[key]
+            if isinstance(item, BaseException):
+                # escaped Dagster's own step handling: the run's error, as in-process, raised once the
+                # other running steps are done with the resources
+                failures.append(item)
+                stopping = True
+                continue
             if item is not _DONE:
                 step_events.append(item)
                 yield item
@@ -143,6 +149,8 @@ def _threaded_plan_iterator(
                 step_events.append(event)
                 yield event
             yield from _trigger_hook(step_context, step_events)
+        if failures:
+            raise failures[0]
         if stopping:
             raise DagsterExecutionInterruptedError()
 
@@ -152,6 +160,8 @@ def _run_step(events: queue.Queue, key: str, step_context: StepExecutionContext)
     try:
         for event in dagster_event_sequence_for_step(step_context):
             events.put((key, event))
+    except BaseException as exc:  # handed to the run's thread, which raises it
+        events.put((key, exc))
     finally:
         events.put((key, _DONE))
 

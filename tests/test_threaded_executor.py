@@ -195,3 +195,41 @@ def test_an_interrupt_starts_no_more_steps() -> None:
             dg.DagsterRunStatus.CANCELED,
             dg.DagsterRunStatus.FAILURE,
         )
+
+
+@dg.op
+def slow_fine() -> int:
+    time.sleep(0.5)
+    SPANS["slow_fine"] = (0.0, 0.0)
+    return 2
+
+
+def two_job() -> dg.JobDefinition:
+    @dg.job(executor_def=threaded_executor)
+    def two():
+        fine()
+        slow_fine()
+
+    return two
+
+
+def test_an_error_outside_the_step_fails_the_run_after_its_neighbours(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pipelines.threaded
+
+    real = pipelines.threaded.dagster_event_sequence_for_step
+
+    def broken(step_context):  # type: ignore[no-untyped-def]
+        if step_context.step.key == "fine":
+            raise RuntimeError("the framework broke")
+        return real(step_context)
+
+    monkeypatch.setattr(pipelines.threaded, "dagster_event_sequence_for_step", broken)
+    SPANS.clear()
+    with (
+        dg.instance_for_test() as instance,
+        dg.execute_job(dg.reconstructable(two_job), instance=instance, raise_on_error=False) as result,
+    ):
+        assert not result.success
+        assert "slow_fine" in SPANS  # the neighbour finished before the run stopped
+        failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+        assert "the framework broke" in str(failure.event_specific_data)
