@@ -63,6 +63,9 @@ def _import_gx() -> None:
     import great_expectations  # noqa: F401
 
 
+_ONE_AT_A_TIME = threading.Lock()
+
+
 @functools.cache
 def _context() -> Any:
     import great_expectations as gx
@@ -94,27 +97,28 @@ def validate(
     sql = str(rows.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
     with engine.begin() as conn:
         conn.exec_driver_sql(f'CREATE VIEW "{name}" AS {sql}')
-    ctx = _context()
-    source = None
-    try:
-        url = engine.url.render_as_string(hide_password=False)
-        add = {"postgresql": ctx.data_sources.add_postgres, "sqlite": ctx.data_sources.add_sqlite}
-        source = add.get(engine.dialect.name, ctx.data_sources.add_sql)(name=name, connection_string=url)
-        batch = source.add_table_asset(name="rows", table_name=name).add_batch_definition_whole_table("all")
-        built = [e.build() if isinstance(e, Expect) else e for e in expectations]
-        suite = gx.ExpectationSuite(name=name, expectations=built)
-        # pass or fail first: each failing value list is another scan (0.9 s for a 1M-row uniqueness check)
-        result = batch.get_batch().validate(suite, result_format="BOOLEAN_ONLY")
-        if not result.success:  # then the counts and samples a person needs, for the failing run only
-            result = batch.get_batch().validate(suite)
-        with engine.connect() as conn:
-            checked = conn.exec_driver_sql(f'SELECT count(*) FROM "{name}"').scalar_one()
-    finally:
-        if source is not None:
-            source.get_execution_engine().close()  # its connections, not the warehouse's
-            ctx.data_sources.delete(name)
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP VIEW IF EXISTS "{name}"')
+    with _ONE_AT_A_TIME:  # one ephemeral GX context per process; steps in threads share it
+        ctx = _context()
+        source = None
+        try:
+            url = engine.url.render_as_string(hide_password=False)
+            add = {"postgresql": ctx.data_sources.add_postgres, "sqlite": ctx.data_sources.add_sqlite}
+            source = add.get(engine.dialect.name, ctx.data_sources.add_sql)(name=name, connection_string=url)
+            batch = source.add_table_asset(name="rows", table_name=name).add_batch_definition_whole_table("all")
+            built = [e.build() if isinstance(e, Expect) else e for e in expectations]
+            suite = gx.ExpectationSuite(name=name, expectations=built)
+            # pass or fail first: each failing value list is another scan (0.9 s for a 1M-row uniqueness check)
+            result = batch.get_batch().validate(suite, result_format="BOOLEAN_ONLY")
+            if not result.success:  # then the counts and samples a person needs, for the failing run only
+                result = batch.get_batch().validate(suite)
+            with engine.connect() as conn:
+                checked = conn.exec_driver_sql(f'SELECT count(*) FROM "{name}"').scalar_one()
+        finally:
+            if source is not None:
+                source.get_execution_engine().close()  # its connections, not the warehouse's
+                ctx.data_sources.delete(name)
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f'DROP VIEW IF EXISTS "{name}"')
     detail: dict[str, Any] = {"rows": checked}
     detail.update({e.label: f"ok ({why})" for e, why in held.items()})
     for r in result.results:

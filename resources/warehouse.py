@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 
 import dagster as dg
 from sqlalchemy import Engine
@@ -11,9 +12,16 @@ from sqlalchemy import Engine
 from cams.config import database_url
 from cams.warehouse.db import make_engine, migrate
 
+_FIRST_USE = threading.Lock()
+
+
+def _engine(url: str) -> Engine:
+    with _FIRST_USE:  # steps in threads (pipelines/threaded.py) may ask at once: one engine, one migration
+        return _migrated_engine(url)
+
 
 @functools.cache
-def _engine(url: str) -> Engine:
+def _migrated_engine(url: str) -> Engine:
     engine = make_engine(url)
     migrate(engine)
     return engine

@@ -74,9 +74,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     try:
         yield _pg_schema_url(schema)
     finally:
-        from resources.warehouse import _engine
+        from resources.warehouse import _migrated_engine
 
-        _engine.cache_clear()
+        _migrated_engine.cache_clear()
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
