@@ -152,7 +152,7 @@ def run_range(
             raise RunFailed(f"{BACKFILL_JOB} failed: {_failure(result)}")
         usage_run, (result, sel) = result.run_id, evaluate(instance)
     else:
-        usage_run, (result, sel) = _run_distributed(instance, job, range_tags, steps, days, progress, per_day, evaluate)
+        usage_run, (result, sel) = _run_on_executor(instance, job, range_tags, steps, days, progress, per_day, evaluate)
     if not result.success:
         raise RunFailed(f"{BUDGET_JOB} failed: {_failure(result)}")
     assert sel is not None
@@ -183,7 +183,7 @@ EVALUATION_READS = frozenset({"cost_tracking", "auterity_spans"})
 Evaluated = tuple[dg.ExecuteInProcessResult, dg.ExecuteInProcessResult | None]
 
 
-def _run_distributed(
+def _run_on_executor(
     instance: dg.DagsterInstance,
     job: dg.JobDefinition,
     tags: dict[str, str],

@@ -102,7 +102,7 @@ def _threaded_plan_iterator(
         log_context = stack.enter_context(compute_logs.capture_logs(log_key))
         steps = [step.key for step in execution_plan.get_steps_to_execute_in_topo_order()]
         yield DagsterEvent.capture_logs(job_context, steps, log_key, log_context)
-        stopping, failures = False, list[BaseException]()
+        stopping, failure = False, None
         while (not stopping and not active.is_complete) or running:
             if not stopping and active.check_for_interrupts():
                 # a thread cannot be killed: start nothing more, let the running steps finish, then stop
@@ -134,7 +134,7 @@ def _threaded_plan_iterator(
             if isinstance(item, BaseException):
                 # escaped Dagster's own step handling: the run's error, as in-process, raised once the
                 # other running steps are done with the resources
-                failures.append(item)
+                failure = failure or item
                 stopping = True
                 continue
             if item is not _DONE:
@@ -149,8 +149,8 @@ def _threaded_plan_iterator(
                 step_events.append(event)
                 yield event
             yield from _trigger_hook(step_context, step_events)
-        if failures:
-            raise failures[0]
+        if failure is not None:
+            raise failure
         if stopping:
             raise DagsterExecutionInterruptedError()
 

@@ -15,12 +15,13 @@ import dagster as dg
 from assets.ingestion.assets import PARSE_TAG
 from pipelines.threaded import threaded_executor
 
-BARRIER = threading.Barrier(2, timeout=20)
+BARRIER = threading.Barrier(2)
+WAIT_S = {"meet": 20.0}  # how long a step waits for the other at the barrier
 SPANS: dict[str, tuple[float, float]] = {}
 
 
 def _meet() -> str:
-    BARRIER.wait()  # raises BrokenBarrierError unless the other step is running at the same time
+    BARRIER.wait(timeout=WAIT_S["meet"])  # raises BrokenBarrierError unless the other step is running at the same time
     return threading.current_thread().name
 
 
@@ -145,12 +146,12 @@ def test_independent_steps_run_side_by_side_in_threads() -> None:
         assert names == {"step-left", "step-right"}
         # the same job one step at a time cannot meet: the barrier is what proves the overlap
         BARRIER.reset()
-        barrier_timeout, BARRIER._timeout = BARRIER._timeout, 1  # type: ignore[attr-defined]
+        WAIT_S["meet"] = 1.0
         try:
             with dg.execute_job(dg.reconstructable(meeting_job_in_process), instance=instance) as result:
                 assert not result.success
         finally:
-            BARRIER._timeout = barrier_timeout  # type: ignore[attr-defined]
+            WAIT_S["meet"] = 20.0
             BARRIER.reset()
 
 
