@@ -8,8 +8,10 @@ bench/pipeline_day.py: a simulated 50,000-request day repeated with fresh ids). 
 `cams run --start DAY --end DAY --json` runs as a subprocess on a fresh PostgreSQL warehouse and a fresh
 Dagster home, exactly as a user runs it. Printed: wall time, peak memory of the whole process tree (the
 run's process and every step process it starts, sampled every 0.1 s from /proc: RSS summed, which
-counts the pages forked step processes share once per process, and PSS, which shares them out), and
-each step's time from the run's own event log.
+counts the pages forked step processes share once per process, and PSS, which shares them out),
+how busy the whole machine's cores were over the run (`/proc/stat`: the run, PostgreSQL and anything
+else; what a run at 77 % leaves for overlap to win is the rest), and each step's time from the run's own
+event log. The first line names the machine and the time: machine kinds here differ 2-3x.
 
 `--against DIR` times another checkout side by side in the same sitting (`git worktree add /tmp/base
 REF`; its code on PYTHONPATH ahead of this one, the same venv), alternating with this tree `--repeat`
@@ -67,6 +69,29 @@ def _tree_memory_mib(pid: int) -> tuple[float, float]:
     return total / 2**20, pss / 2**20
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """(all, idle) jiffies of the whole machine since boot, from /proc/stat's first line."""
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(v), v[3] + v[4]  # idle and iowait
+
+
+def machine() -> str:
+    """What the figures were measured on: machine kinds differ 2-3x here, so a figure names its machine."""
+    import platform
+
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor() or "?",
+    )
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return f"{when}; {os.cpu_count()} x {cpu}, {mem:.0f} GiB; Python {platform.python_version()}"
+
+
 def run_cams(
     workdir: Path, drop: Path, url: str, executor: str, profile: Path | None = None, code: Path | None = None
 ) -> dict[str, Any]:
@@ -94,6 +119,7 @@ def run_cams(
         spy = str(ROOT / ".venv" / "bin" / "py-spy")
         cmd = [spy, "record", "--subprocesses", "--rate", "40", "--format", "raw", "-o", str(profile), "--", *cmd]
     peak, done = [0.0, 0.0], threading.Event()
+    ticks0 = _cpu_ticks()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=workdir)
 
@@ -106,6 +132,7 @@ def run_cams(
     sampler.start()
     out, err = proc.communicate()
     wall = time.perf_counter() - t0
+    ticks1 = _cpu_ticks()
     done.set()
     sampler.join()
     if proc.returncode:
@@ -114,6 +141,9 @@ def run_cams(
     summary = json.loads(next(line for line in reversed(out.strip().splitlines()) if line.startswith("{")))
     return {
         "wall_s": round(wall, 1),
+        # the whole machine's busy share of its cores over the run (the run, PostgreSQL, anything else):
+        # what is left for overlap to win
+        "machine_busy": round(1 - (ticks1[1] - ticks0[1]) / max(1, ticks1[0] - ticks0[0]), 2),
         "peak_mib": round(peak[0]),
         "peak_pss_mib": round(peak[1]),
         "steps_s": step_times(home),
@@ -206,6 +236,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs of each tree per size and executor")
     a = ap.parse_args()
     results = []
+    print(f"# {machine()}", flush=True)
     if a.data:
         Path(a.data).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=a.data) as tmp:
@@ -228,15 +259,18 @@ def main() -> None:
                     for f, inside, itself in hot_spots(profile):
                         print(f"  {inside:6.1%} {itself:6.1%}  {f}")
     print(
-        "\n| size | executor | code | cams run wall | peak RSS / PSS (tree) | steps | around them | warehouse on disk |"
+        "\n| size | executor | code | cams run wall | machine busy | peak RSS / PSS (tree) | steps | around them "
+        "| warehouse on disk |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         steps = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["steps_s"].items(), key=lambda kv: -kv[1]))
         disk = f"{r['disk_mib']['database']:,} MiB"
         peak = f"{r['peak_mib']:,} / {r['peak_pss_mib']:,} MiB"
         around = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["after_s"].items(), key=lambda kv: -kv[1]) if v >= 0.1)
-        row = f"| {r['size']:,} | {r['executor']} | {r['code']} | {r['wall_s']:.1f} s | {peak} | {steps} | {around} |"
+        busy = f"{r['machine_busy']:.0%}"
+        row = f"| {r['size']:,} | {r['executor']} | {r['code']} | {r['wall_s']:.1f} s | {busy} | {peak} | {steps} |"
+        row += f" {around} |"
         print(f"{row} {disk} |")
 
 
