@@ -298,3 +298,31 @@ def test_a_later_copy_on_another_day_wins_and_a_failed_landing_leaves_the_days(e
         with pytest.raises(ValueError, match="outside the window"):
             stage([row], set())  # written inline on SQLite, by the writer thread on PostgreSQL
             stage.wait()
+
+
+def test_a_key_sent_three_times_across_chunks_keeps_its_latest_copy(engine) -> None:  # type: ignore[no-untyped-def]
+    """Re-sent copies wait in their own table and replace their key's earlier copies when the day is
+    swapped in: the third copy of a key wins over the first (in the stage) and the second (among the
+    re-sent), both counted as duplicates, and a second landing on the same connections does the same."""
+    start, end = day_window(date(2026, 4, 7))
+
+    def record(rid: str, hour: int, out: int) -> bytes:
+        return json.dumps(
+            {**USAGE, "request_id": rid, "timestamp": f"2026-04-07T{hour:02d}:00:00Z", "output_tokens": out}
+        ).encode()
+
+    lines = [record("a", 1, 10), record("b", 2, 50), record("c", 3, 50), record("a", 4, 20)]
+    lines += [record("d", 5, 50), record("a", 6, 30), record("e", 7, 50)]
+    after: list[set[str]] = []
+    for _ in range(2):  # the second replaces the first, on connections the first returned to the pool
+        with Stage(engine, RELAYCORE, start, end) as stage:
+            c = Collector(RELAYCORE, start, end, stage, chunk_rows=2)
+            for i, raw in enumerate(lines):
+                c.add_line(i + 1, "d.jsonl", raw, None)
+            summary = land(engine, c.result, "files", stage=stage)
+        assert summary.counts == {"read": 7, "accepted": 5, "duplicates": 2, "quarantined": 0}
+        with engine.connect() as conn:
+            landed = conn.execute(sa.text("select request_id, output_tokens from relaycore_usage order by 1")).all()
+        assert [tuple(r) for r in landed] == [("a", 30), ("b", 50), ("c", 50), ("d", 50), ("e", 50)]
+        after.append(_table_names(engine))
+    assert after[0] == after[1]  # the day's child replaced, nothing left behind

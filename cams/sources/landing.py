@@ -4,13 +4,18 @@ Rows reach the warehouse through a `Stage` while they are read, chunk by chunk (
 PostgreSQL, executemany on SQLite), so landing a day holds a chunk or two in memory, not the day. With
 day partitions (PostgreSQL) a chunk goes straight into the new child of its day (`partitions.replacing`),
 swapped in for the old day when `land` commits: no second copy of the day. Elsewhere chunks go into a
-temporary table, and `land` replaces the window from it. Either way, before a chunk is written the
-earlier copies of its keys are deleted (the latest copy of a key wins), and counted as duplicates.
+temporary table, and `land` replaces the window from it. Either way the latest copy of a key wins and
+the earlier ones are counted as duplicates: a copy whose key was handed over before waits in a small
+table of re-sent copies (its own earlier copy there deleted at once), and when the window is replaced
+the earlier copies of those keys leave the day in one statement, before the re-sent copies join it.
+Deleting them chunk by chunk scanned the whole index-free day each time: 18 scans growing to 0.4 s
+each for a million-row day, quadratic in the day's size.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -78,6 +83,7 @@ class Stage:
             self.into.drop(self.conn, checkfirst=True)  # left by a connection that died mid-run
             self.into.create(self.conn)
             self.conn.commit()
+        self._resent: Table | None = None  # re-sent copies, made at the first one (`_hold_resent`)
         self._writes = WriteBehind(self.conn)  # a chunk goes in while the next one is parsed
 
     def __call__(self, rows: list[tuple[Any, ...]], repeated: set[str]) -> None:
@@ -85,28 +91,64 @@ class Stage:
         self.rows += len(rows)
 
     def _write(self, rows: list[tuple[Any, ...]], repeated: set[str]) -> None:
-        """One chunk: the earlier copies of its keys out, then its rows in, each with its UTC day."""
-        conn, key = self.conn, self.into.c[self._key]
-        ordered = sorted(repeated)
-        for i in range(0, len(ordered), KEYS_PER_DELETE):
-            some = ordered[i : i + KEYS_PER_DELETE]
-            self.crossed += conn.execute(delete(self.into).where(key.in_(some))).rowcount
-        at, now = self._time_at, self.ingested_at
+        """One chunk, each row with its UTC day: copies of keys handed over before to the re-sent table
+        (their own earlier copy there out first), the rest into the stage."""
+        conn, at, now = self.conn, self._time_at, self.ingested_at
         days = {r[at].date() for r in rows}  # timestamps are aware UTC: .date() is the UTC day
         outside = sorted(d for d in days if not self.first <= d < self.last)
         if outside:  # a collector keeps its window's rows only: this is a bug, never bad input
             raise ValueError(f"{self.source}: a row of {outside[0]} is outside the window {self.first}..{self.last}")
         self.days |= days
-        full = ((*r, r[at].date(), now) for r in rows)  # made as they are written: no second list
         if self._replacement is not None:
             self._replacement.include(days)
-            copy_binary(conn, self.into, self.columns, full)
-            return  # the transaction stays open: `land` swaps the days in and commits
-        if conn.dialect.name == "postgresql":
-            copy_binary(conn, self.into, self.columns, full)
+        if repeated:
+            resent = self._hold_resent(repeated)
+            self._put(resent, ((*r, r[at].date(), now) for r in rows if r[0] in repeated))
+            rows = [r for r in rows if r[0] not in repeated]
+        self._put(self.into, ((*r, r[at].date(), now) for r in rows))  # made as written: no second list
+        if self._replacement is None:
+            conn.commit()  # a temporary stage; with day partitions the transaction stays open for `land`
+
+    def _put(self, table: Table, full: Iterable[tuple[Any, ...]]) -> None:
+        if self.conn.dialect.name == "postgresql":
+            copy_binary(self.conn, table, self.columns, full)
         else:
-            conn.execute(insert(self.into), [dict(zip(self.columns, r, strict=True)) for r in full])
-        conn.commit()
+            params = [dict(zip(self.columns, r, strict=True)) for r in full]
+            if params:  # an empty list would insert one row of defaults
+                self.conn.execute(insert(table), params)
+
+    def _hold_resent(self, repeated: set[str]) -> Table:
+        """The re-sent copies' table (made at the first), without the earlier copies of `repeated` it holds:
+        they count as duplicates now. An index on the key keeps this a lookup however many there are."""
+        conn = self.conn
+        if self._resent is None:
+            self._resent = Table(
+                f"cams_resent_{self.source}",
+                MetaData(),
+                *(Column(c, self.target.c[c].type) for c in self.columns),
+                prefixes=["TEMPORARY"],
+            )
+            self._resent.drop(conn, checkfirst=True)  # left by a connection that died mid-run
+            self._resent.create(conn)
+            conn.exec_driver_sql(f'CREATE INDEX "{self._resent.name}_key" ON "{self._resent.name}" ("{self._key}")')
+            return self._resent
+        key, ordered = self._resent.c[self._key], sorted(repeated)
+        for i in range(0, len(ordered), KEYS_PER_DELETE):
+            self.crossed += conn.execute(delete(self._resent).where(key.in_(ordered[i : i + KEYS_PER_DELETE]))).rowcount
+        return self._resent
+
+    def _merge_resent(self) -> None:
+        """The re-sent copies take their keys' place in the stage: one pass deletes the earlier copies
+        (duplicates), then they go in (routed to their days' new children)."""
+        resent = self._resent
+        if resent is None:
+            return
+        self._resent = None
+        key = self.into.c[self._key]
+        conn = self.conn
+        self.crossed += conn.execute(delete(self.into).where(key.in_(select(resent.c[self._key])))).rowcount
+        conn.execute(insert(self.into).from_select(self.columns, select(*(resent.c[c] for c in self.columns))))
+        resent.drop(conn)
 
     def wait(self) -> None:
         """Every chunk handed over is written (or its error raised)."""
@@ -115,6 +157,7 @@ class Stage:
     def replace(self) -> int:
         """Put the staged rows in place of the window's (on the open transaction); the rows it held."""
         self.wait()
+        self._merge_resent()
         if self._replacing is not None and self._replacement is not None:
             self._replacing.__exit__(None, None, None)
             self._replacing = None
@@ -131,9 +174,10 @@ class Stage:
         self._writes.__exit__(Exception)
         try:
             self.conn.rollback()
-            if self._temporary is not None:
-                self._temporary.drop(self.conn, checkfirst=True)
-                self.conn.commit()
+            for table in (self._temporary, self._resent):  # SQLite's: PostgreSQL's went with the rollback
+                if table is not None:
+                    table.drop(self.conn, checkfirst=True)
+                    self.conn.commit()
         finally:
             self.conn.close()
 
