@@ -140,15 +140,14 @@ class Stage:
     def _merge_resent(self) -> None:
         """The re-sent copies take their keys' place in the stage: one pass deletes the earlier copies
         (duplicates), then they go in (routed to their days' new children)."""
-        resent = self._resent
+        resent, conn = self._resent, self.conn
         if resent is None:
             return
-        self._resent = None
         key = self.into.c[self._key]
-        conn = self.conn
         self.crossed += conn.execute(delete(self.into).where(key.in_(select(resent.c[self._key])))).rowcount
         conn.execute(insert(self.into).from_select(self.columns, select(*(resent.c[c] for c in self.columns))))
         resent.drop(conn)
+        self._resent = None  # only now: after an error `close` still drops it (SQLite keeps temporary tables)
 
     def wait(self) -> None:
         """Every chunk handed over is written (or its error raised)."""
