@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -85,17 +88,33 @@ def _descendants(pid: int) -> set[int]:
 
 def _step_pids(home: Path, env: dict[str, str]) -> dict[str, int]:
     """The process each step of the newest backfill_job run started in (its STEP_START event)."""
+    with _environ({**env, "DAGSTER_HOME": str(home)}), dg.DagsterInstance.get() as instance:
+        run = instance.get_runs(dg.RunsFilter(job_name="backfill_job"), limit=1)[0]
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        return {
+            e.dagster_event.step_key: e.dagster_event.pid
+            for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
+            if e.dagster_event is not None and e.dagster_event.step_key
+        }
+
+
+# Celery's own line once a worker consumes ("cams-test-1-…@host ready."), not any "ready" in the log: a
+# failed start's traceback can say "already exists"
+READY = re.compile(r"INFO/MainProcess\] \S+ ready\.$", re.MULTILINE)
+
+
+def _logs(root: Path) -> str:
+    """Both workers' log tails, for a failure's message."""
+    return "\n".join(f"--- worker{n}.log\n{(root / f'worker{n}.log').read_text()[-3000:]}" for n in (1, 2))
+
+
+@contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """`values` set in this process's environment for the block (Dagster reads its instance config from it)."""
     old = dict(os.environ)
-    os.environ.update({**env, "DAGSTER_HOME": str(home)})
+    os.environ.update(values)
     try:
-        with dg.DagsterInstance.get() as instance:
-            run = instance.get_runs(dg.RunsFilter(job_name="backfill_job"), limit=1)[0]
-            assert run.status == dg.DagsterRunStatus.SUCCESS
-            return {
-                e.dagster_event.step_key: e.dagster_event.pid
-                for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
-                if e.dagster_event is not None and e.dagster_event.step_key
-            }
+        yield
     finally:
         os.environ.clear()
         os.environ.update(old)
@@ -113,22 +132,15 @@ def _landings_overlap(home: Path) -> bool:
     time: each step's process launched (STEP_WORKER_STARTING) before the other's step finished. (Their
     STEP_START comes after the process has imported the code location; a small day's landing can finish
     within that time, so STEP_START would say more about import speed than about the executor.)"""
-    old = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(home)
-    try:
-        with dg.DagsterInstance.get() as instance:
-            run = instance.get_runs(dg.RunsFilter(job_name="backfill_job"), limit=1)[0]
-            spans: dict[str, list[float]] = {}
-            for e in instance.all_logs(run.run_id):
-                ev = e.dagster_event
-                if ev is None or ev.step_key not in ("relaycore_usage", "auterity_spans"):
-                    continue
-                if ev.event_type in (dg.DagsterEventType.STEP_WORKER_STARTING, dg.DagsterEventType.STEP_SUCCESS):
-                    spans.setdefault(ev.step_key, []).append(e.timestamp)
-    finally:
-        os.environ.pop("DAGSTER_HOME")
-        if old is not None:
-            os.environ["DAGSTER_HOME"] = old
+    spans: dict[str, list[float]] = {}
+    with _environ({"DAGSTER_HOME": str(home)}), dg.DagsterInstance.get() as instance:
+        run = instance.get_runs(dg.RunsFilter(job_name="backfill_job"), limit=1)[0]
+        for e in instance.all_logs(run.run_id):
+            ev = e.dagster_event
+            if ev is None or ev.step_key not in ("relaycore_usage", "auterity_spans"):
+                continue
+            if ev.event_type in (dg.DagsterEventType.STEP_WORKER_STARTING, dg.DagsterEventType.STEP_SUCCESS):
+                spans.setdefault(ev.step_key, []).append(e.timestamp)
     (a0, a1), (b0, b1) = spans["relaycore_usage"], spans["auterity_spans"]
     return a0 < b1 and b0 < a1
 
@@ -147,6 +159,10 @@ def test_a_week_across_celery_workers_and_step_processes_gives_the_true_totals(b
         fresh_pg_database("cams_mp_wh") as mp_wh,
     ):
         home = _home(tmp_path, "home-celery", dagster_db)
+        # Dagster's storage made once, before the workers start: each would create it on the empty database at
+        # the same moment, and dagster-postgres's retries on DuplicateTable can run out on a loaded machine
+        with _environ({"DAGSTER_PG_URL": psycopg2_url(dagster_db)}):
+            dg.DagsterInstance.from_config(str(home)).dispose()
         env = {
             **os.environ,
             "PYTHONPATH": str(REPO),  # the workers import the code location (pipelines/) from the project
@@ -189,11 +205,12 @@ def test_a_week_across_celery_workers_and_step_processes_gives_the_true_totals(b
             mp_home = _home(tmp_path, "home-mp", None)
             multi = _cams_run(mp_env, mp_home)
             deadline = time.monotonic() + 120
-            while not all("ready" in (tmp_path / f"worker{n}.log").read_text() for n in (1, 2)):
-                assert time.monotonic() < deadline, (tmp_path / "worker1.log").read_text()[-2000:]
-                assert all(w.poll() is None for w in workers), (tmp_path / "worker1.log").read_text()[-2000:]
+            while not all(READY.search((tmp_path / f"worker{n}.log").read_text()) for n in (1, 2)):
+                assert time.monotonic() < deadline, _logs(tmp_path)
+                assert all(w.poll() is None for w in workers), _logs(tmp_path)
                 time.sleep(0.5)
             spread = _cams_run(env, home)
+            assert all(w.poll() is None for w in workers), _logs(tmp_path)
             pids = _step_pids(home, env)
             trees = [_descendants(w.pid) for w in workers]
         finally:
@@ -203,8 +220,8 @@ def test_a_week_across_celery_workers_and_step_processes_gives_the_true_totals(b
                 w.wait(timeout=60)
         # every step ran in a worker, and both workers took steps
         assert set(pids) >= {"relaycore_usage", "auterity_spans", "cost_tracking", "cost_reconciliation"}
-        assert all(any(p in tree for tree in trees) for p in pids.values()), (pids, trees)
-        assert all(any(p in tree for p in pids.values()) for tree in trees), (pids, trees)
+        assert all(any(p in tree for tree in trees) for p in pids.values()), (pids, trees, _logs(tmp_path))
+        assert all(any(p in tree for p in pids.values()) for tree in trees), (pids, trees, _logs(tmp_path))
         assert _landings_overlap(mp_home)  # the multiprocess executor landed both sources at once
         # the two executors agree table by table, and with what the simulator injected: exactly the figures
         # an in-process run gives (tests/test_dagster.py holds an in-process run to the same truth)
