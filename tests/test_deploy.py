@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import PG_URL, fresh_pg_database, psycopg2_url
+
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
-SERVICES = {"postgres", "rabbitmq", "code", "webserver", "daemon", "celery-worker", "serve"}
+SERVICES = {"postgres", "rabbitmq", "dagster-init", "code", "webserver", "daemon", "celery-worker", "serve"}
 
 
 def _compose() -> dict:
@@ -43,6 +45,8 @@ def test_compose_runs_the_whole_stack_from_one_image() -> None:
         command = service["command"]
         assert (bin_dir / command[0]).exists(), f"{name}: {command[0]} is not installed by the image's packages"
         assert service["depends_on"]["postgres"]["condition"] == "service_healthy", name
+        if name != "dagster-init":  # Dagster's storage is created once, before anything else opens it
+            assert service["depends_on"]["dagster-init"]["condition"] == "service_completed_successfully", name
         env = service["environment"]
         assert env["DAGSTER_PG_URL"].startswith("postgresql+psycopg2://"), name  # dagster-postgres needs psycopg2
         assert env["CAMS_DATABASE_URL"].startswith("postgresql://"), name
@@ -64,6 +68,33 @@ def test_compose_runs_the_whole_stack_from_one_image() -> None:
 
     config, _ = dagster_instance_config(str(DEPLOY), "dagster.yaml")
     assert config["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_PG_URL"}
+
+
+@pytest.mark.parametrize("backend", [b for b in ("postgresql",) if PG_URL])
+def test_the_init_service_creates_dagsters_storage_once(backend: str, tmp_path: Path) -> None:
+    """The compose stack's dagster-init command, with the image's instance config, on an empty database:
+    it creates Dagster's storage, so the services started after it find the tables instead of racing."""
+    command = _compose()["services"]["dagster-init"]["command"]
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(DEPLOY / "dagster.yaml", home / "dagster.yaml")
+    with fresh_pg_database("cams_init") as url:
+        out = subprocess.run(
+            [str(Path(sys.executable).parent / command[0]), *command[1:]],
+            env={**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_URL": psycopg2_url(url)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(psycopg2_url(url))
+        try:
+            tables = set(sa.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+    assert {"runs", "event_logs", "jobs", "job_ticks"} <= tables
 
 
 def _dockerfile_runs() -> list[str]:
