@@ -11,6 +11,7 @@ from cams.config import SourceConfig
 from cams.progress import DayProgress
 from cams.sources.batch import Collector, IngestResult
 from cams.sources.files import collect_files, list_drop_files
+from cams.sources.gcpolicy import fewer_collections
 from cams.sources.http_client import ApiSpec, fetch_window, has_records
 from cams.sources.litellm_spendlogs import collect_spendlogs, has_rows
 
@@ -45,7 +46,10 @@ class UsageSource(SourceConfig):
         With a sink (`cams.sources.landing.Stage`), accepted rows go there in chunks as they are read,
         and `progress` hears which day the reading has reached.
         """
-        collector = Collector(self.name, start, end, sink, progress=progress)
+        with fewer_collections():
+            return self._collect(Collector(self.name, start, end, sink, progress=progress), start, end)
+
+    def _collect(self, collector: Collector, start: datetime, end: datetime) -> tuple[IngestResult, dict[str, Any]]:
         if self.mode == "files":
             files = list_drop_files(self.drop_dir or "")
             collect_files(collector, files)
