@@ -28,22 +28,29 @@ def test_raised_while_reading_and_restored_after_even_on_error() -> None:
     assert gc.get_threshold() == (700, 10, 10)
 
 
-def test_two_readers_at_once_restore_only_when_the_last_one_ends() -> None:
-    first_in, first_may_leave = threading.Event(), threading.Event()
+@pytest.mark.parametrize("other_leaves_first", [True, False])
+def test_two_readers_at_once_restore_only_when_the_last_one_ends(other_leaves_first: bool) -> None:
+    """Another thread reads beside this one; whichever ends first, the thresholds stay raised for the other
+    and come back when both have ended."""
+    inside, may_leave, left = threading.Event(), threading.Event(), threading.Event()
     seen: list[tuple[int, int, int]] = []
 
-    def first() -> None:
+    def other() -> None:
         with fewer_collections():
-            first_in.set()
-            first_may_leave.wait(10)
-            seen.append(gc.get_threshold())  # the second reader has left: still raised for this one
+            inside.set()
+            may_leave.wait(10)
+        left.set()
 
-    t = threading.Thread(target=first)
+    t = threading.Thread(target=other)
     t.start()
-    assert first_in.wait(10)
+    assert inside.wait(10)
     with fewer_collections():
-        assert gc.get_threshold() == READING_THRESHOLD
-    first_may_leave.set()
+        if other_leaves_first:
+            may_leave.set()
+            assert left.wait(10)
+        seen.append(gc.get_threshold())  # the other reader may have left: still raised for this one
+    seen.append(gc.get_threshold())  # this one has left: raised while the other still reads
+    may_leave.set()
     t.join(10)
-    assert seen == [READING_THRESHOLD]
+    assert seen == [READING_THRESHOLD, (700, 10, 10) if other_leaves_first else READING_THRESHOLD]
     assert gc.get_threshold() == (700, 10, 10)
