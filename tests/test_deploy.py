@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from tests.conftest import PG_URL, fresh_pg_database, psycopg2_url
@@ -87,8 +88,6 @@ def test_the_init_service_creates_dagsters_storage_once(backend: str, tmp_path: 
             timeout=300,
         )
         assert out.returncode == 0, out.stderr[-3000:]
-        import sqlalchemy as sa
-
         engine = sa.create_engine(psycopg2_url(url))
         try:
             tables = set(sa.inspect(engine).get_table_names())
