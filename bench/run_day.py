@@ -13,6 +13,13 @@ how busy the whole machine's cores were over the run (`/proc/stat`: the run, Pos
 else; what a run at 77 % leaves for overlap to win is the rest), and each step's time from the run's own
 event log. The first line names the machine and the time: machine kinds here differ 2-3x.
 
+`--history N` times a day the way a warehouse in use runs it: a first run of the day (not timed), then
+the day's costed requests, spans and rollups copied into the N days before it (times and days shifted,
+ids kept: they are unique per day), then `cams run` of the day again, timed. What reads back over the
+history (budgets over their period and 28 days of forecast history, quality stats and savings over 30
+days) then shows. `--budgets` puts four budgets in the config (two orgs monthly, a team weekly, a user
+daily), as a warehouse in use has: a fresh warehouse with no budgets evaluates none.
+
 `--against DIR` times another checkout side by side in the same sitting (`git worktree add /tmp/base
 REF`; its code on PYTHONPATH ahead of this one, the same venv), alternating with this tree `--repeat`
 times: on a shared, noisy machine only such pairs compare.
@@ -92,8 +99,39 @@ def machine() -> str:
     return f"{when}; {os.cpu_count()} x {cpu}, {mem:.0f} GiB; Python {platform.python_version()}"
 
 
+BUDGETS = [
+    {"id": "acme-monthly", "scope": "org", "scope_id": "acme", "period": "monthly", "amount_usd": 500000},
+    {"id": "globex-monthly", "scope": "org", "scope_id": "globex", "period": "monthly", "amount_usd": 300000},
+    {
+        "id": "acme-search-weekly",
+        "scope": "team",
+        "scope_id": "search",
+        "org_id": "acme",
+        "period": "weekly",
+        "amount_usd": 50000,
+        "timezone": "America/New_York",
+    },
+    {
+        "id": "initech-core-u1-daily",
+        "scope": "user",
+        "scope_id": "initech-core-u1",
+        "org_id": "initech",
+        "period": "daily",
+        "amount_usd": 500,
+        "timezone": "Asia/Kolkata",
+    },
+]
+HISTORY_TABLES = ("cost_tracking", "auterity_spans", "cost_daily_rollups")
+
+
 def run_cams(
-    workdir: Path, drop: Path, url: str, executor: str, profile: Path | None = None, code: Path | None = None
+    workdir: Path,
+    drop: Path,
+    url: str,
+    executor: str,
+    profile: Path | None = None,
+    code: Path | None = None,
+    budgets: bool = False,
 ) -> dict[str, Any]:
     home = workdir / f"home-{executor}"
     home.mkdir(parents=True, exist_ok=True)
@@ -108,6 +146,7 @@ def run_cams(
                 },
                 "partitions": {"start_date": "2026-01-01"},
                 "execution": {"executor": executor},
+                **({"budgets": BUDGETS} if budgets else {}),
             }
         )
     )
@@ -181,6 +220,44 @@ def job_step_times(
     return out
 
 
+def clone_history(url: str, days: int) -> float:
+    """Copy DAY's rows of HISTORY_TABLES into each of the `days` days before it (every time and date
+    shifted by whole days); the seconds it took. Not timed as part of a run."""
+    from datetime import timedelta
+
+    from sqlalchemy import Date, DateTime
+
+    from cams.warehouse import schema as t
+    from cams.warehouse.db import make_engine
+    from cams.warehouse.partitions import analyze_days, prepare_days
+
+    engine = make_engine(url)
+    t0 = time.perf_counter()
+    try:
+        for name in HISTORY_TABLES:
+            table = t.metadata.tables[name]
+            prepare_days(engine, table, [DAY - timedelta(days=k) for k in range(1, days + 1)])
+            cols = ", ".join(f'"{c.name}"' for c in table.c)
+            for k in range(1, days + 1):
+                exprs = ", ".join(
+                    f"\"{c.name}\" - interval '{k} days'"
+                    if isinstance(c.type, DateTime)
+                    else f'"{c.name}" - {k}'
+                    if isinstance(c.type, Date)
+                    else f'"{c.name}"'
+                    for c in table.c
+                )
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(
+                        f'INSERT INTO "{name}" ({cols}) SELECT {exprs} FROM "{name}" WHERE day = %s', (DAY,)
+                    )
+            with engine.begin() as conn:
+                analyze_days(conn, table, DAY - timedelta(days=days), DAY + timedelta(days=1))
+    finally:
+        engine.dispose()
+    return time.perf_counter() - t0
+
+
 def disk_mib(url: str) -> dict[str, int]:
     """On-disk size (with indexes and TOAST) of each per-request table after the run, and of the database."""
     from cams.warehouse.db import make_engine
@@ -234,6 +311,8 @@ def main() -> None:
     ap.add_argument("--profile", help="folder for py-spy's collapsed stacks of each run (needs py-spy)")
     ap.add_argument("--against", type=Path, help="another checkout to time side by side, alternating with this one")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each tree per size and executor")
+    ap.add_argument("--history", type=int, default=0, help="days of history before the timed run (see above)")
+    ap.add_argument("--budgets", action="store_true", help="four budgets in the config (see above)")
     a = ap.parse_args()
     results = []
     print(f"# {machine()}", flush=True)
@@ -250,9 +329,13 @@ def main() -> None:
             for executor, (label, code) in runs:
                 profile = Path(a.profile) / f"run-{size}-{executor}.txt" if a.profile else None
                 with scratch_database(a.pg, "cams_runday") as url:
-                    r = run_cams(Path(tmp), drop, url, executor, profile, code)
+                    if a.history:
+                        run_cams(Path(tmp), drop, url, executor, None, code, a.budgets)
+                        took = clone_history(url, a.history)
+                        print(f"# {a.history} days of history copied in {took:.0f} s (not timed)", flush=True)
+                    r = run_cams(Path(tmp), drop, url, executor, profile, code, a.budgets)
                     r["disk_mib"] = disk_mib(url)
-                r.update(size=size, executor=executor, code=label)
+                r.update(size=size, executor=executor, code=label, history=a.history, budgets=a.budgets)
                 results.append(r)
                 print(json.dumps(r), flush=True)
                 if profile is not None:

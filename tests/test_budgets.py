@@ -436,3 +436,100 @@ def test_budget_alerts_posted_by_another_system_are_recorded_and_delivered_once(
             sa.text("select budget_id, basis, percent_used from budget_alerts order by budget_id")
         ).all()
     assert [tuple(k) for k in kept] == [("acme-monthly", "external", 97.5), ("no-such-budget", "external", 0.0)]
+
+
+ZONES = ["UTC", "Europe/Paris", "Asia/Kolkata", "Asia/Kathmandu", "America/St_Johns"]
+
+
+def test_spend_summed_in_the_database_equals_every_request_read(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The warehouse sums a scope's spend per quarter hour (`scope_costs`), so a month of an org's
+    requests never comes into memory. The evaluation must be the one every request, read one by one,
+    gives: in zones a quarter or half hour off UTC, across a DST change (Paris, 29 March), with an
+    unpriced request counted at RelayCore's charge, and with requests of another scope left out. Then
+    again with hour sums, which the zones off UTC by part of an hour cannot use: they take the per-second
+    sums (and the statement of each bucket size is its own: a cached one must not answer for the other)."""
+    import random
+    from zoneinfo import ZoneInfo
+
+    from cams.budgets import store
+    from cams.budgets.forecast import HISTORY_DAYS
+    from cams.budgets.store import _quarter_hours, evaluate_budget
+    from cams.warehouse import schema as t
+    from cams.warehouse.db import insert_rows
+
+    rng = random.Random(11)
+    first = datetime(2026, 2, 20, tzinfo=UTC)
+    rows = []
+    for i in range(4000):
+        ts = first + timedelta(seconds=rng.randrange(0, 45 * 86400), microseconds=rng.randrange(10**6))
+        priced = rng.random() > 0.1
+        rows.append(
+            {
+                "day": ts.date(),
+                "request_id": f"r{i}",
+                "timestamp": ts,
+                "org_id": rng.choice(["acme", "acme", "globex"]),
+                "team_id": rng.choice(["search", "support"]),
+                "user_id": None,
+                "task_type": "chat",
+                "model": "gpt-4o-mini",
+                "provider": "openai",
+                "service_tier": "standard",
+                "status": "success",
+                "input_tokens": 10,
+                "output_tokens": 5,
+                "cached_input_tokens": 0,
+                "cache_creation_input_tokens": 0,
+                "reasoning_tokens": 0,
+                "cost_usd": Decimal(rng.randrange(1, 10**6)) / 10**7 if priced else None,
+                "charged_usd": Decimal(rng.randrange(1, 10**6)) / 10**7,
+                "unpriced": not priced,
+                "computed_at": ts,
+            }
+        )
+    with engine.begin() as conn:
+        insert_rows(conn, t.cost_tracking, rows)
+    as_of = datetime(2026, 4, 2, 10, 17, 31, 500000, tzinfo=UTC)
+    for bucket, zone in [(900, z) for z in ZONES] + [(3600, z) for z in ZONES]:
+        monkeypatch.setattr(store, "BUCKET_SECONDS", bucket)
+        for scope, scope_id in (("org", "acme"), ("team", "search")):
+            b = parse_budget(
+                {
+                    "id": f"b-{scope}",
+                    "scope": scope,
+                    "scope_id": scope_id,
+                    "org_id": "acme",
+                    "period": "monthly",
+                    "amount_usd": 100,
+                    "timezone": zone,
+                },
+                "budgets[0]",
+            )
+            got = evaluate_budget(engine, b, as_of)
+            # the same evaluation from every request, one by one
+            period = period_window("monthly", zone, as_of)
+            start = min(period[0], as_of - timedelta(days=HISTORY_DAYS + 1))
+            mine = [
+                (r["timestamp"], float(r["cost_usd"] if r["cost_usd"] is not None else r["charged_usd"]))
+                for r in rows
+                if r["org_id"] == "acme"
+                and (scope == "org" or r["team_id"] == "search")
+                and start <= r["timestamp"] < as_of
+            ]
+            tz = ZoneInfo(zone)
+            today = as_of.astimezone(tz).date()
+            by_day: dict[date, float] = {}
+            for ts, cost in mine:
+                by_day[ts.astimezone(tz).date()] = by_day.get(ts.astimezone(tz).date(), 0.0) + cost
+            history = {d: v for d, v in by_day.items() if d < today}
+            for i in range((today - min(history)).days):
+                history.setdefault(min(history) + timedelta(days=i), 0.0)
+            spent = sum(c for ts, c in mine if ts >= period[0])
+            want = evaluate(b, period, as_of, spent, history, by_day.get(today, 0.0))
+            assert got.spent_usd == want.spent_usd, (bucket, zone, scope)
+            assert got.forecast_usd == want.forecast_usd, (bucket, zone, scope)
+            assert got.percent_used == pytest.approx(want.percent_used), (bucket, zone, scope)
+    monkeypatch.undo()
+    assert _quarter_hours("Asia/Kathmandu", first, as_of)
+    # Amsterdam's offset in 1900 was 19 min 32 s: such a zone's spend is summed per second instead
+    assert not _quarter_hours("Europe/Amsterdam", datetime(1900, 1, 1, tzinfo=UTC), as_of)

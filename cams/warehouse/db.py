@@ -14,7 +14,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, select
+from sqlalchemy import BigInteger, Connection, Engine, Table, create_engine, delete, event, literal_column, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import GenericFunction
@@ -262,6 +262,32 @@ def _bytewise(element: bytewise, compiler: Any, **kw: Any) -> str:
 @compiles(bytewise, "postgresql")
 def _bytewise_pg(element: bytewise, compiler: Any, **kw: Any) -> str:
     return f'({compiler.process(element.clauses, **kw)}) COLLATE "C"'
+
+
+def epoch_bucket(ts: ColumnElement[Any], seconds: int) -> ColumnElement[int]:
+    """Which `seconds`-long stretch since 1970-01-01 UTC a time falls in (the floor of its epoch seconds
+    over `seconds`), for sums per stretch of time in the database: a quarter-hour sum belongs wholly to
+    one local day in every time zone whose offset is a whole number of quarter hours. `seconds` is
+    written into the statement (a literal is part of SQLAlchemy's cache key; a bound value is not, and a
+    GROUP BY must repeat the select's expression exactly)."""
+    return _EpochBucket(ts, literal_column(str(int(seconds))))
+
+
+class _EpochBucket(GenericFunction[int]):
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(_EpochBucket)
+def _epoch_bucket_sqlite(element: _EpochBucket, compiler: Any, **kw: Any) -> str:
+    ts, seconds = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(CAST(strftime('%s', {ts}) AS INTEGER) / {seconds})"  # SQLite's times are UTC text
+
+
+@compiles(_EpochBucket, "postgresql")
+def _epoch_bucket_pg(element: _EpochBucket, compiler: Any, **kw: Any) -> str:
+    ts, seconds = (compiler.process(c, **kw) for c in element.clauses)
+    return f"CAST(floor(extract(epoch FROM {ts}) / {seconds}) AS BIGINT)"
 
 
 def tune_for_a_day(conn: Connection) -> None:
