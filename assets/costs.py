@@ -39,7 +39,8 @@ def build_cost_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
         owners=OWNERS,
         description="Per-request cost from the price book entry in force at each request's timestamp "
         "(LiteLLM field semantics: cache reads/writes, reasoning, above-200k/272k tiers, service "
-        "tiers), RelayCore's charge beside it, unpriced models flagged (never costed as 0).",
+        "tiers), RelayCore's charge beside it, unpriced models flagged (never costed as 0). Each scope's "
+        "spend per quarter hour goes to spend_quarter_hours in the same transaction: what budgets read.",
         metadata=table_metadata(t.cost_tracking, COST_NOTES),
         check_specs=[
             dg.AssetCheckSpec(

@@ -23,7 +23,7 @@ from cams.pricing.cost import token_cost
 from cams.pricing.rate_table import cost_expression, rate_match, rate_table
 from cams.progress import DayProgress
 from cams.warehouse import schema as t
-from cams.warehouse.db import COUNTED, insert_rows, lock_for_replace, replace_rows, tune_for_a_day
+from cams.warehouse.db import COUNTED, epoch_bucket, insert_rows, lock_for_replace, replace_rows, tune_for_a_day
 from cams.warehouse.partitions import analyze_days, days_with_rows, replacing
 
 TOKEN_COLS = ["input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_input_tokens", "reasoning_tokens"]
@@ -155,6 +155,7 @@ def cost_partition(
                 if progress is not None:
                     progress.reached(day, rows)
         analyze_days(conn, ct, first, last_exclusive)
+        write_spend_quarter_hours(conn, first, last_exclusive)
         figures = _figures(conn, first, last_exclusive)
         after = _day_costs(figures)
         now = datetime.now(UTC)
@@ -222,6 +223,28 @@ def _summary(figures: list[Any]) -> CostSummary:
 
 
 ROLLUP_KEYS = ("day", "org_id", "team_id", "user_id", "model", "provider", "task_type")
+QUARTER_SECONDS = 900  # spend_quarter_hours' stretch of time
+SPEND_KEYS = ("day", "org_id", "team_id", "user_id")
+
+
+def write_spend_quarter_hours(conn: Connection, first: date, last_exclusive: date) -> None:
+    """Replace spend_quarter_hours for the days, on the caller's transaction: the costed days' spend per
+    scope and quarter hour, what budgets read. Written with cost_tracking, in its transaction, so the two
+    never disagree; budgets then read hundreds of rows a day per scope, not its requests."""
+    ct, sq = t.cost_tracking, t.spend_quarter_hours
+    quarter = epoch_bucket(ct.c.timestamp, QUARTER_SECONDS)
+    agg = (
+        select(
+            *(ct.c[k] for k in SPEND_KEYS),
+            quarter,
+            func.count(),
+            func.sum(func.coalesce(ct.c.cost_usd, ct.c.charged_usd, 0)),
+        )
+        .where(_days_clause(ct, first, last_exclusive))
+        .group_by(*(ct.c[k] for k in SPEND_KEYS), quarter)
+    )
+    replace_rows(conn, sq, _days_clause(sq, first, last_exclusive), [])
+    conn.execute(insert(sq).from_select([*SPEND_KEYS, "quarter", "requests", "spend_usd"], agg))
 
 
 def rollup_partition(engine: Engine, first: date, last_exclusive: date) -> int:

@@ -438,6 +438,34 @@ def test_budget_alerts_posted_by_another_system_are_recorded_and_delivered_once(
     assert [tuple(k) for k in kept] == [("acme-monthly", "external", 97.5), ("no-such-budget", "external", 0.0)]
 
 
+def _cost_row(
+    request_id: str, ts: datetime, org: str, team: str | None, cost: Decimal | None, charged: Decimal
+) -> dict:
+    """A costed request as cost_tracking holds it (unpriced when `cost` is None)."""
+    return {
+        "day": ts.date(),
+        "request_id": request_id,
+        "timestamp": ts,
+        "org_id": org,
+        "team_id": team,
+        "user_id": None,
+        "task_type": "chat",
+        "model": "gpt-4o-mini",
+        "provider": "openai",
+        "service_tier": "standard",
+        "status": "success",
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "cached_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+        "reasoning_tokens": 0,
+        "cost_usd": cost,
+        "charged_usd": charged,
+        "unpriced": cost is None,
+        "computed_at": ts,
+    }
+
+
 ZONES = ["UTC", "Europe/Paris", "Asia/Kolkata", "Asia/Kathmandu", "America/St_Johns"]
 
 
@@ -446,14 +474,15 @@ def test_spend_summed_in_the_database_equals_every_request_read(engine, monkeypa
     requests never comes into memory. The evaluation must be the one every request, read one by one,
     gives: in zones a quarter or half hour off UTC, across a DST change (Paris, 29 March), with an
     unpriced request counted at RelayCore's charge, and with requests of another scope left out. Then
-    again with hour sums, which the zones off UTC by part of an hour cannot use: they take the per-second
-    sums (and the statement of each bucket size is its own: a cached one must not answer for the other)."""
+    again as a zone off UTC by part of a quarter hour is read: per second from cost_tracking (the statement
+    of each bucket size is its own: a cached one must not answer for the other)."""
     import random
     from zoneinfo import ZoneInfo
 
     from cams.budgets import store
     from cams.budgets.forecast import HISTORY_DAYS
     from cams.budgets.store import _quarter_hours, evaluate_budget
+    from cams.costing import write_spend_quarter_hours
     from cams.warehouse import schema as t
     from cams.warehouse.db import insert_rows
 
@@ -463,35 +492,21 @@ def test_spend_summed_in_the_database_equals_every_request_read(engine, monkeypa
     for i in range(4000):
         ts = first + timedelta(seconds=rng.randrange(0, 45 * 86400), microseconds=rng.randrange(10**6))
         priced = rng.random() > 0.1
-        rows.append(
-            {
-                "day": ts.date(),
-                "request_id": f"r{i}",
-                "timestamp": ts,
-                "org_id": rng.choice(["acme", "acme", "globex"]),
-                "team_id": rng.choice(["search", "support"]),
-                "user_id": None,
-                "task_type": "chat",
-                "model": "gpt-4o-mini",
-                "provider": "openai",
-                "service_tier": "standard",
-                "status": "success",
-                "input_tokens": 10,
-                "output_tokens": 5,
-                "cached_input_tokens": 0,
-                "cache_creation_input_tokens": 0,
-                "reasoning_tokens": 0,
-                "cost_usd": Decimal(rng.randrange(1, 10**6)) / 10**7 if priced else None,
-                "charged_usd": Decimal(rng.randrange(1, 10**6)) / 10**7,
-                "unpriced": not priced,
-                "computed_at": ts,
-            }
-        )
+        cost = Decimal(rng.randrange(1, 10**6)) / 10**7 if priced else None
+        org, team = rng.choice(["acme", "acme", "globex"]), rng.choice(["search", "support"])
+        rows.append(_cost_row(f"r{i}", ts, org, team, cost, Decimal(rng.randrange(1, 10**6)) / 10**7))
+    as_of = datetime(2026, 4, 2, 10, 17, 31, 500000, tzinfo=UTC)  # mid quarter hour, as is 29 days before
+    edge = as_of - timedelta(days=HISTORY_DAYS + 1)
+    for i, ts in enumerate(
+        [as_of - timedelta(seconds=1), as_of, edge - timedelta(seconds=1), edge, edge + timedelta(seconds=1)]
+    ):
+        rows.append(_cost_row(f"edge{i}", ts, "acme", "search", Decimal(i + 1), Decimal(0)))  # both sides of both ends
     with engine.begin() as conn:
         insert_rows(conn, t.cost_tracking, rows)
-    as_of = datetime(2026, 4, 2, 10, 17, 31, 500000, tzinfo=UTC)
-    for bucket, zone in [(900, z) for z in ZONES] + [(3600, z) for z in ZONES]:
-        monkeypatch.setattr(store, "BUCKET_SECONDS", bucket)
+        write_spend_quarter_hours(conn, first.date(), (first + timedelta(days=46)).date())
+    for bucket, zone in [("quarter", z) for z in ZONES] + [("second", z) for z in ZONES]:
+        if bucket == "second":
+            monkeypatch.setattr(store, "_quarter_hours", lambda *_: False)
         for scope, scope_id in (("org", "acme"), ("team", "search")):
             b = parse_budget(
                 {
@@ -526,6 +541,9 @@ def test_spend_summed_in_the_database_equals_every_request_read(engine, monkeypa
                 history.setdefault(min(history) + timedelta(days=i), 0.0)
             spent = sum(c for ts, c in mine if ts >= period[0])
             want = evaluate(b, period, as_of, spent, history, by_day.get(today, 0.0))
+            costs = store.scope_costs(engine, b, start, as_of)
+            summed = costs.groupby(costs["timestamp"].dt.tz_convert(zone).dt.date)["cost"].sum()
+            assert summed.to_dict() == pytest.approx(by_day), (bucket, zone, scope)
             assert got.spent_usd == want.spent_usd, (bucket, zone, scope)
             assert got.forecast_usd == want.forecast_usd, (bucket, zone, scope)
             assert got.percent_used == pytest.approx(want.percent_used), (bucket, zone, scope)
@@ -533,3 +551,55 @@ def test_spend_summed_in_the_database_equals_every_request_read(engine, monkeypa
     assert _quarter_hours("Asia/Kathmandu", first, as_of)
     # Amsterdam's offset in 1900 was 19 min 32 s: such a zone's spend is summed per second instead
     assert not _quarter_hours("Europe/Amsterdam", datetime(1900, 1, 1, tzinfo=UTC), as_of)
+
+
+def test_migration_fills_spend_quarter_hours_from_costed_days(db_url: str) -> None:
+    """A warehouse costed before spend_quarter_hours existed: the migration that makes the table fills it
+    from cost_tracking, with the very rows a costing run writes; budgets read it from then on."""
+    from alembic import command
+
+    from cams.costing import write_spend_quarter_hours
+    from cams.warehouse import schema as t
+    from cams.warehouse.db import alembic_config, insert_rows, make_engine
+
+    engine = make_engine(db_url)
+    base = datetime(2026, 5, 1, 23, 50, tzinfo=UTC)
+    rows = [
+        _cost_row(
+            f"r{i}",
+            base + timedelta(minutes=7 * i),
+            "acme",
+            "search" if i % 2 else None,
+            None if i % 3 == 0 else Decimal("0.25"),
+            Decimal("0.5"),
+        )
+        for i in range(40)
+    ]
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config(engine)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0016")
+        with engine.begin() as conn:
+            insert_rows(conn, t.cost_tracking, rows)
+        with engine.begin() as conn:
+            cfg = alembic_config(engine)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+        def table(conn: sa.Connection) -> list[tuple]:
+            sq = t.spend_quarter_hours
+            found = conn.execute(sa.select(sq).order_by(sq.c.quarter, sq.c.team_id)).all()
+            return [(*r[:-1], float(r[-1])) for r in found]
+
+        with engine.begin() as conn:
+            migrated = table(conn)
+            write_spend_quarter_hours(conn, date(2026, 5, 1), date(2026, 5, 3))
+            written = table(conn)
+        assert migrated == written
+        assert sum(r[-2] for r in migrated) == 40 and sum(r[-1] for r in migrated) == pytest.approx(
+            14 * 0.5 + 26 * 0.25
+        )
+        assert {r[0] for r in migrated} == {date(2026, 5, 1), date(2026, 5, 2)}
+    finally:
+        engine.dispose()

@@ -9,16 +9,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, Table, and_, func, or_, select
 
 from cams.budgets.evaluate import MONEY, BudgetStatus, crossed_thresholds, evaluate
 from cams.budgets.forecast import HISTORY_DAYS
 from cams.budgets.model import Budget, parse_budget
 from cams.budgets.periods import period_window
+from cams.costing import QUARTER_SECONDS
 from cams.warehouse import schema as t
 from cams.warehouse.db import epoch_bucket, replace_rows, sync_config_rows
 
-BUCKET_SECONDS = 900  # spend is summed per quarter hour (`scope_costs`)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _row(b: Budget, source: str, now: datetime) -> dict[str, Any]:
@@ -54,46 +55,93 @@ def load_budgets(engine: Engine) -> list[Budget]:
     return [parse_budget(json.loads(r)) for r in rows]
 
 
-def _scope_filter(b: Budget):  # type: ignore[no-untyped-def]
-    ct = t.cost_tracking
-    clause = ct.c.org_id == b.org_id
+def _scope_filter(b: Budget, table: Table = t.cost_tracking):  # type: ignore[no-untyped-def]
+    clause = table.c.org_id == b.org_id
     if b.scope == "team":
-        clause = and_(clause, ct.c.team_id == b.scope_id)
+        clause = and_(clause, table.c.team_id == b.scope_id)
     elif b.scope == "user":
-        clause = and_(clause, ct.c.user_id == b.scope_id)
+        clause = and_(clause, table.c.user_id == b.scope_id)
     return clause
 
 
 def scope_costs(engine: Engine, b: Budget, start: datetime, end: datetime) -> pd.DataFrame:
-    """(timestamp, cost) of the scope's spend in [start, end), summed in the database per quarter hour
-    (`timestamp` is the quarter hour's start, UTC). An unpriced request counts at RelayCore's charge, so
-    a missing price never hides spend.
+    """(timestamp, cost) of the scope's spend in [start, end), as sums per quarter hour (`timestamp` is the
+    quarter hour's start, UTC). An unpriced request counts at RelayCore's charge, so a missing price never
+    hides spend.
 
-    Why summed: a month of an org's requests as rows was the whole period in Python memory (an org of
-    half a million requests a day read 15 million rows at the month's end). A quarter hour lies wholly in
-    one local day, and a period starts at a local midnight, in every zone whose offset is whole quarter
-    hours; any other zone's sums are per second, exact as well.
+    Why sums: a month of an org's requests as rows was the whole period in Python memory (an org of half a
+    million requests a day: 15 million rows at the month's end), and even summed in the database a scan
+    of them. The whole quarter hours come from spend_quarter_hours (written with each costed day); the
+    two partial ones at the window's ends from cost_tracking, cut at the exact instants. A quarter hour
+    lies wholly in one local day, and a period starts at a local midnight, in every zone whose offset is
+    whole quarter hours; any other zone's spend is summed per second from cost_tracking, exact as well.
     """
+    sq = t.spend_quarter_hours
+    step = timedelta(seconds=QUARTER_SECONDS)
+    if not _quarter_hours(b.timezone, start, end):
+        return _summed(engine, b, [(start, end)], 1)
+    first, last = -((EPOCH - start) // step), (end - EPOCH) // step  # the whole quarter hours: [first, last)
+    if first >= last:
+        return _summed(engine, b, [(start, end)], QUARTER_SECONDS)
+    edges = [(start, EPOCH + first * step), (EPOCH + last * step, end)]
+    whole = (
+        select(sq.c.quarter, func.sum(sq.c.spend_usd))
+        .where(
+            _scope_filter(b, sq),
+            sq.c.day >= (EPOCH + first * step).date(),
+            sq.c.day <= (EPOCH + last * step).date(),
+            sq.c.quarter >= first,
+            sq.c.quarter < last,
+        )
+        .group_by(sq.c.quarter)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(whole).all()
+    parts = [
+        p for p in (pd.DataFrame(rows, columns=["bucket", "cost"]), _sums(engine, b, edges, QUARTER_SECONDS)) if len(p)
+    ]
+    return _frame(pd.concat(parts) if parts else pd.DataFrame(columns=["bucket", "cost"]), QUARTER_SECONDS)
+
+
+def _sums(engine: Engine, b: Budget, windows: list[tuple[datetime, datetime]], seconds: int) -> pd.DataFrame:
+    """(bucket, cost): the scope's cost_tracking spend in the windows, summed per `seconds`."""
     ct = t.cost_tracking
-    seconds = BUCKET_SECONDS if _quarter_hours(b.timezone, start, end) else 1
+    windows = [(s, e) for s, e in windows if s < e]
+    if not windows:
+        return pd.DataFrame(columns=["bucket", "cost"])
     bucket = epoch_bucket(ct.c.timestamp, seconds).label("bucket")
     stmt = (
         select(bucket, func.sum(func.coalesce(ct.c.cost_usd, ct.c.charged_usd, 0)).label("cost"))
         .where(
             _scope_filter(b),
-            ct.c.day >= start.date() - timedelta(days=1),
-            ct.c.day <= end.date(),
-            ct.c.timestamp >= start,
-            ct.c.timestamp < end,
+            or_(
+                *(
+                    and_(
+                        ct.c.day >= s.date() - timedelta(days=1),
+                        ct.c.day <= e.date(),
+                        ct.c.timestamp >= s,
+                        ct.c.timestamp < e,
+                    )
+                    for s, e in windows
+                )
+            ),
         )
         .group_by(bucket)
     )
     with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(stmt).all(), columns=["bucket", "cost"])
+        return pd.DataFrame(conn.execute(stmt).all(), columns=["bucket", "cost"])
+
+
+def _summed(engine: Engine, b: Budget, windows: list[tuple[datetime, datetime]], seconds: int) -> pd.DataFrame:
+    return _frame(_sums(engine, b, windows, seconds), seconds)
+
+
+def _frame(sums: pd.DataFrame, seconds: int) -> pd.DataFrame:
+    """(timestamp, cost) from (bucket, cost) sums of `seconds`-long stretches."""
     return pd.DataFrame(
         {
-            "timestamp": pd.to_datetime(frame["bucket"].astype("int64") * seconds, unit="s", utc=True),
-            "cost": pd.to_numeric(frame["cost"]).astype(float),
+            "timestamp": pd.to_datetime(sums["bucket"].astype("int64") * seconds, unit="s", utc=True),
+            "cost": pd.to_numeric(sums["cost"]).astype(float),
         }
     )
 
@@ -103,7 +151,7 @@ def _quarter_hours(zone: str, start: datetime, end: datetime) -> bool:
     whole quarter hours in between)."""
     tz = ZoneInfo(zone)
     return all(
-        (off := moment.astimezone(tz).utcoffset()) is not None and off.total_seconds() % BUCKET_SECONDS == 0
+        (off := moment.astimezone(tz).utcoffset()) is not None and off.total_seconds() % QUARTER_SECONDS == 0
         for moment in (start, end)
     )
 

@@ -200,6 +200,21 @@ steering_daily_rollups = Table(
 )
 Index("ix_steering_daily_rollups_day_org", steering_daily_rollups.c.day, steering_daily_rollups.c.org_id)
 
+spend_quarter_hours = Table(
+    "spend_quarter_hours",
+    metadata,
+    Column("day", Date, nullable=False),
+    Column("org_id", Id, nullable=False),
+    Column("team_id", Id),
+    Column("user_id", Id),
+    Column("quarter", BigInteger, nullable=False, comment="quarter hours since 1970-01-01 UTC"),
+    Column("requests", BigInteger, nullable=False),
+    Column("spend_usd", Money, nullable=False, comment="cost_usd, RelayCore's charge where unpriced"),
+    comment="cost_tracking's spend per org, team, user and quarter hour, what budgets read; written with "
+    "each costed day.",
+)
+Index("ix_spend_quarter_hours_org_day", spend_quarter_hours.c.org_id, spend_quarter_hours.c.day)
+
 cost_sync_history = Table(
     "cost_sync_history",
     metadata,
