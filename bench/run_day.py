@@ -14,7 +14,7 @@ else; what a run at 77 % leaves for overlap to win is the rest), and each step's
 event log. The first line names the machine and the time: machine kinds here differ 2-3x.
 
 `--history N` times a day the way a warehouse in use runs it: a first run of the day (not timed), then
-the day's costed requests, spans and rollups copied into the N days before it (times and days shifted,
+the day's costed requests, spans, rollups and spend per quarter hour copied into the N days before it (times and days shifted,
 ids kept: they are unique per day), then `cams run` of the day again, timed. What reads back over the
 history (budgets over their period and 28 days of forecast history, quality stats and savings over 30
 days) then shows. `--budgets` puts four budgets in the config (two orgs monthly, a team weekly, a user
@@ -121,7 +121,7 @@ BUDGETS = [
         "timezone": "Asia/Kolkata",
     },
 ]
-HISTORY_TABLES = ("cost_tracking", "auterity_spans", "cost_daily_rollups")
+HISTORY_TABLES = ("cost_tracking", "auterity_spans", "cost_daily_rollups", "spend_quarter_hours")
 
 
 def run_cams(
@@ -236,12 +236,17 @@ def clone_history(url: str, days: int) -> float:
     try:
         for name in HISTORY_TABLES:
             table = t.metadata.tables[name]
+            with engine.connect() as conn:  # a tree from before the table (--against) has none
+                if conn.exec_driver_sql("SELECT to_regclass(%s)", (name,)).scalar() is None:
+                    continue
             prepare_days(engine, table, [DAY - timedelta(days=k) for k in range(1, days + 1)])
             cols = ", ".join(f'"{c.name}"' for c in table.c)
             for k in range(1, days + 1):
                 exprs = ", ".join(
                     f"\"{c.name}\" - interval '{k} days'"
                     if isinstance(c.type, DateTime)
+                    else f'"{c.name}" - {k * 96}'  # quarter hours since 1970
+                    if c.name == "quarter"
                     else f'"{c.name}" - {k}'
                     if isinstance(c.type, Date)
                     else f'"{c.name}"'
