@@ -13,12 +13,13 @@ how busy the whole machine's cores were over the run (`/proc/stat`: the run, Pos
 else; what a run at 77 % leaves for overlap to win is the rest), and each step's time from the run's own
 event log. The first line names the machine and the time: machine kinds here differ 2-3x.
 
-`--history N` times a day the way a warehouse in use runs it: a first run of the day (not timed), then
-the day's costed requests, spans, rollups and spend per quarter hour copied into the N days before it (times and days shifted,
-ids kept: they are unique per day), then `cams run` of the day again, timed. What reads back over the
-history (budgets over their period and 28 days of forecast history, quality stats and savings over 30
-days) then shows. `--budgets` puts four budgets in the config (two orgs monthly, a team weekly, a user
-daily), as a warehouse in use has: a fresh warehouse with no budgets evaluates none.
+`--history N` times a day the way a warehouse in use runs it: a first run of the day (not timed),
+then the day's costed requests, spans, rollups and spend per quarter hour copied into the N days before
+it (times and days shifted, ids kept: they are unique per day), then `cams run` of the day again, timed.
+What reads back over the history (budgets over their period and 28 days of forecast history, quality
+stats and savings over 30 days) then shows. `--budgets` puts four budgets in the config (two orgs
+monthly, a team weekly, a user daily), as a warehouse in use has: a fresh warehouse with no budgets
+evaluates none.
 
 `--against DIR` times another checkout side by side in the same sitting (`git worktree add /tmp/base
 REF`; its code on PYTHONPATH ahead of this one, the same venv), alternating with this tree `--repeat`
