@@ -189,6 +189,10 @@ def run_cams(
         "steps_s": step_times(home),
         "after_s": job_step_times(home),  # price book, budgets, selection (quality, savings) around the backfill
         "accepted": summary["records"]["relaycore"]["accepted"],
+        # what each budget came to: two trees must agree
+        "budgets": {
+            b["budget_id"]: [b["state"], b["spent_usd"], b["forecast_usd"]] for b in summary.get("budgets", [])
+        },
     }
 
 
