@@ -209,11 +209,17 @@ def test_quality_stats_from_the_warehouse_match_the_definitions(engine) -> None:
             "median_output_tokens": np.median(tokens_out),
         }
     rows.append({**rows[0], "span_id": "no-model", "response_model": None})  # not a model's: left out
+    # a group whose spans carry no token counts: its medians are unknown, the rest is known
+    rows += [{**rows[0], "span_id": f"blind-{i}", "response_model": "gpt-4.1", "input_tokens": None} for i in range(3)]
+    rows[-3:] = [{**r, "output_tokens": None} for r in rows[-3:]]
     rows.append({**rows[0], "span_id": "old", "day": date(2026, 4, 1)})  # outside the 30 days: left out
     with engine.begin() as conn:
         insert_rows(conn, t.auterity_spans, rows)
     stats = quality_stats_for(engine, datetime(2026, 6, 2, tzinfo=UTC), QualitySettings({}))
     got = {(r["model"], r["task_type"]): r for r in stats.to_dict("records")}
+    blind = got.pop(("gpt-4.1", "chat"))
+    assert blind["spans"] == 3 and blind["p50_latency_ms"] == rows[0]["duration_ms"]
+    assert blind["median_input_tokens"] is None and blind["median_output_tokens"] is None
     assert set(got) == set(expected)
     for key, want in expected.items():
         for col, value in want.items():
