@@ -190,7 +190,7 @@ def run_cams(
         "after_s": job_step_times(home),  # price book, budgets, selection (quality, savings) around the backfill
         "accepted": summary["records"]["relaycore"]["accepted"],
         # what each budget came to: two trees must agree
-        "budgets": {
+        "budget_figures": {
             b["budget_id"]: [b["state"], b["spent_usd"], b["forecast_usd"]] for b in summary.get("budgets", [])
         },
     }
