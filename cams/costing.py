@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, Insert, Integer, Select, Table, and_, func, insert, literal, select
+from sqlalchemy import Connection, Engine, Insert, Integer, Select, Table, and_, delete, func, insert, literal, select
 
 from cams.pricing.book import PriceBook
 from cams.pricing.cost import token_cost
@@ -156,6 +156,9 @@ def cost_partition(
                     progress.reached(day, rows)
         analyze_days(conn, ct, first, last_exclusive)
         write_spend_quarter_hours(conn, first, last_exclusive)
+        # the savings report's sums kept for these days were of the requests before: priced again next time
+        sd = t.savings_day_groups
+        conn.execute(delete(sd).where(_days_clause(sd, first, last_exclusive)))
         figures = _figures(conn, first, last_exclusive)
         after = _day_costs(figures)
         now = datetime.now(UTC)

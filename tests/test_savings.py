@@ -186,3 +186,85 @@ def test_recommendations_are_served_with_evidence_and_the_call_that_applies_them
         assert http.get(f"/dashboard/explain/{version}:chat:standard", headers=h).status_code == 200
         rows = http.get("/dashboard/recommendations.csv?org_id=acme", headers=h).text.splitlines()
         assert len(rows) == 2 and "claude-haiku-4-5" in rows[1]
+
+
+def test_complete_days_are_priced_once_and_kept_while_choices_and_prices_hold(engine, month) -> None:  # type: ignore[no-untyped-def]
+    """On a warehouse in use the window's complete days were priced the run before, at the same choices and
+    prices: their sums are kept (`savings_day_groups`) and read, not priced again. A new table choice, a
+    price dated into those days or costing a day again prices afresh; every answer equals a fresh one."""
+    from datetime import timedelta
+
+    from cams.costing import cost_partition
+
+    book, table = month
+    shifted = []
+    for k in range(1, 6):  # the fixture's requests on each of the five days before NOW as well
+        at = NOW - timedelta(days=k)
+        shifted += [
+            {**_request(1000 * k + i, "search", "u1", "claude-haiku-4-5", "anthropic", 0.0015, None), "day": at.date()}
+            for i in range(6)
+        ]
+        shifted += [
+            {**_request(1000 * k + 100, None, "u2", "gpt-4.1", "openai", 0.0028, "gpt-4o-mini"), "day": at.date()}
+        ]
+        shifted[-7:] = [{**r, "timestamp": at, "computed_at": at} for r in shifted[-7:]]
+    with engine.begin() as conn:
+        conn.execute(sa.insert(t.cost_tracking), shifted)
+    kept_t = t.savings_day_groups
+
+    def answer(tbl=table, bk=book):  # type: ignore[no-untyped-def]
+        s = sv.savings(engine, tbl, bk, NOW)
+        return s.report.to_dict("records"), s.recommendations.to_dict("records")
+
+    def fresh(tbl=table, bk=book):  # type: ignore[no-untyped-def]
+        with engine.begin() as conn:
+            conn.execute(sa.delete(kept_t))
+        return answer(tbl, bk)
+
+    def requests(found) -> int:  # type: ignore[no-untyped-def]
+        return sum(r["requests"] for r in found[0] if r["counterfactual"] == "requested")
+
+    first = answer()
+    assert requests(first) == 28 + 5 * 7
+    with engine.connect() as conn:
+        days = set(conn.execute(sa.select(kept_t.c.day).distinct()).scalars())
+    assert days == {(NOW - timedelta(days=k)).date() for k in range(1, 6)}  # complete days only: not the as-of day
+    assert answer() == first
+    # what a run reads is the kept sums: one tampered shows, so nothing kept was priced again
+    yesterday = (NOW - timedelta(days=1)).date()
+    with engine.begin() as conn:
+        conn.execute(sa.update(kept_t).where(kept_t.c.day == yesterday).values(requests=kept_t.c.requests + 1000))
+        groups = conn.execute(sa.select(sa.func.count()).where(kept_t.c.day == yesterday)).scalar_one()
+    assert requests(answer()) == requests(first) + 1000 * groups
+
+    # another choice for a tier: every day is priced again (the tampered sums are not read)
+    other = {**table, "rows": [{**r, "candidates": r["candidates"][1:] or r["candidates"]} for r in table["rows"]]}
+    changed = answer(other)
+    assert requests(changed) == requests(first) and changed == fresh(other)
+    # a price dated into the kept days: priced again, at the new price
+    answer()
+    dearer = load_book(
+        PricingConfig(
+            overrides=({"model": "gpt-4o-mini", "valid_from": "2026-11-01T00:00:00Z", "input_cost_per_token": 1e-4},)
+        )
+    )
+    repriced = answer(bk=dearer)
+    assert repriced != first and repriced == fresh(bk=dearer)
+    # a price that takes effect after the kept days changes nothing kept
+    later = load_book(
+        PricingConfig(
+            overrides=({"model": "gpt-4o-mini", "valid_from": "2026-11-20T00:00:00Z", "input_cost_per_token": 1e-4},)
+        )
+    )
+    answer()
+    with engine.connect() as conn:
+        before = conn.execute(sa.select(kept_t.c.fingerprint).distinct()).scalars().all()
+    answer(bk=later)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(kept_t.c.fingerprint).distinct()).scalars().all() == before
+    # costing a day again (here its usage is gone: no requests) empties its kept sums
+    cost_partition(engine, yesterday, NOW.date(), book)
+    with engine.connect() as conn:
+        assert not conn.execute(sa.select(sa.func.count()).where(kept_t.c.day == yesterday)).scalar_one()
+    after = answer()
+    assert requests(after) == requests(first) - 7 and after == fresh()

@@ -17,20 +17,22 @@ have; negative, the counterfactual was cheaper. The month's requests are priced 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Column, Engine, MetaData, String, Table, and_, case, func, select
+from sqlalchemy import Column, Connection, Engine, MetaData, String, Table, and_, case, delete, false, func, or_, select
 
 from cams.costing import TOKEN_COLS
 from cams.pricing.book import PriceBook
-from cams.pricing.rate_table import cost_expression, rate_match, rate_table
+from cams.pricing.rate_table import NEVER, cost_expression, rate_match, rate_table
 from cams.selection.table import TIER_ORDER
 from cams.warehouse import schema as t
-from cams.warehouse.db import temporary, tune_for_a_day
+from cams.warehouse.db import insert_rows, temporary, tune_for_a_day
 
 WINDOW_DAYS = 30
 COUNTERFACTUALS = ("requested", "always_standard", "always_premium")
@@ -141,84 +143,154 @@ def savings(
     return Savings(rep, _recommend(moves, choices, qualities, covered))
 
 
+GROUP_KEYS = [*SCOPE, "task_type", "model", "asked"]
+# the sums each group carries, in the order the query gives them (after the keys and the day)
+SUMS = [
+    "requests",
+    "actual_usd",
+    "asked_usd",
+    *(f"{tier}_{what}" for tier in TIER_ORDER for what in ("n", "actual", "usd")),
+]
+CACHE_FORMAT = "savings-day-groups/1"  # part of every fingerprint: change it when what a day's sums mean changes
+
+
 def _grouped_costs(
     engine: Engine, choices: dict[str, dict[str, dict[str, Any]]], book: PriceBook, as_of: datetime, days: int
 ) -> pd.DataFrame:
     """Per org × team × user × task × model × model asked for: requests, actual cost, the asked model's cost
     (the actual one where it has no price), and per tier the requests its choice prices, their actual cost
-    and the choice's cost."""
-    ct = t.cost_tracking
-    window = and_(
-        ct.c.day >= (as_of - timedelta(days=days)).date(),
-        ct.c.day <= as_of.date(),
-        ct.c.timestamp <= as_of,
-        ct.c.unpriced.is_(False),
-    )
-    asked = func.coalesce(ct.c.model_requested, ct.c.model)
+    and the choice's cost; and the first day with requests.
+
+    Why per day, kept: the window is 30 days of every request priced four more times, and on a warehouse in
+    use all but the newest day were priced the run before, at the same choices and prices. A complete day's
+    sums are kept in `savings_day_groups` under a fingerprint of the table's choices and of the prices in
+    force over the window's complete days (`_fingerprint`); a run prices the days it has no sums for at that
+    fingerprint, and the as-of day (complete or not) every time. Costing a day again empties its sums."""
+    first = (as_of - timedelta(days=days)).date()
+    whole = [first + timedelta(days=i) for i in range((as_of.date() - first).days)]  # complete days before as-of's
     picks = [
         {"tier": tier, "task_type": task, "model": c["model"], "provider": c["provider"]}
         for tier in TIER_ORDER
         for task, c in choices[tier].items()
     ]
+    key = _fingerprint(picks, book, first, as_of.date())
+    kept_t = t.savings_day_groups
     with engine.begin() as conn:
         tune_for_a_day(conn)
-        names = conn.execute(select(asked, ct.c.provider, ct.c.service_tier).where(window).distinct()).all()
-        service_tiers = {n[2] for n in names}
-        names += [(p["model"], p["provider"], s) for p in picks for s in service_tiers]
-        with rate_table(conn, book, set(map(tuple, names))) as rates, temporary(conn, choices_table, picks) as ch:
-            dialect = conn.dialect.name
-            tokens = [ct.c[c] for c in TOKEN_COLS]
-            at = (ct.c.service_tier, ct.c.timestamp, ct.c.input_tokens)
-            actual = func.coalesce(ct.c.cost_usd, 0)
-            ra = rates.alias("r_asked")
-            asked_cost = cost_expression(ra, *tokens, dialect, money=False)
-            # each request's costs once, in a subquery the planner keeps as it is (OFFSET 0): flattened, every
-            # cost would be computed again for each aggregate that reads it (13 times a request, not 4)
-            joined = ct.outerjoin(ra, rate_match(ra, asked, ct.c.provider, *at))
-            per_request = [
-                *(ct.c[c] for c in SCOPE),
-                ct.c.task_type,
-                ct.c.model,
-                ct.c.day,
-                asked.label("asked"),
-                actual.label("actual"),
-                func.coalesce(asked_cost, actual).label("asked_cost"),
-            ]
-            for tier in TIER_ORDER:  # the tier's choice for each task with its rates: one join a request, not two
-                picked = and_(ch.c.tier == tier, ch.c.model == rates.c.model, ch.c.provider == rates.c.provider)
-                r = select(rates, ch.c.task_type).join(ch, picked).subquery(f"r_{tier}")
-                joined = joined.outerjoin(
-                    r, and_(r.c.task_type == ct.c.task_type, rate_match(r, r.c.model, r.c.provider, *at))
-                )
-                per_request.append(cost_expression(r, *tokens, dialect, money=False).label(f"{tier}_cost"))
-            each = select(*per_request).select_from(joined).where(window).offset(0).subquery("each")
-            keys = [*(each.c[c] for c in SCOPE), each.c.task_type, each.c.model, each.c.asked]
-            sums = [
-                func.count().label("requests"),
-                func.sum(each.c.actual).label("actual_usd"),
-                func.sum(each.c.asked_cost).label("asked_usd"),
-                func.min(each.c.day).label("first_day"),
-            ]
-            for tier in TIER_ORDER:
-                cost = each.c[f"{tier}_cost"]
-                sums += [
-                    func.count(cost).label(f"{tier}_n"),
-                    func.sum(case((cost.is_not(None), each.c.actual))).label(f"{tier}_actual"),
-                    func.sum(cost).label(f"{tier}_usd"),
-                ]
-            grouped = select(*keys, *sums).group_by(*keys)
-            if dialect == "postgresql":
-                # the groups are hundreds, but through the subquery the planner guesses a tenth of the rows
-                # and sorts the whole window on disk instead of hashing (7 days of 1M: 45 s against 23 s)
-                conn.exec_driver_sql("SET LOCAL enable_sort = off")
-            rows = conn.execute(grouped).all()
-    frame = pd.DataFrame(rows, columns=[*SCOPE, "task_type", "model", "asked", *(s.name for s in sums)])
-    # in key order, not the hash table's: the sums below then add up the same way whatever plan ran
-    frame = frame.sort_values([*SCOPE, "task_type", "model", "asked"], na_position="first", ignore_index=True)
-    for c in frame.columns:
-        if c.endswith("_usd") or c.endswith("_actual"):
-            frame[c] = pd.to_numeric(frame[c]).astype(float)
+        kept_days = set(
+            conn.execute(
+                select(kept_t.c.day)
+                .where(kept_t.c.fingerprint == key, kept_t.c.day >= first, kept_t.c.day < as_of.date())
+                .distinct()
+            ).scalars()
+        )
+        missing = [d for d in whole if d not in kept_days]
+        ct = t.cost_tracking
+        window = or_(
+            ct.c.day.in_(missing) if missing else false(),
+            and_(ct.c.day == as_of.date(), ct.c.timestamp <= as_of),
+        )
+        fresh = _priced_groups(conn, picks, book, window)
+        # the complete days just priced are kept (whatever was kept for them before goes); days before the
+        # window will not be read again
+        conn.execute(delete(kept_t).where(or_(kept_t.c.day.in_(missing) if missing else false(), kept_t.c.day < first)))
+        new = [dict(zip(["day", *GROUP_KEYS, *SUMS], r, strict=True)) for r in fresh if r[0] != as_of.date()]
+        insert_rows(conn, kept_t, [{**r, "fingerprint": key} for r in new])
+        kept = conn.execute(
+            select(kept_t.c.day, *(kept_t.c[c] for c in GROUP_KEYS), *(kept_t.c[c] for c in SUMS)).where(
+                kept_t.c.fingerprint == key, kept_t.c.day.in_(sorted(kept_days)) if kept_days else false()
+            )
+        ).all()
+    per_day = pd.DataFrame([*kept, *fresh], columns=["day", *GROUP_KEYS, *SUMS])
+    for c in SUMS:
+        per_day[c] = pd.to_numeric(per_day[c]).astype(float if not (c == "requests" or c.endswith("_n")) else "int64")
+    # in key order, then day order, not a hash table's: the sums add up the same way whatever plan ran
+    per_day = per_day.sort_values([*GROUP_KEYS, "day"], na_position="first", ignore_index=True)
+    grouped = per_day.groupby(GROUP_KEYS, dropna=False, sort=False)
+    frame = grouped[SUMS].sum(min_count=1).reset_index()
+    frame["first_day"] = grouped["day"].min().to_numpy()
+    for c in ("requests", *(f"{tier}_n" for tier in TIER_ORDER)):
+        frame[c] = frame[c].fillna(0).astype("int64")
     return frame
+
+
+def _fingerprint(picks: list[dict[str, str]], book: PriceBook, first: date, last: date) -> str:
+    """What a complete day's sums in [first, last) depend on besides its requests: the table's choices and
+    the prices in force over those days (each entry clipped to them: a price that takes effect later, or
+    the end a later one puts to it, changes nothing kept), and the names the book knows (which decide how
+    a model name resolves)."""
+    lo = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    hi = datetime(last.year, last.month, last.day, tzinfo=UTC)
+    digest = hashlib.sha256(CACHE_FORMAT.encode())
+    digest.update(json.dumps(sorted((p["tier"], p["task_type"], p["model"], p["provider"]) for p in picks)).encode())
+    for model in book.models:
+        digest.update(model.encode() + b"\0")
+        entries = book.entries(model)
+        for i, e in enumerate(entries):
+            ends = [x for x in (entries[i + 1].valid_from if i + 1 < len(entries) else None, e.valid_to) if x]
+            end = min(ends) if ends else NEVER
+            if e.valid_from < hi and end > lo:
+                seen = (e.provider, e.mode, max(e.valid_from, lo), min(end, hi), sorted(e.prices.items()), e.source)
+                digest.update(json.dumps(seen, default=str).encode())
+    return digest.hexdigest()
+
+
+def _priced_groups(conn: Connection, picks: list[dict[str, str]], book: PriceBook, window: Any) -> list[Any]:
+    """(day, *GROUP_KEYS, *SUMS) for the priced requests `window` selects, summed in the database."""
+    ct = t.cost_tracking
+    window = and_(window, ct.c.unpriced.is_(False))
+    asked = func.coalesce(ct.c.model_requested, ct.c.model)
+    names = conn.execute(select(asked, ct.c.provider, ct.c.service_tier).where(window).distinct()).all()
+    if not names:
+        return []
+    service_tiers = {n[2] for n in names}
+    names += [(p["model"], p["provider"], s) for p in picks for s in service_tiers]
+    with rate_table(conn, book, set(map(tuple, names))) as rates, temporary(conn, choices_table, picks) as ch:
+        dialect = conn.dialect.name
+        tokens = [ct.c[c] for c in TOKEN_COLS]
+        at = (ct.c.service_tier, ct.c.timestamp, ct.c.input_tokens)
+        actual = func.coalesce(ct.c.cost_usd, 0)
+        ra = rates.alias("r_asked")
+        asked_cost = cost_expression(ra, *tokens, dialect, money=False)
+        # each request's costs once, in a subquery the planner keeps as it is (OFFSET 0): flattened, every
+        # cost would be computed again for each aggregate that reads it (13 times a request, not 4)
+        joined = ct.outerjoin(ra, rate_match(ra, asked, ct.c.provider, *at))
+        per_request = [
+            *(ct.c[c] for c in SCOPE),
+            ct.c.task_type,
+            ct.c.model,
+            ct.c.day,
+            asked.label("asked"),
+            actual.label("actual"),
+            func.coalesce(asked_cost, actual).label("asked_cost"),
+        ]
+        for tier in TIER_ORDER:  # the tier's choice for each task with its rates: one join a request, not two
+            picked = and_(ch.c.tier == tier, ch.c.model == rates.c.model, ch.c.provider == rates.c.provider)
+            r = select(rates, ch.c.task_type).join(ch, picked).subquery(f"r_{tier}")
+            joined = joined.outerjoin(
+                r, and_(r.c.task_type == ct.c.task_type, rate_match(r, r.c.model, r.c.provider, *at))
+            )
+            per_request.append(cost_expression(r, *tokens, dialect, money=False).label(f"{tier}_cost"))
+        each = select(*per_request).select_from(joined).where(window).offset(0).subquery("each")
+        keys = [each.c.day, *(each.c[c] for c in GROUP_KEYS)]
+        sums = [
+            func.count().label("requests"),
+            func.sum(each.c.actual).label("actual_usd"),
+            func.sum(each.c.asked_cost).label("asked_usd"),
+        ]
+        for tier in TIER_ORDER:
+            cost = each.c[f"{tier}_cost"]
+            sums += [
+                func.count(cost).label(f"{tier}_n"),
+                func.sum(case((cost.is_not(None), each.c.actual))).label(f"{tier}_actual"),
+                func.sum(cost).label(f"{tier}_usd"),
+            ]
+        grouped = select(*keys, *sums).group_by(*keys)
+        if dialect == "postgresql":
+            # the groups are hundreds, but through the subquery the planner guesses a tenth of the rows
+            # and sorts the whole window on disk instead of hashing (7 days of 1M: 45 s against 23 s)
+            conn.exec_driver_sql("SET LOCAL enable_sort = off")
+        return [tuple(r) for r in conn.execute(grouped).all()]
 
 
 def _part(groups: pd.DataFrame, name: str, requests: Any, actual: Any, cost: Any, quality: np.ndarray) -> pd.DataFrame:

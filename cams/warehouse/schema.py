@@ -524,6 +524,34 @@ savings_recommendations = Table(
     comment="Per org, team and task: a model to move to that costs less at no lower expected quality.",
 )
 
+savings_day_groups = Table(
+    "savings_day_groups",
+    metadata,
+    Column("day", Date, nullable=False),
+    Column("fingerprint", String(64), nullable=False, comment="the table's choices and the prices they were priced by"),
+    Column("org_id", Id, nullable=False),
+    Column("team_id", Id),
+    Column("user_id", Id),
+    Column("task_type", String(100), nullable=False),
+    Column("model", String(512), nullable=False),
+    Column("asked", String(512), nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("actual_usd", Float),
+    Column("asked_usd", Float),
+    Column("economy_n", BigInteger, nullable=False),
+    Column("economy_actual", Float),
+    Column("economy_usd", Float),
+    Column("standard_n", BigInteger, nullable=False),
+    Column("standard_actual", Float),
+    Column("standard_usd", Float),
+    Column("premium_n", BigInteger, nullable=False),
+    Column("premium_actual", Float),
+    Column("premium_usd", Float),
+    comment="The savings report's sums per complete day, kept while the table's choices and the prices stay "
+    "the same: a run prices only the days it has not priced before. Emptied for a day when it is costed again.",
+)
+Index("ix_savings_day_groups_day", savings_day_groups.c.day, savings_day_groups.c.fingerprint)
+
 token_estimation_cache = Table(
     "token_estimation_cache",
     metadata,
