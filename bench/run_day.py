@@ -14,12 +14,12 @@ else; what a run at 77 % leaves for overlap to win is the rest), and each step's
 event log. The first line names the machine and the time: machine kinds here differ 2-3x.
 
 `--history N` times a day the way a warehouse in use runs it: a first run of the day (not timed),
-then the day's costed requests, spans, rollups and spend per quarter hour copied into the N days before
-it (times and days shifted, ids kept: they are unique per day), then `cams run` of the day again, timed.
-What reads back over the history (budgets over their period and 28 days of forecast history, quality
-stats and savings over 30 days) then shows. `--budgets` puts four budgets in the config (two orgs
-monthly, a team weekly, a user daily), as a warehouse in use has: a fresh warehouse with no budgets
-evaluates none.
+then the day's costed requests, spans, rollups, spend per quarter hour and savings sums copied into the
+N days before it (times and days shifted, ids kept: they are unique per day), then `cams run` of the day
+again, timed. What reads back over the history (budgets over their period and 28 days of forecast
+history, quality stats and savings over 30 days) then shows. `--budgets` puts four budgets in the config
+(two orgs monthly, a team weekly, a user daily), as a warehouse in use has: a fresh warehouse with no
+budgets evaluates none.
 
 `--against DIR` times another checkout side by side in the same sitting (`git worktree add /tmp/base
 REF`; its code on PYTHONPATH ahead of this one, the same venv), alternating with this tree `--repeat`
@@ -122,7 +122,8 @@ BUDGETS = [
         "timezone": "Asia/Kolkata",
     },
 ]
-HISTORY_TABLES = ("cost_tracking", "auterity_spans", "cost_daily_rollups", "spend_quarter_hours")
+# the savings report's kept sums too: a warehouse in use priced its earlier days the run before
+HISTORY_TABLES = ("cost_tracking", "auterity_spans", "cost_daily_rollups", "spend_quarter_hours", "savings_day_groups")
 
 
 def run_cams(

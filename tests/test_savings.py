@@ -268,3 +268,12 @@ def test_complete_days_are_priced_once_and_kept_while_choices_and_prices_hold(en
         assert not conn.execute(sa.select(sa.func.count()).where(kept_t.c.day == yesterday)).scalar_one()
     after = answer()
     assert requests(after) == requests(first) - 7 and after == fresh()
+    # the default as-of, a day's last microsecond, completes its day: kept, so tomorrow prices only tomorrow
+    end = datetime(2026, 11, 20, 23, 59, 59, 999999, tzinfo=UTC)
+    at_end = sv.savings(engine, table, book, end).report.to_dict("records")
+    with engine.connect() as conn:
+        assert NOW.date() in set(conn.execute(sa.select(kept_t.c.day).distinct()).scalars())
+    assert sv.savings(engine, table, book, end).report.to_dict("records") == at_end
+    with engine.begin() as conn:
+        conn.execute(sa.delete(kept_t))
+    assert sv.savings(engine, table, book, end).report.to_dict("records") == at_end

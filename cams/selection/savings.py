@@ -165,22 +165,25 @@ def _grouped_costs(
     use all but the newest day were priced the run before, at the same choices and prices. A complete day's
     sums are kept in `savings_day_groups` under a fingerprint of the table's choices and of the prices in
     force over the window's complete days (`_fingerprint`); a run prices the days it has no sums for at that
-    fingerprint, and the as-of day (complete or not) every time. Costing a day again empties its sums."""
+    fingerprint, and an as-of day whose end it has not reached. Costing a day again empties its sums."""
     first = (as_of - timedelta(days=days)).date()
-    whole = [first + timedelta(days=i) for i in range((as_of.date() - first).days)]  # complete days before as-of's
+    # the complete days: every instant of them is at or before the as-of (the default as-of, a day's last
+    # microsecond, completes its day: tomorrow's run then prices only tomorrow)
+    done = (as_of + timedelta(microseconds=1)).date()
+    whole = [first + timedelta(days=i) for i in range((done - first).days)]
     picks = [
         {"tier": tier, "task_type": task, "model": c["model"], "provider": c["provider"]}
         for tier in TIER_ORDER
         for task, c in choices[tier].items()
     ]
-    key = _fingerprint(picks, book, first, as_of.date())
+    key = _fingerprint(picks, book, first, done)
     kept_t = t.savings_day_groups
     with engine.begin() as conn:
         tune_for_a_day(conn)
         kept_days = set(
             conn.execute(
                 select(kept_t.c.day)
-                .where(kept_t.c.fingerprint == key, kept_t.c.day >= first, kept_t.c.day < as_of.date())
+                .where(kept_t.c.fingerprint == key, kept_t.c.day >= first, kept_t.c.day < done)
                 .distinct()
             ).scalars()
         )
@@ -188,13 +191,13 @@ def _grouped_costs(
         ct = t.cost_tracking
         window = or_(
             ct.c.day.in_(missing) if missing else false(),
-            and_(ct.c.day == as_of.date(), ct.c.timestamp <= as_of),
+            and_(ct.c.day == as_of.date(), ct.c.day >= done, ct.c.timestamp <= as_of),  # an incomplete as-of day
         )
         fresh = _priced_groups(conn, picks, book, window)
         # the complete days just priced are kept (whatever was kept for them before goes); days before the
         # window will not be read again
         conn.execute(delete(kept_t).where(or_(kept_t.c.day.in_(missing) if missing else false(), kept_t.c.day < first)))
-        new = [dict(zip(["day", *GROUP_KEYS, *SUMS], r, strict=True)) for r in fresh if r[0] != as_of.date()]
+        new = [dict(zip(["day", *GROUP_KEYS, *SUMS], r, strict=True)) for r in fresh if r[0] < done]
         insert_rows(conn, kept_t, [{**r, "fingerprint": key} for r in new])
         kept = conn.execute(
             select(kept_t.c.day, *(kept_t.c[c] for c in GROUP_KEYS), *(kept_t.c[c] for c in SUMS)).where(
