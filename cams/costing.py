@@ -227,27 +227,31 @@ def _summary(figures: list[Any]) -> CostSummary:
 
 ROLLUP_KEYS = ("day", "org_id", "team_id", "user_id", "model", "provider", "task_type")
 QUARTER_SECONDS = 900  # spend_quarter_hours' stretch of time
-SPEND_KEYS = ("day", "org_id", "team_id", "user_id")
+# a budget's scopes and the columns beside org_id that name one (SPEC §5: org, team or user of an org)
+SPEND_SCOPES: dict[str, tuple[str, ...]] = {"org": (), "team": ("team_id",), "user": ("user_id",)}
 
 
 def write_spend_quarter_hours(conn: Connection, first: date, last_exclusive: date) -> None:
     """Replace spend_quarter_hours for the days, on the caller's transaction: the costed days' spend per
-    scope and quarter hour, what budgets read. Written with cost_tracking, in its transaction, so the two
-    never disagree; budgets then read hundreds of rows a day per scope, not its requests."""
+    quarter hour for each org, each team of an org and each user of an org (`SPEND_SCOPES`, the scopes a
+    budget has). Written with cost_tracking, in its transaction, so the two never disagree; a budget then
+    reads at most 96 rows a day of its own scope, however many requests and users it has."""
     ct, sq = t.cost_tracking, t.spend_quarter_hours
     quarter = epoch_bucket(ct.c.timestamp, QUARTER_SECONDS)
-    agg = (
-        select(
-            *(ct.c[k] for k in SPEND_KEYS),
-            quarter,
-            func.count(),
-            func.sum(func.coalesce(ct.c.cost_usd, ct.c.charged_usd, 0)),
-        )
-        .where(_days_clause(ct, first, last_exclusive))
-        .group_by(*(ct.c[k] for k in SPEND_KEYS), quarter)
-    )
     replace_rows(conn, sq, _days_clause(sq, first, last_exclusive), [])
-    conn.execute(insert(sq).from_select([*SPEND_KEYS, "quarter", "requests", "spend_usd"], agg))
+    for scope, keys in SPEND_SCOPES.items():
+        by = [ct.c.day, ct.c.org_id, *(ct.c[k] for k in keys), quarter]
+        agg = (
+            select(
+                *by,
+                literal(scope).label("scope"),
+                func.count(),
+                func.sum(func.coalesce(ct.c.cost_usd, ct.c.charged_usd, 0)),
+            )
+            .where(_days_clause(ct, first, last_exclusive))
+            .group_by(*by)
+        )
+        conn.execute(insert(sq).from_select(["day", "org_id", *keys, "quarter", "scope", "requests", "spend_usd"], agg))
 
 
 def rollup_partition(engine: Engine, first: date, last_exclusive: date) -> int:

@@ -439,7 +439,13 @@ def test_budget_alerts_posted_by_another_system_are_recorded_and_delivered_once(
 
 
 def _cost_row(
-    request_id: str, ts: datetime, org: str, team: str | None, cost: Decimal | None, charged: Decimal
+    request_id: str,
+    ts: datetime,
+    org: str,
+    team: str | None,
+    cost: Decimal | None,
+    charged: Decimal,
+    user: str | None = None,
 ) -> dict:
     """A costed request as cost_tracking holds it (unpriced when `cost` is None)."""
     return {
@@ -448,7 +454,7 @@ def _cost_row(
         "timestamp": ts,
         "org_id": org,
         "team_id": team,
-        "user_id": None,
+        "user_id": user,
         "task_type": "chat",
         "model": "gpt-4o-mini",
         "provider": "openai",
@@ -494,20 +500,23 @@ def test_spend_summed_in_the_database_equals_every_request_read(engine, monkeypa
         priced = rng.random() > 0.1
         cost = Decimal(rng.randrange(1, 10**6)) / 10**7 if priced else None
         org, team = rng.choice(["acme", "acme", "globex"]), rng.choice(["search", "support"])
-        rows.append(_cost_row(f"r{i}", ts, org, team, cost, Decimal(rng.randrange(1, 10**6)) / 10**7))
+        charged = Decimal(rng.randrange(1, 10**6)) / 10**7
+        rows.append(_cost_row(f"r{i}", ts, org, team, cost, charged, rng.choice(["u1", "u2", None])))
     as_of = datetime(2026, 4, 2, 10, 17, 31, 500000, tzinfo=UTC)  # mid quarter hour, as is 29 days before
     edge = as_of - timedelta(days=HISTORY_DAYS + 1)
     for i, ts in enumerate(
         [as_of - timedelta(seconds=1), as_of, edge - timedelta(seconds=1), edge, edge + timedelta(seconds=1)]
     ):
-        rows.append(_cost_row(f"edge{i}", ts, "acme", "search", Decimal(i + 1), Decimal(0)))  # both sides of both ends
+        rows.append(
+            _cost_row(f"edge{i}", ts, "acme", "search", Decimal(i + 1), Decimal(0), "u1")
+        )  # both sides of both ends
     with engine.begin() as conn:
         insert_rows(conn, t.cost_tracking, rows)
         write_spend_quarter_hours(conn, first.date(), (first + timedelta(days=46)).date())
     for bucket, zone in [("quarter", z) for z in ZONES] + [("second", z) for z in ZONES]:
         if bucket == "second":
             monkeypatch.setattr(store, "_quarter_hours", lambda *_: False)
-        for scope, scope_id in (("org", "acme"), ("team", "search")):
+        for scope, scope_id in (("org", "acme"), ("team", "search"), ("user", "u1")):
             b = parse_budget(
                 {
                     "id": f"b-{scope}",
@@ -528,7 +537,7 @@ def test_spend_summed_in_the_database_equals_every_request_read(engine, monkeypa
                 (r["timestamp"], float(r["cost_usd"] if r["cost_usd"] is not None else r["charged_usd"]))
                 for r in rows
                 if r["org_id"] == "acme"
-                and (scope == "org" or r["team_id"] == "search")
+                and (scope == "org" or r["team_id" if scope == "team" else "user_id"] == scope_id)
                 and start <= r["timestamp"] < as_of
             ]
             tz = ZoneInfo(zone)
@@ -589,7 +598,8 @@ def test_migration_fills_spend_quarter_hours_from_costed_days(db_url: str) -> No
 
         def table(conn: sa.Connection) -> list[tuple]:
             sq = t.spend_quarter_hours
-            found = conn.execute(sa.select(sq).order_by(sq.c.quarter, sq.c.team_id)).all()
+            order = (sq.c.scope, sq.c.quarter, sq.c.team_id, sq.c.user_id)
+            found = conn.execute(sa.select(sq).order_by(*order)).all()
             return [(*r[:-1], float(r[-1])) for r in found]
 
         with engine.begin() as conn:
@@ -597,9 +607,10 @@ def test_migration_fills_spend_quarter_hours_from_costed_days(db_url: str) -> No
             write_spend_quarter_hours(conn, date(2026, 5, 1), date(2026, 5, 3))
             written = table(conn)
         assert migrated == written
-        assert sum(r[-2] for r in migrated) == 40 and sum(r[-1] for r in migrated) == pytest.approx(
-            14 * 0.5 + 26 * 0.25
-        )
+        for scope in ("org", "team", "user"):  # each scope's rows add up to every request
+            mine = [r for r in migrated if r[1] == scope]
+            assert sum(r[-2] for r in mine) == 40, scope
+            assert sum(r[-1] for r in mine) == pytest.approx(14 * 0.5 + 26 * 0.25), scope
         assert {r[0] for r in migrated} == {date(2026, 5, 1), date(2026, 5, 2)}
     finally:
         engine.dispose()

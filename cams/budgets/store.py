@@ -87,6 +87,7 @@ def scope_costs(engine: Engine, b: Budget, start: datetime, end: datetime) -> pd
     whole = (
         select(sq.c.quarter, func.sum(sq.c.spend_usd))
         .where(
+            sq.c.scope == b.scope,
             _scope_filter(b, sq),
             sq.c.day >= (EPOCH + first * step).date(),
             sq.c.day <= (EPOCH + last * step).date(),

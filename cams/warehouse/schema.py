@@ -204,16 +204,22 @@ spend_quarter_hours = Table(
     "spend_quarter_hours",
     metadata,
     Column("day", Date, nullable=False),
+    Column("scope", String(10), nullable=False, comment="org, team or user: which of the ids below name it"),
     Column("org_id", Id, nullable=False),
-    Column("team_id", Id),
-    Column("user_id", Id),
+    Column("team_id", Id, comment="a team's row (scope team); null in the others"),
+    Column("user_id", Id, comment="a user's row (scope user); null in the others"),
     Column("quarter", BigInteger, nullable=False, comment="quarter hours since 1970-01-01 UTC"),
     Column("requests", BigInteger, nullable=False),
     Column("spend_usd", Money, nullable=False, comment="cost_usd, RelayCore's charge where unpriced"),
-    comment="cost_tracking's spend per org, team, user and quarter hour, what budgets read; written with "
-    "each costed day.",
+    comment="cost_tracking's spend per quarter hour of each org, team of an org and user of an org, what "
+    "budgets read; written with each costed day.",
 )
-Index("ix_spend_quarter_hours_org_day", spend_quarter_hours.c.org_id, spend_quarter_hours.c.day)
+Index(
+    "ix_spend_quarter_hours_scope_day",
+    spend_quarter_hours.c.org_id,
+    spend_quarter_hours.c.scope,
+    spend_quarter_hours.c.day,
+)
 
 cost_sync_history = Table(
     "cost_sync_history",
