@@ -228,10 +228,9 @@ def job_step_times(
 
 def clone_history(url: str, days: int) -> float:
     """Copy DAY's rows of HISTORY_TABLES into each of the `days` days before it (every time and date
-    shifted by whole days); the seconds it took. Not timed as part of a run."""
+    shifted by whole days, a quarter hour number by 96 a day); the seconds it took. The columns are the
+    database's own, not this tree's: an --against tree may have an older schema. Not timed as part of a run."""
     from datetime import timedelta
-
-    from sqlalchemy import Date, DateTime
 
     from cams.warehouse import schema as t
     from cams.warehouse.db import make_engine
@@ -241,22 +240,27 @@ def clone_history(url: str, days: int) -> float:
     t0 = time.perf_counter()
     try:
         for name in HISTORY_TABLES:
-            table = t.metadata.tables[name]
             with engine.connect() as conn:  # a tree from before the table (--against) has none
-                if conn.exec_driver_sql("SELECT to_regclass(%s)", (name,)).scalar() is None:
-                    continue
+                found = conn.exec_driver_sql(
+                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_name = %s AND table_schema = current_schema() ORDER BY ordinal_position",
+                    (name,),
+                ).all()
+            if not found:
+                continue
+            table = t.metadata.tables[name]
             prepare_days(engine, table, [DAY - timedelta(days=k) for k in range(1, days + 1)])
-            cols = ", ".join(f'"{c.name}"' for c in table.c)
+            cols = ", ".join(f'"{c}"' for c, _ in found)
             for k in range(1, days + 1):
                 exprs = ", ".join(
-                    f"\"{c.name}\" - interval '{k} days'"
-                    if isinstance(c.type, DateTime)
-                    else f'"{c.name}" - {k * 96}'  # quarter hours since 1970
-                    if c.name == "quarter"
-                    else f'"{c.name}" - {k}'
-                    if isinstance(c.type, Date)
-                    else f'"{c.name}"'
-                    for c in table.c
+                    f"\"{c}\" - interval '{k} days'"
+                    if kind.startswith("timestamp")
+                    else f'"{c}" - {k}'
+                    if kind == "date"
+                    else f'"{c}" - {k * 96}'  # quarter hours since 1970
+                    if c == "quarter"
+                    else f'"{c}"'
+                    for c, kind in found
                 )
                 with engine.begin() as conn:
                     conn.exec_driver_sql(
