@@ -139,6 +139,11 @@ def cost_partition(
         # the table's lock before reading it: a reader that asks for it later deadlocks with a concurrent
         # run that holds it and waits to truncate the children being read
         lock_for_replace(conn, ct)
+        # the savings report's sums kept for these days are of the requests before: priced again next time.
+        # Before the swap below locks cost_tracking outright: a savings run takes its table first, then reads
+        # cost_tracking, so both take the two in the same order
+        sd = t.savings_day_groups
+        conn.execute(delete(sd).where(_days_clause(sd, first, last_exclusive)))
         tune_for_a_day(conn)
         before = _day_costs(_figures(conn, first, last_exclusive))
         names = conn.execute(
@@ -156,9 +161,6 @@ def cost_partition(
                     progress.reached(day, rows)
         analyze_days(conn, ct, first, last_exclusive)
         write_spend_quarter_hours(conn, first, last_exclusive)
-        # the savings report's sums kept for these days were of the requests before: priced again next time
-        sd = t.savings_day_groups
-        conn.execute(delete(sd).where(_days_clause(sd, first, last_exclusive)))
         figures = _figures(conn, first, last_exclusive)
         after = _day_costs(figures)
         now = datetime.now(UTC)

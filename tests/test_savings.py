@@ -277,3 +277,30 @@ def test_complete_days_are_priced_once_and_kept_while_choices_and_prices_hold(en
     with engine.begin() as conn:
         conn.execute(sa.delete(kept_t))
     assert sv.savings(engine, table, book, end).report.to_dict("records") == at_end
+
+
+def test_two_savings_runs_at_once_keep_each_day_once(engine, month) -> None:  # type: ignore[no-untyped-def]
+    """Two runs pricing the same new days at the same moment (a schedule and a sensor-launched run): one
+    waits for the other, so each day's sums are kept once and both answer the same."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import timedelta
+
+    book, table = month
+    earlier = []
+    for k in range(1, 4):
+        at = NOW - timedelta(days=k)
+        earlier += [
+            {**_request(1000 * k + i, "search", "u1", "claude-haiku-4-5", "anthropic", 0.0015, None), "day": at.date()}
+            | {"timestamp": at, "computed_at": at}
+            for i in range(5)
+        ]
+    with engine.begin() as conn:
+        conn.execute(sa.insert(t.cost_tracking), earlier)
+    with ThreadPoolExecutor(2) as pool:  # both find the three days unpriced
+        both = list(pool.map(lambda _: sv.savings(engine, table, book, NOW).report.to_dict("records"), range(2)))
+    kept_t = t.savings_day_groups
+    keys = [kept_t.c.day, kept_t.c.fingerprint, *(kept_t.c[c] for c in sv.GROUP_KEYS)]
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(*keys)).all()
+    assert len(rows) == len(set(rows)) and {r[0] for r in rows} == {(NOW - timedelta(days=k)).date() for k in (1, 2, 3)}
+    assert both[0] == both[1] == sv.savings(engine, table, book, NOW).report.to_dict("records")

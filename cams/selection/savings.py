@@ -32,7 +32,7 @@ from cams.pricing.book import PriceBook
 from cams.pricing.rate_table import NEVER, cost_expression, rate_match, rate_table
 from cams.selection.table import TIER_ORDER
 from cams.warehouse import schema as t
-from cams.warehouse.db import insert_rows, temporary, tune_for_a_day
+from cams.warehouse.db import insert_rows, lock_for_replace, temporary, tune_for_a_day
 
 WINDOW_DAYS = 30
 COUNTERFACTUALS = ("requested", "always_standard", "always_premium")
@@ -179,6 +179,12 @@ def _grouped_costs(
     key = _fingerprint(picks, book, first, done)
     kept_t = t.savings_day_groups
     with engine.begin() as conn:
+        # one savings run at a time reads and writes the kept sums (two would both price a day and keep it
+        # twice); taken before cost_tracking is read, as costing takes it before its swap
+        lock_for_replace(conn, kept_t)
+        # days before the window will not be read again; and on SQLite this write takes the database's write
+        # lock now, before anything is read (a reader that writes later fails when another wrote meanwhile)
+        conn.execute(delete(kept_t).where(kept_t.c.day < first))
         tune_for_a_day(conn)
         kept_days = set(
             conn.execute(
@@ -194,9 +200,9 @@ def _grouped_costs(
             and_(ct.c.day == as_of.date(), ct.c.day >= done, ct.c.timestamp <= as_of),  # an incomplete as-of day
         )
         fresh = _priced_groups(conn, picks, book, window)
-        # the complete days just priced are kept (whatever was kept for them before goes); days before the
-        # window will not be read again
-        conn.execute(delete(kept_t).where(or_(kept_t.c.day.in_(missing) if missing else false(), kept_t.c.day < first)))
+        # the complete days just priced are kept (whatever was kept for them before goes)
+        if missing:
+            conn.execute(delete(kept_t).where(kept_t.c.day.in_(missing)))
         new = [dict(zip(["day", *GROUP_KEYS, *SUMS], r, strict=True)) for r in fresh if r[0] < done]
         insert_rows(conn, kept_t, [{**r, "fingerprint": key} for r in new])
         kept = conn.execute(
