@@ -614,3 +614,24 @@ def test_migration_fills_spend_quarter_hours_from_costed_days(db_url: str) -> No
         assert {r[0] for r in migrated} == {date(2026, 5, 1), date(2026, 5, 2)}
     finally:
         engine.dispose()
+
+
+def test_a_yearly_budget_counts_days_whose_requests_retention_removed(engine) -> None:  # type: ignore[no-untyped-def]
+    """Retention removes requests after `retention.days` (90 by default), but a yearly or quarterly budget
+    spans more: its spend comes from spend_quarter_hours, which retention keeps."""
+    from cams.budgets.store import evaluate_budget
+    from cams.costing import write_spend_quarter_hours
+    from cams.warehouse import schema as t
+    from cams.warehouse.db import insert_rows
+
+    feb, nov = datetime(2026, 2, 3, 9, 30, tzinfo=UTC), datetime(2026, 11, 3, 9, 30, tzinfo=UTC)
+    rows = [
+        _cost_row("feb", feb, "acme", None, Decimal("7.5"), Decimal(0)),
+        _cost_row("nov", nov, "acme", None, None, Decimal(2)),
+    ]
+    with engine.begin() as conn:
+        insert_rows(conn, t.cost_tracking, rows)
+        write_spend_quarter_hours(conn, date(2026, 1, 1), date(2027, 1, 1))
+        conn.execute(sa.delete(t.cost_tracking).where(t.cost_tracking.c.day < date(2026, 8, 1)))  # retention's cut
+    b = parse_budget({"id": "y", "scope": "org", "scope_id": "acme", "period": "yearly", "amount_usd": 100}, "b")
+    assert evaluate_budget(engine, b, datetime(2026, 11, 30, 12, tzinfo=UTC)).spent_usd == Decimal("9.5")
