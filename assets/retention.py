@@ -31,7 +31,7 @@ def build_retention_asset(cfg: RetentionConfig) -> dg.AssetsDefinition:
         owners=["team:platform-data"],
         description=f"Drops per-request rows older than retention.days ({cfg.days}) as of the run's as-of: "
         "whole day partitions of relaycore_usage, auterity_spans, cost_tracking and cost_reconciliation on "
-        "PostgreSQL (DELETE on SQLite), the quarantined lines of those days, and the lookup service's selection "
+        "PostgreSQL (DELETE on SQLite), the quarantined lines and the quality stats' kept counts of those days, and the lookup service's selection "
         "history, selection explanations and token estimates made before then (in batches). Rollups, "
         "reconciliation summaries, budgets, alerts and the table versions' own explanations are kept.",
     )
@@ -41,6 +41,10 @@ def build_retention_asset(cfg: RetentionConfig) -> dg.AssetsDefinition:
         pruned = []
         for table in PRUNED:
             with engine.begin() as conn:  # one short transaction per table: the drop locks it
+                if table is t.auterity_spans:
+                    # the quality stats' kept counts of those days leave with their spans (in the order a
+                    # quality run takes the two tables: kept counts first)
+                    pruned.append(drop_days_before(conn, t.quality_day_values, cutoff))
                 pruned.append(drop_days_before(conn, table, cutoff))
         # the lookup service's per-selection rows (not day-partitioned: by time, in batches); the table
         # rows' explanations stay with their versions

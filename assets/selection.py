@@ -51,7 +51,7 @@ def build_selection_assets(
     def model_quality_stats(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         engine = warehouse.engine()
         as_of = run_as_of(context)
-        stats = quality_stats_for(engine, as_of, QualitySettings.from_config(selection))
+        stats, reads = quality_stats_for(engine, as_of, QualitySettings.from_config(selection))
         n = store_stats(engine, stats)
         return dg.MaterializeResult(
             metadata={
@@ -59,6 +59,8 @@ def build_selection_assets(
                 "models": int(stats["model"].nunique()) if n else 0,
                 "as_of": as_of.isoformat(),
                 "window": f"{(as_of - timedelta(days=STATS_WINDOW_DAYS)).date()} .. {as_of.date()}",
+                # days whose kept counts were read, against days whose spans were counted in this run
+                **reads,
             }
         )
 

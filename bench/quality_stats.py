@@ -71,7 +71,7 @@ def measure(url: str, how: str, last_day: date, days: int) -> dict[str, float]:
     before = peak_mib()
     t0 = time.perf_counter()
     if how == "sql":
-        stats = quality_stats_for(engine, as_of, QualitySettings({}), days=days)
+        stats, _ = quality_stats_for(engine, as_of, QualitySettings({}), days=days)
     else:
         stats = quality_stats(spans_for_stats(engine, as_of, days=days), QualitySettings({}))
     return {

@@ -123,7 +123,14 @@ BUDGETS = [
     },
 ]
 # the savings report's kept sums too: a warehouse in use priced its earlier days the run before
-HISTORY_TABLES = ("cost_tracking", "auterity_spans", "cost_daily_rollups", "spend_quarter_hours", "savings_day_groups")
+HISTORY_TABLES = (
+    "cost_tracking",
+    "auterity_spans",
+    "cost_daily_rollups",
+    "spend_quarter_hours",
+    "savings_day_groups",
+    "quality_day_values",
+)
 
 
 def run_cams(
@@ -230,7 +237,7 @@ def clone_history(url: str, days: int) -> float:
     """Copy DAY's rows of HISTORY_TABLES into each of the `days` days before it (every time and date
     shifted by whole days, a quarter hour number by 96 a day); the seconds it took. The columns are the
     database's own, not this tree's: an --against tree may have an older schema. Not timed as part of a run."""
-    from datetime import timedelta
+    from datetime import UTC, datetime, timedelta
 
     from cams.warehouse import schema as t
     from cams.warehouse.db import make_engine
@@ -268,9 +275,28 @@ def clone_history(url: str, days: int) -> float:
                     )
             with engine.begin() as conn:
                 analyze_days(conn, table, DAY - timedelta(days=days), DAY + timedelta(days=1))
+        with engine.begin() as conn:  # each copied day was landed: its own Auterity landing, shifted
+            for k in range(1, days + 1):
+                landing = conn.exec_driver_sql(
+                    "INSERT INTO cost_sync_history (source, window_start, window_end, mode, read, accepted, "
+                    "duplicates, quarantined, status, detail, run_id, started_at, finished_at) "
+                    f"SELECT source, window_start - interval '{k} days', window_end - interval '{k} days', mode, "
+                    "read, accepted, duplicates, quarantined, status, detail, run_id, started_at, finished_at "
+                    "FROM cost_sync_history WHERE source = 'auterity' AND status = 'success' AND window_start <= %s "
+                    "ORDER BY id DESC LIMIT 1 RETURNING id",
+                    (datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC),),
+                ).scalar_one()
+                if _has_table(conn, "quality_day_values"):  # the kept counts of the copied day: of that landing
+                    conn.exec_driver_sql(
+                        "UPDATE quality_day_values SET landing = %s WHERE day = %s", (landing, DAY - timedelta(days=k))
+                    )
     finally:
         engine.dispose()
     return time.perf_counter() - t0
+
+
+def _has_table(conn: Any, name: str) -> bool:
+    return conn.exec_driver_sql("SELECT to_regclass(%s) IS NOT NULL", (name,)).scalar_one()
 
 
 def disk_mib(url: str) -> dict[str, int]:

@@ -101,7 +101,7 @@ def _publishes_mays_table(inst: dg.DagsterInstance, engine: sa.Engine, summary: 
         stats_models = set(conn.execute(sa.text("select distinct model from model_quality_stats")).scalars())
     assert str(recorded).replace("T", " ").startswith("2026-05-03 23:59:59")
     assert stats_models == {m for _t, m in seen if m}  # May's models, none invented
-    may_stats = store.quality_stats_for(engine, END_OF_MAY_3, QualitySettings.from_config(SelectionConfig()))
+    may_stats, _ = store.quality_stats_for(engine, END_OF_MAY_3, QualitySettings.from_config(SelectionConfig()))
     expected = build_table(
         may_stats,
         pricebook_store.load(engine),

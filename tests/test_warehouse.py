@@ -215,7 +215,7 @@ def test_quality_stats_from_the_warehouse_match_the_definitions(engine) -> None:
     rows.append({**rows[0], "span_id": "old", "day": date(2026, 4, 1)})  # outside the 30 days: left out
     with engine.begin() as conn:
         insert_rows(conn, t.auterity_spans, rows)
-    stats = quality_stats_for(engine, datetime(2026, 6, 2, tzinfo=UTC), QualitySettings({}))
+    stats, _ = quality_stats_for(engine, datetime(2026, 6, 2, tzinfo=UTC), QualitySettings({}))
     got = {(r["model"], r["task_type"]): r for r in stats.to_dict("records")}
     blind = got.pop(("gpt-4.1", "chat"))
     assert blind["spans"] == 3 and blind["p50_latency_ms"] == rows[0]["duration_ms"]

@@ -9,56 +9,27 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, Float, and_, case, delete, func, select, true
+from sqlalchemy import Engine, and_, delete, select, true
 
 from cams.selection.preferences import OwnedByConfig, Preference, parse_preference
-from cams.selection.quality import QualitySettings, quality_stats, with_quality
+from cams.selection.quality import QualitySettings, with_quality
+from cams.selection.quality_days import window_groups
 from cams.warehouse import schema as t
-from cams.warehouse.db import insert_new_rows, insert_rows, replace_rows, sync_config_rows, tune_for_a_day
+from cams.warehouse.db import insert_new_rows, insert_rows, replace_rows, sync_config_rows
 
 STATS_WINDOW_DAYS = 30
 
 
 def quality_stats_for(
     engine: Engine, as_of: datetime, settings: QualitySettings, days: int = STATS_WINDOW_DAYS
-) -> pd.DataFrame:
-    """model_quality_stats over the spans of the `days` before `as_of`.
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """model_quality_stats over the spans of the `days` days before as_of's day, and that day; and how
+    many days were read from the kept counts and how many counted now (`quality_days.window_groups`).
 
-    On PostgreSQL the database aggregates (percentile_cont is pandas' linear quantile), so only one
-    row per (model, task type) comes back: 30 days of a million spans a day would be ~20 GiB as rows
-    in Python (one day of 1.86M spans took 1.3 GiB that way, measured). SQLite has no percentiles:
-    there the spans are read and aggregated by pandas, the same definitions.
-    """
-    if engine.dialect.name != "postgresql":
-        return quality_stats(spans_for_stats(engine, as_of, days), settings)
-    sp = t.auterity_spans
-
-    def pct(q: float, col: str) -> Any:
-        return func.percentile_cont(q).within_group(sp.c[col].cast(Float))
-
-    query = (
-        select(
-            sp.c.response_model.label("model"),
-            sp.c.task_type,
-            func.count().label("spans"),
-            func.count(sp.c.quality_score).label("scored"),
-            func.avg(sp.c.quality_score).label("mean_score"),
-            func.avg(case((sp.c.status_code.is_distinct_from("ERROR"), 1.0), else_=0.0)).label("success_rate"),
-            pct(0.5, "duration_ms").label("p50_latency_ms"),
-            pct(0.95, "duration_ms").label("p95_latency_ms"),
-            pct(0.5, "input_tokens").label("median_input_tokens"),
-            pct(0.5, "output_tokens").label("median_output_tokens"),
-        )
-        .where(_stats_window(as_of, days), sp.c.response_model.is_not(None), sp.c.task_type.is_not(None))
-        .group_by(sp.c.response_model, sp.c.task_type)
-        .order_by(sp.c.response_model, sp.c.task_type)
-    )
-    with engine.connect() as conn:
-        tune_for_a_day(conn)
-        groups = pd.DataFrame(conn.execute(query).mappings().all())
-    for c in groups.columns[2:]:
-        groups[c] = pd.to_numeric(groups[c], errors="coerce")
-    return with_quality(groups, settings)
+    Each day's sums and value counts are kept while its landing stands, so a run counts the days landed
+    since the one before, and the percentiles stay exact (PostgreSQL's percentile_cont, to the bit)."""
+    groups, reads = window_groups(engine, (as_of - timedelta(days=days)).date(), as_of.date())
+    return with_quality(groups, settings), reads
 
 
 def _stats_window(as_of: datetime, days: int) -> Any:

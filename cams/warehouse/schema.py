@@ -14,6 +14,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -401,6 +402,29 @@ model_quality_stats = Table(
     Column("median_output_tokens", Float),
     Column("computed_at", Ts, nullable=False),
     comment="Per model and task type, from Auterity spans (SPEC §6).",
+)
+
+quality_day_values = Table(
+    "quality_day_values",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("model", String(512), primary_key=True),
+    Column("task_type", String(100), primary_key=True),
+    Column("landing", BigInteger, nullable=False, comment="the cost_sync_history id of the day's spans' landing"),
+    Column("spans", BigInteger, nullable=False),
+    Column("scored", BigInteger, nullable=False),
+    Column("score_sum", Float),
+    Column("succeeded", BigInteger, nullable=False, comment="spans whose status is not ERROR"),
+    *(
+        Column(f"{name}_{part}", LargeBinary, comment=f"{what} (big-endian {kind})")
+        for name in ("duration_ms", "input_tokens", "output_tokens")
+        for part, what, kind in (
+            ("values", "the distinct values, ascending", "float64"),
+            ("counts", "their counts", "int64"),
+        )
+    ),
+    comment="model_quality_stats' sums and value counts per day, model and task type, kept while the day's "
+    "spans are those of the landing named: a run counts only days landed since (exact percentiles over 30 days).",
 )
 
 model_selection_tables = Table(
