@@ -31,8 +31,9 @@ def build_retention_asset(cfg: RetentionConfig) -> dg.AssetsDefinition:
         owners=["team:platform-data"],
         description=f"Drops per-request rows older than retention.days ({cfg.days}) as of the run's as-of: "
         "whole day partitions of relaycore_usage, auterity_spans, cost_tracking and cost_reconciliation on "
-        "PostgreSQL (DELETE on SQLite), the quarantined lines and the quality stats' kept counts of those days, and the lookup service's selection "
-        "history, selection explanations and token estimates made before then (in batches). Rollups, "
+        "PostgreSQL (DELETE on SQLite), the quarantined lines and the quality stats' kept counts of those days, "
+        "and the lookup service's selection history, selection explanations and token estimates made before "
+        "then (in batches). Rollups, "
         "reconciliation summaries, budgets, alerts and the table versions' own explanations are kept.",
     )
     def warehouse_retention(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:

@@ -282,7 +282,7 @@ def clone_history(url: str, days: int) -> float:
                     "duplicates, quarantined, status, detail, run_id, started_at, finished_at) "
                     f"SELECT source, window_start - interval '{k} days', window_end - interval '{k} days', mode, "
                     "read, accepted, duplicates, quarantined, status, detail, run_id, started_at, finished_at "
-                    "FROM cost_sync_history WHERE source = 'auterity' AND status = 'success' AND window_start <= %s "
+                    "FROM cost_sync_history WHERE source = 'auterity' AND status = 'success' AND window_start = %s "
                     "ORDER BY id DESC LIMIT 1 RETURNING id",
                     (datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC),),
                 ).scalar_one()
