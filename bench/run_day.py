@@ -201,7 +201,26 @@ def run_cams(
         "budget_figures": {
             b["budget_id"]: [b["state"], b["spent_usd"], b["forecast_usd"]] for b in summary.get("budgets", [])
         },
+        "quality_stats_digest": quality_digest(url),  # the same spans must give the same stats, to the bit
     }
+
+
+def quality_digest(url: str) -> str:
+    """A digest of model_quality_stats as the run left it (every column but when it was computed)."""
+    import hashlib
+
+    import sqlalchemy as sa
+
+    from cams.warehouse.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT * FROM model_quality_stats ORDER BY model, task_type")).mappings().all()
+    finally:
+        engine.dispose()
+    body = repr([sorted((k, v) for k, v in r.items() if k != "computed_at") for r in rows])
+    return f"{len(rows)} rows, sha256 {hashlib.sha256(body.encode()).hexdigest()[:16]}"
 
 
 def step_times(home: Path) -> dict[str, float]:

@@ -159,3 +159,66 @@ def test_calibration_learnt_from_matched_requests(engine, db_url) -> None:  # ty
     assert after["calibration"]["family"] == "gemini" and after["calibration"]["ratio"] == pytest.approx(1.3, abs=0.02)
     assert after["input_tokens"] == round(after["raw_input_tokens"] * after["calibration"]["ratio"])
     assert float(after["estimated_cost_usd"]) > float(before["estimated_cost_usd"])
+
+
+def test_calibration_groups_in_the_database_match_every_pair_in_pandas(engine) -> None:  # type: ignore[no-untyped-def]
+    """calibration_groups (grouped by PostgreSQL; by pandas on SQLite) against `ratio_groups` of every
+    matched pair read one by one: the same samples, medians and deciles; zero counts are no sample; an
+    estimate or a request outside the window is no match."""
+    import random
+    from datetime import timedelta
+
+    from cams.estimation.calibration import ratio_groups
+    from cams.estimation.store import calibration_groups, estimate_pairs
+
+    rng = random.Random(7)
+    at = datetime(2026, 6, 10, 12, tzinfo=UTC)
+    estimates, requests = [], []
+    for i in range(300):
+        family = rng.choice(["gpt", "claude", "gemini"])
+        raw = rng.choice([0, rng.randrange(1, 5000)]) if i % 25 == 0 else rng.randrange(1, 5000)
+        actual = 0 if i % 40 == 0 else max(1, round(raw * rng.uniform(0.7, 1.6)))
+        when = at - timedelta(days=rng.choice([0, 3, 29, 45]))  # 45 days back: outside the window
+        estimates.append(
+            {
+                "request_id": f"q{i}",
+                "model": family,
+                "family": family,
+                "encoding": "cl100k_base",
+                "raw_input_tokens": raw,
+                "estimated_at": when,
+            }
+        )
+        requests.append(
+            {
+                "day": when.date(),
+                "request_id": f"q{i}",
+                "timestamp": when,
+                "org_id": "acme",
+                "task_type": "chat",
+                "model": family,
+                "provider": "p",
+                "service_tier": "standard",
+                "status": "ok",
+                "input_tokens": actual,
+                "output_tokens": 1,
+                "unpriced": False,
+                "computed_at": when,
+            }
+        )
+    # a family whose every match has a zero count: matched, but no sample
+    estimates.append({**estimates[0], "request_id": "z", "family": "llama", "raw_input_tokens": 0, "estimated_at": at})
+    requests.append({**requests[0], "request_id": "z", "day": at.date(), "timestamp": at})
+    with engine.begin() as conn:
+        conn.execute(sa.insert(t.token_estimates), estimates)
+        conn.execute(sa.insert(t.cost_tracking), requests)
+    since, until = at - timedelta(days=30), at
+    got, matched = calibration_groups(engine, since, until)
+    pairs = estimate_pairs(engine, since, until)
+    want = ratio_groups(pairs)
+    assert matched == len(pairs) and 200 < matched < 300 and "llama" in set(pairs["family"])
+    assert list(got["family"]) == list(want["family"]) == ["claude", "gemini", "gpt"]
+    for g, w in zip(got.to_dict("records"), want.to_dict("records"), strict=True):
+        assert g["samples"] == w["samples"] and g["encoding"] == w["encoding"]
+        for c in ("median", "p10", "p90"):
+            assert g[c] == pytest.approx(w[c], rel=1e-12), (g, w, c)

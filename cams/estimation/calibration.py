@@ -33,22 +33,40 @@ def model_family(model: str) -> str:
     return _ALIASES.get(family, family)
 
 
-def learn(pairs: pd.DataFrame, min_samples: int = MIN_SAMPLES) -> pd.DataFrame:
-    """Ratios per (family, encoding) from rows of family, encoding, raw_input_tokens, actual_input_tokens."""
+GROUP_COLUMNS = ["family", "encoding", "samples", "median", "p10", "p90"]
+
+
+def ratio_groups(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per (family, encoding): samples, and the median, 10th and 90th percentiles of actual / raw, from rows
+    of family, encoding, raw_input_tokens, actual_input_tokens (pairs with a zero count left out).
+
+    `store.calibration_groups` computes the same groups in PostgreSQL, so the pairs never reach Python."""
     import pandas as pd
 
-    cols = ["family", "encoding", "samples", "ratio", "p10_ratio", "p90_ratio"]
     if pairs.empty:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=GROUP_COLUMNS)
     p = pairs[(pairs["raw_input_tokens"] > 0) & (pairs["actual_input_tokens"] > 0)]
     p = p.assign(r=p["actual_input_tokens"].astype(float) / p["raw_input_tokens"].astype(float))
     g = p.groupby(["family", "encoding"])["r"]
     out = pd.DataFrame(
-        {
-            "samples": g.size(),
-            "ratio": g.median().clip(*RATIO_BOUNDS),
-            "p10_ratio": g.quantile(0.1),
-            "p90_ratio": g.quantile(0.9),
-        }
+        {"samples": g.size(), "median": g.median(), "p10": g.quantile(0.1), "p90": g.quantile(0.9)}
     ).reset_index()
-    return out[out["samples"] >= min_samples][cols].reset_index(drop=True)
+    return out[GROUP_COLUMNS]
+
+
+def learn_from_groups(groups: pd.DataFrame, min_samples: int = MIN_SAMPLES) -> pd.DataFrame:
+    """Ratios per (family, encoding) from `ratio_groups`: the median clipped, only groups with enough samples."""
+    cols = ["family", "encoding", "samples", "ratio", "p10_ratio", "p90_ratio"]
+    kept = groups[(groups["samples"] >= max(min_samples, 1))]
+    out = kept.assign(
+        samples=kept["samples"].astype("int64"),
+        ratio=kept["median"].astype(float).clip(*RATIO_BOUNDS),
+        p10_ratio=kept["p10"].astype(float),
+        p90_ratio=kept["p90"].astype(float),
+    )
+    return out[cols].reset_index(drop=True)
+
+
+def learn(pairs: pd.DataFrame, min_samples: int = MIN_SAMPLES) -> pd.DataFrame:
+    """Ratios per (family, encoding) from rows of family, encoding, raw_input_tokens, actual_input_tokens."""
+    return learn_from_groups(ratio_groups(pairs), min_samples)
