@@ -71,7 +71,8 @@ def quality_stats(spans: pd.DataFrame, settings: QualitySettings) -> pd.DataFram
 def with_quality(groups: pd.DataFrame, settings: QualitySettings) -> pd.DataFrame:
     """Per-group aggregates (every STATS_COLUMNS column but quality) → the stats, quality shrunk to the prior.
 
-    The aggregates come from pandas (`quality_stats`) or from the database (`store.quality_stats_for`).
+    The aggregates come from each day's kept counts (`quality_days.window_groups`, what the asset uses) or
+    from pandas over every span (`quality_stats`: the definitions, which the tests and bench compare with).
     """
     if groups.empty:
         return pd.DataFrame(columns=STATS_COLUMNS)

@@ -39,6 +39,7 @@ def _stats_window(as_of: datetime, days: int) -> Any:
 
 
 def spans_for_stats(engine: Engine, as_of: datetime, days: int = STATS_WINDOW_DAYS) -> pd.DataFrame:
+    """Every span of the window, the columns `quality.quality_stats` reads: the definitions' input (tests, bench)."""
     sp = t.auterity_spans
     cols = [
         "response_model",
