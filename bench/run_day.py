@@ -19,7 +19,10 @@ N days before it (times and days shifted, ids kept: they are unique per day), th
 again, timed. What reads back over the history (budgets over their period and 28 days of forecast
 history, quality stats and savings over 30 days) then shows. `--budgets` puts four budgets in the config
 (two orgs monthly, a team weekly, a user daily), as a warehouse in use has: a fresh warehouse with no
-budgets evaluates none.
+budgets evaluates none. `--estimates` (with `--history`) records a token estimate for every request of
+the day before the timed run, as `cams serve` does for a selection with a prompt and request id
+(`token_estimates`; each within ±20 % of the billed count): token calibration then matches them to the
+day's requests and to the copies in the days before, which keep the ids (one match per request per day).
 
 `--against DIR` times another checkout side by side in the same sitting (`git worktree add /tmp/base
 REF`; its code on PYTHONPATH ahead of this one, the same venv), alternating with this tree `--repeat`
@@ -314,6 +317,24 @@ def clone_history(url: str, days: int) -> float:
     return time.perf_counter() - t0
 
 
+def record_estimates(url: str) -> int:
+    """A token estimate for each of DAY's costed requests, made when it was sent (see the module's doc)."""
+    from cams.warehouse.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            return conn.exec_driver_sql(
+                "INSERT INTO token_estimates (request_id, model, family, encoding, raw_input_tokens, estimated_at) "
+                "SELECT request_id, model, split_part(split_part(model, '/', -1), '-', 1), 'cl100k_base', "
+                "greatest(1, round(input_tokens * (0.8 + (hashtext(request_id) & 1023) / 2560.0))), timestamp "
+                "FROM cost_tracking WHERE day = %s ON CONFLICT DO NOTHING",
+                (DAY,),
+            ).rowcount
+    finally:
+        engine.dispose()
+
+
 def _has_table(conn: Any, name: str) -> bool:
     return conn.exec_driver_sql("SELECT to_regclass(%s) IS NOT NULL", (name,)).scalar_one()
 
@@ -373,6 +394,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs of each tree per size and executor")
     ap.add_argument("--history", type=int, default=0, help="days of history before the timed run (see above)")
     ap.add_argument("--budgets", action="store_true", help="four budgets in the config (see above)")
+    ap.add_argument("--estimates", action="store_true", help="a token estimate for every request (see above)")
     a = ap.parse_args()
     results = []
     print(f"# {machine()}", flush=True)
@@ -393,9 +415,12 @@ def main() -> None:
                         run_cams(Path(tmp), drop, url, executor, None, code, a.budgets)
                         took = clone_history(url, a.history)
                         print(f"# {a.history} days of history copied in {took:.0f} s (not timed)", flush=True)
+                        if a.estimates:
+                            print(f"# {record_estimates(url):,} token estimates recorded (not timed)", flush=True)
                     r = run_cams(Path(tmp), drop, url, executor, profile, code, a.budgets)
                     r["disk_mib"] = disk_mib(url)
                 r.update(size=size, executor=executor, code=label, history=a.history, budgets=a.budgets)
+                r["estimates"] = a.estimates
                 results.append(r)
                 print(json.dumps(r), flush=True)
                 if profile is not None:
