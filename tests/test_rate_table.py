@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from cams.costing import compute_costs, cost_partition
 from cams.pricing.book import PriceBook, PriceEntry
-from cams.pricing.rate_table import rate_rows
+from cams.pricing.rate_table import rate_rows, usd_sum
 from cams.warehouse import schema as t
 
 DAY = date(2026, 6, 1)
@@ -147,3 +147,27 @@ def test_rate_rows_split_each_entry_at_the_next_one_and_at_each_threshold() -> N
     assert len(claude) == 1 and claude[0]["valid_to"] == datetime(2026, 6, 1, 18, tzinfo=UTC)
     assert claude[0]["rate_input"] == 0.0000015  # the batch price
     assert not [r for r in rows if r["model"] == "z"]  # no price: no rate row, never a zero
+
+
+def test_usd_sum_adds_costs_exactly_and_keeps_null_for_none(engine) -> None:  # type: ignore[no-untyped-def]
+    """usd_sum: on PostgreSQL whole 1e-10 USD units in a bigint, and a billion dollars and up as NUMERIC
+    beside (a bigint of units would overflow); NULL when every cost is NULL, as SUM."""
+    rows = {1: [0.1, 0.2, 0.3], 2: [2e9 + 0.5, 0.0000000001, None], 3: [None, None]}
+    data = sa.union_all(
+        *(
+            sa.select(sa.literal(g).label("g"), sa.cast(sa.literal(x), sa.Double).label("x"))
+            for g, xs in rows.items()
+            for x in xs
+        )
+    ).subquery("v")
+    with engine.connect() as conn:
+        got = dict(
+            conn.execute(
+                sa.select(data.c.g, usd_sum(data.c.x, conn.dialect.name)).group_by(data.c.g).order_by(data.c.g)
+            ).all()
+        )
+    assert got[3] is None
+    if engine.dialect.name == "postgresql":  # exact: 0.6, not 0.6000000000000001
+        assert got[1] == Decimal("0.6") and got[2] == Decimal("2000000000.5000000001")
+    else:
+        assert float(got[1]) == 0.1 + 0.2 + 0.3 and float(got[2]) == 2e9 + 0.5 + 1e-10

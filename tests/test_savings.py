@@ -19,6 +19,7 @@ from cams.selection.preferences import parse_preference
 from cams.selection.store import publish, put_preference
 from cams.selection.table import SelectionSettings, build_table
 from cams.warehouse import schema as t
+from tests.conftest import PG_URL
 from tests.test_api import stats
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -304,3 +305,37 @@ def test_two_savings_runs_at_once_keep_each_day_once(engine, month) -> None:  # 
         rows = conn.execute(sa.select(*keys)).all()
     assert len(rows) == len(set(rows)) and {r[0] for r in rows} == {(NOW - timedelta(days=k)).date() for k in (1, 2, 3)}
     assert both[0] == both[1] == sv.savings(engine, table, book, NOW).report.to_dict("records")
+
+
+@pytest.mark.parametrize("db_url", [b for b in ("postgresql",) if PG_URL], indirect=True)
+def test_the_sums_do_not_depend_on_the_order_the_rows_are_read_in(engine, month) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL reads a day in whatever order its scan gives: one that joins a concurrent scan midway
+    (`synchronize_seqscans`, reconciliation reading cost_tracking beside the savings run) or a parallel plan.
+    A sum of doubles in another order moves its last bit, so a re-run of the same requests gave other sums.
+    The same requests written in two orders must give the same sums, to the bit. (SQLite reads in rowid
+    order: the order they were written in.)"""
+    import random
+
+    book, table = month
+    rng = random.Random(7)
+    served = [("claude-haiku-4-5", "anthropic"), ("gpt-4.1", "openai"), ("gpt-4o-mini", "openai")]
+    rows = []
+    for i in range(3000):
+        model, provider = rng.choice(served)
+        asked = rng.choice([None, "claude-sonnet-4-5", "gemini/gemini-2.5-flash"])
+        rows.append(
+            _request(
+                i, rng.choice(["search", None]), f"u{i % 3}", model, provider, round(rng.random() / 997, 10), asked
+            )
+            | {"input_tokens": rng.randrange(1, 90_000), "output_tokens": rng.randrange(1, 7_000)}
+        )
+    choices = sv._choices(table)
+    got = []
+    for order in (rows, rows[::-1]):
+        with engine.begin() as conn:
+            conn.exec_driver_sql("TRUNCATE cost_tracking, savings_day_groups")
+            conn.execute(sa.insert(t.cost_tracking), order)
+        got.append(sv._grouped_costs(engine, choices, book, NOW, sv.WINDOW_DAYS))
+    assert len(got[0]) > 3 and got[0]["requests"].sum() == len(rows)
+    sums = [c for c in sv.SUMS if c.endswith("_usd")]
+    assert got[0][[*sv.GROUP_KEYS, *sums]].equals(got[1][[*sv.GROUP_KEYS, *sums]])

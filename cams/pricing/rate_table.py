@@ -25,11 +25,14 @@ from sqlalchemy import (
     Double,
     Index,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
     and_,
+    case,
     cast,
+    func,
     literal,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -154,6 +157,26 @@ def cost_expression(
         + reasoning * r.c.rate_reasoning
     )
     return rounded_usd(cost, dialect, money)
+
+
+# |x| below this many dollars has its whole number of 1e-10 USD inside a bigint (2**63 - 1 ≈ 9.2e18)
+_UNITS_BELOW = 9e8
+
+
+def usd_sum(x: Any, dialect: str) -> ColumnElement[Any]:
+    """SUM of costs rounded to 10 places (`cost_expression(..., money=False)`), the same whatever order the
+    rows come in: on PostgreSQL each cost as a whole number of 1e-10 USD summed as bigint (exact; NUMERIC
+    out), so a scan that starts mid-table (`synchronize_seqscans`, when another statement is reading the day)
+    or a parallel plan cannot move the last bit of a sum of doubles, and a re-run gives the same dollars. A
+    cost too large for a bigint of units (a billion dollars and up) is summed as NUMERIC beside. NULL when
+    every cost is NULL, as SUM. SQLite scans in rowid order and sums its doubles."""
+    if dialect != "postgresql":
+        return func.sum(x)
+    small = func.abs(x) < _UNITS_BELOW
+    units = func.sum(case((small, cast(rint(x * literal(1e10, Double)), BigInteger))))
+    large = func.sum(case((~small, cast(x, Numeric))))
+    total = func.coalesce(units, 0) / literal(10**10, Numeric) + func.coalesce(large, 0)
+    return case((func.count(x) > 0, total))
 
 
 def rounded_usd(x: Any, dialect: str, money: bool = True) -> ColumnElement[Any]:

@@ -37,7 +37,10 @@ SUMS = ("spans", "scored", "score_sum", "succeeded")
 VALUES_DTYPE, COUNTS_DTYPE = np.dtype(">f8"), np.dtype(">i8")  # what PostgreSQL's float8send/int8send write
 
 # One statement per day on PostgreSQL: one scan of its spans, every column's values counted
-# (GROUPING SETS) and packed into bytes in the database, so no span travels to Python.
+# (GROUPING SETS) and packed into bytes in the database, so no span travels to Python. The scores are
+# summed as NUMERIC: a sum of doubles depends on the order the rows come in, and a scan of the day that
+# starts where a concurrent one is (reconciliation reads the spans beside this; `synchronize_seqscans`)
+# moved the mean's last bit from one run of the same spans to the next.
 _PG_COUNT = """
 WITH s AS (
     SELECT day, response_model AS model, task_type, duration_ms, input_tokens, output_tokens, quality_score,
@@ -47,7 +50,8 @@ WITH s AS (
 ),
 base AS (
     SELECT day, model, task_type, count(*) AS spans, count(quality_score) AS scored,
-           sum(quality_score) AS score_sum, count(*) FILTER (WHERE status_code IS DISTINCT FROM 'ERROR') AS succeeded
+           sum(quality_score::numeric)::float8 AS score_sum,
+           count(*) FILTER (WHERE status_code IS DISTINCT FROM 'ERROR') AS succeeded
     FROM s GROUP BY day, model, task_type
 ),
 counted AS (

@@ -29,7 +29,7 @@ from sqlalchemy import Column, Connection, Engine, MetaData, String, Table, and_
 
 from cams.costing import TOKEN_COLS
 from cams.pricing.book import PriceBook
-from cams.pricing.rate_table import NEVER, cost_expression, rate_match, rate_table
+from cams.pricing.rate_table import NEVER, cost_expression, rate_match, rate_table, usd_sum
 from cams.selection.table import TIER_ORDER
 from cams.warehouse import schema as t
 from cams.warehouse.db import insert_rows, lock_for_replace, temporary, tune_for_a_day
@@ -151,7 +151,7 @@ SUMS = [
     "asked_usd",
     *(f"{tier}_{what}" for tier in TIER_ORDER for what in ("n", "actual", "usd")),
 ]
-CACHE_FORMAT = "savings-day-groups/1"  # part of every fingerprint: change it when what a day's sums mean changes
+CACHE_FORMAT = "savings-day-groups/2"  # part of every fingerprint: change it when what a day's sums mean changes
 
 
 def _grouped_costs(
@@ -285,14 +285,14 @@ def _priced_groups(conn: Connection, picks: list[dict[str, str]], book: PriceBoo
         sums = [
             func.count().label("requests"),
             func.sum(each.c.actual).label("actual_usd"),
-            func.sum(each.c.asked_cost).label("asked_usd"),
+            usd_sum(each.c.asked_cost, dialect).label("asked_usd"),
         ]
         for tier in TIER_ORDER:
             cost = each.c[f"{tier}_cost"]
             sums += [
                 func.count(cost).label(f"{tier}_n"),
                 func.sum(case((cost.is_not(None), each.c.actual))).label(f"{tier}_actual"),
-                func.sum(cost).label(f"{tier}_usd"),
+                usd_sum(cost, dialect).label(f"{tier}_usd"),
             ]
         grouped = select(*keys, *sums).group_by(*keys)
         if dialect == "postgresql":
