@@ -16,7 +16,7 @@ from cams.sources.batch import Collector
 from cams.sources.files import collect_files, list_drop_files
 from cams.sources.landing import land
 from cams.sources.timeutil import day_window
-from cams.warehouse.db import migrate
+from cams.warehouse.db import epoch_bucket, migrate
 
 
 def _money(value) -> Decimal:  # type: ignore[no-untyped-def]
@@ -224,3 +224,29 @@ def test_quality_stats_from_the_warehouse_match_the_definitions(engine) -> None:
     for key, want in expected.items():
         for col, value in want.items():
             assert abs(float(got[key][col]) - float(value)) < 1e-9, (key, col, got[key][col], value)
+
+
+def test_epoch_buckets_are_exact_at_the_microsecond_either_side_of_an_edge(engine) -> None:  # type: ignore[no-untyped-def]
+    """epoch_bucket (spend_quarter_hours' quarter, a budget's per-second sums) floors a time's epoch seconds
+    over the stretch: on PostgreSQL from date_part's double, which must land a request a microsecond before
+    an edge in the bucket before it and one on the edge in its own, as integer arithmetic does."""
+    import random
+    from datetime import UTC, datetime
+
+    rng = random.Random(3)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    times = []
+    for year in (2001, 2026, 2027, 2038, 2099, 2111):
+        for _ in range(12):
+            edge = datetime(
+                year, rng.randrange(1, 13), rng.randrange(1, 29), rng.randrange(24), 15 * rng.randrange(4), tzinfo=UTC
+            )
+            times += [edge, edge - timedelta(microseconds=1), edge + timedelta(microseconds=1)]
+            times.append(edge + timedelta(microseconds=rng.randrange(900_000_000)))
+    times = sorted(set(times))
+    points = sa.union_all(*(sa.select(sa.literal(x, sa.DateTime(timezone=True)).label("ts")) for x in times)).subquery()
+    for seconds in (900, 1):
+        with engine.connect() as conn:
+            got = conn.execute(sa.select(epoch_bucket(points.c.ts, seconds)).order_by(points.c.ts)).all()
+        micros = [(x - epoch) // timedelta(microseconds=1) for x in times]
+        assert [b for (b,) in got] == [m // (seconds * 1_000_000) for m in micros], seconds

@@ -47,7 +47,8 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         quarter = "CAST(floor(extract(epoch FROM timestamp) / 900) AS BIGINT)"
     else:
-        quarter = "(CAST(strftime('%s', timestamp) AS INTEGER) / 900)"
+        # whole seconds cut from the text: SQLite's date functions round to milliseconds (epoch_bucket)
+        quarter = "(CAST(strftime('%s', substr(timestamp, 1, 19)) AS INTEGER) / 900)"
     for scope, keys in (("org", ""), ("team", "team_id, "), ("user", "user_id, ")):
         op.execute(
             f"INSERT INTO spend_quarter_hours (day, org_id, {keys}quarter, scope, requests, spend_usd) "
