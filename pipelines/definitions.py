@@ -18,7 +18,7 @@ from assets.pricing import PRICE_BOOK_JOB
 from assets.retention import RETENTION_JOB
 from assets.selection import SELECTION_JOB
 from cams import config as cams_config
-from pipelines.executors import executor_for
+from pipelines.executors import executor_for, landed_apart
 from resources import build_resources
 
 BACKFILL_JOB = "backfill_job"
@@ -40,6 +40,7 @@ def daily_partitions(start_date: str) -> dg.DailyPartitionsDefinition:
 
 def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: str | None = None) -> dg.Definitions:
     cfg = cfg or cams_config.load()
+    url = database_url or cams_config.database_url()
     partitions = daily_partitions(cfg.partitions_start)
     usage_job = ingestion.usage_job(partitions)
     backfill_job = dg.define_asset_job(
@@ -51,7 +52,7 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
     )
     return dg.Definitions.merge(
         pricing.definitions(),
-        ingestion.definitions(cfg, partitions, usage_job),
+        ingestion.definitions(cfg, partitions, usage_job, landed_apart(cfg.execution, url)),
         costs.definitions(partitions),
         reconciliation.definitions(partitions, cfg.reconciliation),
         exports.definitions(partitions),
@@ -70,7 +71,7 @@ def build_definitions(cfg: cams_config.CamsConfig | None = None, database_url: s
                 )
             ],
             resources=build_resources(cfg, database_url),
-            executor=executor_for(cfg.execution, database_url or cams_config.database_url()),
+            executor=executor_for(cfg.execution, url),
         ),
     )
 

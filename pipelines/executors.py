@@ -2,7 +2,8 @@
 
 - `in_process`: every step in the run's own process, one after another (the SQLite default: one writer).
 - `threads`: ready steps side by side in threads of the run's own process, up to `max_concurrent`
-  (the PostgreSQL default; pipelines/threaded.py).
+  (the PostgreSQL default; pipelines/threaded.py); Auterity's landing runs in a process of its own beside
+  RelayCore's (`landed_apart`).
 - `multiprocess`: each step in a child process, up to `max_concurrent` at once (RelayCore and Auterity
   land side by side: for a machine with cores to spare). Children come from a forkserver that imported the code
   location once, so a step does not pay Dagster's, pandas' and GX's imports again.
@@ -19,6 +20,14 @@ from cams.config import ExecutionConfig
 
 # what the forkserver imports once for every step's process
 PRELOAD = ["pipelines.definitions", "pandas", "pyarrow", "great_expectations", "sqlalchemy"]
+
+
+def landed_apart(cfg: ExecutionConfig, database_url: str) -> frozenset[str]:
+    """The sources whose landing runs in a process of its own (cams.sources.landing_process): Auterity's on
+    the threads executor, so it decodes on the other core while RelayCore lands in the run's process
+    (two landings in one process only take turns at the GIL). Elsewhere none: in-process runs one step at
+    a time (SQLite: one writer), and multiprocess and Celery steps are processes of their own already."""
+    return frozenset({"auterity"}) if cfg.resolved(database_url) == "threads" else frozenset()
 
 
 def executor_for(cfg: ExecutionConfig, database_url: str) -> dg.ExecutorDefinition:

@@ -30,11 +30,15 @@ def usage_job(partitions: dg.PartitionsDefinition) -> dg.UnresolvedAssetJobDefin
 
 
 def definitions(
-    cfg: CamsConfig, partitions: dg.DailyPartitionsDefinition, job: dg.UnresolvedAssetJobDefinition
+    cfg: CamsConfig,
+    partitions: dg.DailyPartitionsDefinition,
+    job: dg.UnresolvedAssetJobDefinition,
+    apart: frozenset[str] = frozenset(),
 ) -> dg.Definitions:
+    """`apart`: the sources that land in a process of their own (pipelines.executors.landed_apart)."""
     interval = cfg.alerts.sensor_interval_s
     return dg.Definitions(
-        assets=build_ingestion_assets(partitions),
+        assets=build_ingestion_assets(partitions, apart),
         jobs=[job],
         schedules=[build_daily_schedule(job, partitions, cfg.reconciliation.trailing_days)],
         sensors=[

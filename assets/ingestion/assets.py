@@ -9,7 +9,8 @@ from assets.gx_checks import Expect, check_result, expect, import_in_background
 from assets.per_partition import day_progress, report
 from assets.table_meta import table_metadata
 from cams.sources.http_client import SourceApiError
-from cams.sources.landing import Stage, land, landed_rows, landing_table, record_failed_sync
+from cams.sources.landing import LandingSummary, Stage, land, landed_rows, landing_table, record_failed_sync
+from cams.sources.landing_process import land_apart
 from cams.warehouse import schema as t
 from cams.warehouse.per_day import per_day
 from resources.sources import UsageSource
@@ -53,22 +54,38 @@ def _held_by_key(source: str, window: dg.TimeWindow, checks: list) -> dict[Expec
     return {e: why for e in checks if e.kind == "ExpectColumnValuesToBeUnique" and e.column in key}
 
 
-def _ingest(
-    context: dg.AssetExecutionContext, source: dg.ResourceParam[UsageSource], warehouse: WarehouseResource, checks: list
-) -> dg.MaterializeResult:
+def _land(
+    context: dg.AssetExecutionContext, source: UsageSource, warehouse: WarehouseResource, apart: bool
+) -> tuple[LandingSummary, dict]:
+    """The window landed, here or (`apart`) in a process of its own (cams.sources.landing_process): its
+    summary and how the source was read. A source API error records a failed sync and fails the step."""
     window = context.partition_time_window
     started = datetime.now(UTC)
     engine = warehouse.engine()
-    with Stage(engine, source.name, window.start, window.end) as stage:  # rows go in while they are read
-        try:
+    try:
+        if apart:
+            url = engine.url.render_as_string(hide_password=False)
+            return land_apart(source, url, window.start, window.end, context.run_id, started, context.log.info)
+        with Stage(engine, source.name, window.start, window.end) as stage:  # rows go in while they are read
             result, detail = source.collect(window.start, window.end, stage, day_progress(context))
-        except SourceApiError as exc:
-            record_failed_sync(
-                engine, source.name, window.start, window.end, source.mode, str(exc), context.run_id, started
-            )
-            raise dg.Failure(description=f"{source.name}: {exc}") from exc
-        import_in_background()  # the checks' library loads while the day is swapped in
-        summary = land(engine, result, source.mode, context.run_id, started, detail, stage)
+            import_in_background()  # the checks' library loads while the day is swapped in
+            return land(engine, result, source.mode, context.run_id, started, detail, stage), detail
+    except SourceApiError as exc:
+        where = (engine, source.name, window.start, window.end, source.mode)
+        record_failed_sync(*where, str(exc), context.run_id, started)
+        raise dg.Failure(description=f"{source.name}: {exc}") from exc
+
+
+def _ingest(
+    context: dg.AssetExecutionContext,
+    source: dg.ResourceParam[UsageSource],
+    warehouse: WarehouseResource,
+    checks: list,
+    apart: bool = False,
+) -> dg.MaterializeResult:
+    window = context.partition_time_window
+    engine = warehouse.engine()
+    summary, detail = _land(context, source, warehouse, apart)
     counts = summary.counts
     # the checks validate what landed, only the columns they test, in the database
     rows = landed_rows(source.name, window.start, window.end, sorted({e.column for e in checks}))
@@ -131,9 +148,9 @@ AUTERITY_NOTES = {
 }
 
 
-# Landing is Python's work (decoding and checking lines): on the threads executor two landings share one
-# GIL, so they take turns (pipelines/threaded.py), RelayCore first, since costing waits for it and then
-# runs in the database beside Auterity's landing.
+# Landing is Python's work (decoding and checking lines): two landings in threads of one process share one
+# GIL, so they take turns (pipelines/threaded.py), RelayCore first, since costing waits for it. A landing
+# in a process of its own (`apart`: Auterity's, on the threads executor) runs beside the other instead.
 PARSE_TAG = {"cams/work": "parse"}
 LANDING_TAGS = {"relaycore": {**PARSE_TAG, "dagster/priority": "1"}, "auterity": PARSE_TAG}
 
@@ -146,6 +163,7 @@ def _landing_asset(
     notes: dict[str, str],
     valid: str,
     expectations: list,
+    apart: bool,
 ) -> dg.AssetsDefinition:
     """One landing asset per source: same shape, its own resource, table, checks and expectations."""
 
@@ -159,7 +177,7 @@ def _landing_asset(
         description=description,
         metadata=table_metadata(t.metadata.tables[table], notes),
         required_resource_keys={source, "warehouse"},
-        op_tags=LANDING_TAGS[source],
+        op_tags={k: v for k, v in LANDING_TAGS[source].items() if not (apart and k in PARSE_TAG)},
         check_specs=[
             dg.AssetCheckSpec(f"{source}_valid", asset=table, blocking=True, description=f"GX: {valid}"),
             dg.AssetCheckSpec(
@@ -170,12 +188,15 @@ def _landing_asset(
         ],
     )
     def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        return _ingest(context, getattr(context.resources, source), context.resources.warehouse, expectations)
+        return _ingest(context, getattr(context.resources, source), context.resources.warehouse, expectations, apart)
 
     return _asset
 
 
-def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+def build_ingestion_assets(
+    partitions: dg.PartitionsDefinition, apart: frozenset[str] = frozenset()
+) -> list[dg.AssetsDefinition]:
+    """The two landing assets; the sources in `apart` land in a process of their own."""
     return [
         _landing_asset(
             partitions,
@@ -187,6 +208,7 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
             RELAYCORE_NOTES,
             "unique request ids, tokens >= 0, known tiers and statuses",
             RELAYCORE_EXPECTATIONS,
+            "relaycore" in apart,
         ),
         _landing_asset(
             partitions,
@@ -197,5 +219,6 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
             AUTERITY_NOTES,
             "unique span ids, quality in [0, 1], durations >= 0",
             AUTERITY_EXPECTATIONS,
+            "auterity" in apart,
         ),
     ]
