@@ -23,7 +23,9 @@ def build_reconciliation_assets(
         name="cost_reconciliation",
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        deps=["cost_tracking", "auterity_spans"],
+        # the landed requests priced as costing prices them (cams.costing.costed_requests): not cost_tracking,
+        # so on the threads executor it runs beside costing
+        deps=["relaycore_usage", "auterity_spans", "price_book"],
         group_name="reconciliation",
         kinds={"python", "pandas", "sql"},
         owners=["team:finops"],

@@ -198,28 +198,54 @@ def cost_partition(
         return _summary(figures)
 
 
-def _costed_day(dialect: str, ct: Table, r: Table, day: date, computed_at: datetime) -> Insert:
-    """INSERT INTO cost_tracking (or its loading table) SELECT: one day of relaycore_usage, each request
-    with its rate row."""
+COSTED_COLS = [
+    "day",
+    "request_id",
+    "timestamp",
+    "org_id",
+    "team_id",
+    "user_id",
+    "task_type",
+    "model",
+    "provider",
+    "service_tier",
+    "status",
+    *TOKEN_COLS,
+    *STEERING_COLS,
+    "cost_usd",
+    "charged_usd",
+    "unpriced",
+    "price_id",
+]
+
+
+def costed_requests(dialect: str, r: Table, day: date) -> Select:
+    """One day of relaycore_usage, each request with its rate row: cost_tracking's columns (COSTED_COLS)
+    but computed_at. What costing inserts, and what reconciliation pairs with the spans (so it need not
+    wait for cost_tracking: both run beside each other on the same landed day and price book)."""
     u = t.relaycore_usage
-    carried = ["day", "request_id", "timestamp", "org_id", "team_id", "user_id", "task_type", "model", "provider"]
-    carried += ["service_tier", "status", *TOKEN_COLS, *STEERING_COLS]
+    carried = [c for c in COSTED_COLS if c not in ("cost_usd", "charged_usd", "unpriced", "price_id")]
     tokens = [u.c[c] for c in TOKEN_COLS]
-    query = (
+    return (
         select(
             *(u.c[c] for c in carried),
             cost_expression(r, *tokens, dialect).label("cost_usd"),
             u.c.cost_usd.label("charged_usd"),
             r.c.price_id.is_(None).label("unpriced"),
             r.c.price_id,
-            literal(computed_at, t.Ts).label("computed_at"),
         )
         .select_from(
             u.outerjoin(r, rate_match(r, u.c.model, u.c.provider, u.c.service_tier, u.c.timestamp, u.c.input_tokens))
         )
         .where(u.c.day == day)
     )
-    return insert(ct).from_select([*carried, "cost_usd", "charged_usd", "unpriced", "price_id", "computed_at"], query)
+
+
+def _costed_day(dialect: str, ct: Table, r: Table, day: date, computed_at: datetime) -> Insert:
+    """INSERT INTO cost_tracking (or its loading table) SELECT: one day of relaycore_usage, each request
+    with its rate row."""
+    query = costed_requests(dialect, r, day).add_columns(literal(computed_at, t.Ts).label("computed_at"))
+    return insert(ct).from_select([*COSTED_COLS, "computed_at"], query)
 
 
 def _summary(figures: list[Any]) -> CostSummary:

@@ -45,7 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from cams.config import ReconciliationConfig
-from cams.costing import TOKEN_COLS
+from cams.costing import TOKEN_COLS, costed_requests
 from cams.pricing.book import PriceBook
 from cams.pricing.rate_table import cost_expression, rate_match, rate_table, rounded_usd
 from cams.progress import DayProgress
@@ -141,9 +141,11 @@ OUT = [c.name for c in t.cost_reconciliation.columns if c.name != "computed_at"]
 
 
 def _paired(rates: Table, first: Table, tol: Tolerances, day: date, dialect: str) -> Select:
-    """The cost_reconciliation rows (columns OUT) of `day`'s costed requests, each with its first span if
-    any (`first`, cams_first_spans): paired, classified and priced in the database."""
-    ct, fs = t.cost_tracking, first.c
+    """The cost_reconciliation rows (columns OUT) of `day`'s requests, each priced as costing prices it
+    (`costed_requests`: the landed requests joined to the same rate table, the same formula) and with its
+    first span if any (`first`, cams_first_spans): paired, classified and priced in the database. Read
+    from the landing, not from cost_tracking, so reconciliation runs beside costing instead of after it."""
+    ct, fs = costed_requests(dialect, rates, day).subquery("ct"), first.c
     has_span = fs.relaycore_request_id.is_not(None)
     model_diff = and_(
         has_span,
@@ -179,7 +181,6 @@ def _paired(rates: Table, first: Table, tol: Tolerances, day: date, dialect: str
             ).label("category"),
         )
         .select_from(ct.outerjoin(first, fs.relaycore_request_id == ct.c.request_id))
-        .where(ct.c.day == day)
         .offset(0)  # a fence: the category is worked out once per request, not wherever it is used below
         .subquery("pairs")
     )
@@ -262,13 +263,13 @@ def _orphans(rates: Table, first: Table, day: date, dialect: str) -> Select:
 def _rate_names(conn: Any, first: date, last_exclusive: date) -> set[tuple[str, str, str]]:
     """Every (model, provider, service tier) reconciliation may price: the requests' own, and each model a
     span names with each provider and tier of the requests (or a span's provider at the standard tier)."""
-    ct, sp = t.cost_tracking, t.auterity_spans
-    window = and_(ct.c.day >= first, ct.c.day < last_exclusive)
+    ru, sp = t.relaycore_usage, t.auterity_spans
+    window = and_(ru.c.day >= first, ru.c.day < last_exclusive)
     around = and_(sp.c.day >= first - timedelta(days=1), sp.c.day < last_exclusive + timedelta(days=1))
-    models = set(conn.execute(select(ct.c.model).where(window).distinct()).scalars())
+    own = conn.execute(select(ru.c.model, ru.c.provider, ru.c.service_tier).where(window).distinct()).all()
     named = conn.execute(select(sp.c.response_model, sp.c.request_model, sp.c.provider).where(around).distinct()).all()
-    models |= {m for row in named for m in row[:2] if m} | {""}
-    where = set(conn.execute(select(ct.c.provider, ct.c.service_tier).where(window).distinct()).all())
+    models = {row[0] for row in own} | {m for row in named for m in row[:2] if m} | {""}
+    where = {(row[1], row[2]) for row in own}
     where |= {(row[2] or "", "standard") for row in named}
     return {(m, p, tier) for m in models for p, tier in where}
 
@@ -286,12 +287,13 @@ def reconcile_partition(
 
     The database pairs requests with spans, finds the orphans, classifies and prices them (the price
     book's rates in a rate table, cams.pricing.rate_table), a day per statement: no request travels
-    through Python.
+    through Python. The requests are read as landed and priced as costing prices them, so this needs the
+    landings and the price book, not cost_tracking.
     """
     started = datetime.now(UTC)
     with engine.connect() as conn:  # the days with requests or spans get a partition
         days = sorted(
-            {*days_with_rows(conn, t.cost_tracking, first, last_exclusive)}
+            {*days_with_rows(conn, t.relaycore_usage, first, last_exclusive)}
             | {*days_with_rows(conn, t.auterity_spans, first, last_exclusive)}
         )
     cr, cs = t.cost_reconciliation, t.cost_reconciliation_summary

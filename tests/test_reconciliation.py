@@ -159,6 +159,26 @@ def _dump(engine) -> dict:  # type: ignore[no-untyped-def]
     return out
 
 
+def _priced_as_costed(engine: sa.Engine) -> None:
+    """Reconciliation prices the landed requests itself (beside costing, not after it): every request's
+    book cost and charge are cost_tracking's, to the last decimal, and `unpriced` is cost_tracking's flag."""
+    with engine.connect() as conn:
+        pairs = conn.execute(
+            sa.text(
+                "select ct.cost_usd, cr.cost_usd, ct.charged_usd, cr.charged_usd, ct.unpriced, cr.category "
+                "from cost_tracking ct left join cost_reconciliation cr "
+                "on cr.day = ct.day and cr.request_id = ct.request_id"
+            )
+        ).all()
+        orphans = conn.execute(
+            sa.text("select count(*) from cost_reconciliation where category <> 'missing_in_relaycore'")
+        ).scalar_one()
+    assert pairs and orphans == len(pairs)
+    for ct_cost, cr_cost, ct_charged, cr_charged, unpriced, category in pairs:
+        assert category is not None and (ct_cost, ct_charged) == (cr_cost, cr_charged)
+        assert bool(unpriced) == (category == "unpriced")
+
+
 def _files_cfg(root: Path, start: str, extra: dict | None = None) -> cams_config.CamsConfig:
     return cams_config.parse(
         {
@@ -180,6 +200,7 @@ def test_backfill_of_30_days_twice_is_identical_and_exact(db_url, tmp_path) -> N
         second = run_range(days[0], days[-1], inst, defs)
     assert first == second
     assert _dump(defs.resources["warehouse"].engine()) == tables
+    _priced_as_costed(defs.resources["warehouse"].engine())
     expected = {c: sum(sim.faults.day(d)[f"expect_{c}"] for d in days) for c in CATEGORIES}
     assert first["reconciliation"] == expected
     assert expected["cost_mismatch"] > 0 and expected["missing_in_relaycore"] > 0 and expected["unpriced"] > 0
@@ -217,6 +238,7 @@ def test_past_price_change_backfilled_moves_costs_exactly(db_url, tmp_path) -> N
         }
         defs2 = build_definitions(_files_cfg(tmp_path / "drop", "2026-05-01", override), db_url)
         after = run_range(days[0], days[-1], inst, defs2)
+    _priced_as_costed(engine)  # at the new price, as cost_tracking
     delta = Decimal(after["cost_usd"]) - Decimal(before["cost_usd"])
     with engine.connect() as conn:
         flexprio_tokens = conn.execute(
