@@ -86,7 +86,8 @@ def test_definitions_graph_is_the_map(tmp_path: Path) -> None:
     }
     assert deps["cost_tracking"] == {"relaycore_usage", "price_book"}
     assert deps["cost_daily_rollups"] == {"cost_tracking"}
-    assert deps["cost_reconciliation"] == {"cost_tracking", "auterity_spans"}
+    # priced as costing prices them, from the landing: beside costing, not after it
+    assert deps["cost_reconciliation"] == {"relaycore_usage", "auterity_spans", "price_book"}
     assert deps["budget_status"] == {"budget_configs", "cost_tracking"}
     assert deps["budget_alerts"] == {"budget_status"}
     assert deps["model_selection_table"] == {"model_quality_stats", "price_book"}
@@ -196,9 +197,9 @@ def test_materialize_range_files_twice_same_totals(db_url, instance, tmp_path, s
     # inside the long stages, the day each has reached (the stage's own log lines); one chunk here, so the last
     within = [line for line in said if ": day " in line]
     n_days, last = len(sim_days), sim_days[-1].isoformat()
-    for n, step in ((3, "cost_tracking"), (5, "cost_reconciliation")):
+    for n, step in ((4, "cost_tracking"), (3, "cost_reconciliation")):
         assert any(line.startswith(f"[{n}/6] {step}: day {n_days} of {n_days} ({last}), ") for line in within), within
-    steps = ["auterity_spans", "relaycore_usage", "cost_tracking", "cost_daily_rollups", "cost_reconciliation"]
+    steps = ["auterity_spans", "relaycore_usage", "cost_reconciliation", "cost_tracking", "cost_daily_rollups"]
     for n, step in enumerate([*steps, "focus_export"], start=1):
         assert any(line.startswith(f"[{n}/6] {step}: started on {len(sim_days)} day(s)") for line in stages), stages
         assert any(line.startswith(f"[{n}/6] {step}: done in") for line in stages), stages

@@ -30,11 +30,13 @@ def test_webserver_serves_the_asset_graph_and_lineage(tmp_path: Path) -> None:
     assert {"relaycore_usage", "cost_tracking", "cost_reconciliation", "model_selection_table"} <= set(by_key)
     lineage = {k: {"/".join(d["path"]) for d in n["dependencyKeys"]} for k, n in by_key.items()}
     assert lineage["cost_tracking"] == {"relaycore_usage", "price_book"}
-    assert lineage["cost_reconciliation"] == {"cost_tracking", "auterity_spans"}
+    assert lineage["cost_reconciliation"] == {"relaycore_usage", "auterity_spans", "price_book"}
     assert lineage["budget_alerts"] == {"budget_status"}
     assert lineage["model_selection_table"] == {"model_quality_stats", "price_book"}
     downstream = {"/".join(d["path"]) for d in by_key["cost_tracking"]["dependedByKeys"]}
-    assert {"cost_daily_rollups", "cost_reconciliation", "budget_status", "savings_report"} <= downstream
+    assert {"cost_daily_rollups", "budget_status", "savings_report"} <= downstream
+    landed = {"/".join(d["path"]) for d in by_key["relaycore_usage"]["dependedByKeys"]}
+    assert landed == {"cost_tracking", "cost_reconciliation"}
     for key, n in by_key.items():
         assert n["groupName"] in GROUPS, key
         assert n["description"] and len(n["description"]) > 40, key
