@@ -10,8 +10,10 @@ Dagster home, exactly as a user runs it. Printed: wall time, peak memory of the 
 run's process and every step process it starts, sampled every 0.1 s from /proc: RSS summed, which
 counts the pages forked step processes share once per process, and PSS, which shares them out),
 how busy the whole machine's cores were over the run (`/proc/stat`: the run, PostgreSQL and anything
-else; what a run at 77 % leaves for overlap to win is the rest), and each step's time from the run's own
-event log. The first line names the machine and the time: machine kinds here differ 2-3x.
+else; what a run at 77 % leaves for overlap to win is the rest), each step's time from the run's own
+event log, and a timeline: when each step of the backfill and of the jobs around it started and ended,
+beside the machine's busy cores each second (where the idle is). The first line names the machine and
+the time: machine kinds here differ 2-3x.
 
 `--history N` times a day the way a warehouse in use runs it: a first run of the day (not timed),
 then the day's costed requests, spans, rollups, spend per quarter hour and savings sums copied into the
@@ -169,15 +171,22 @@ def run_cams(
     if profile is not None:  # py-spy samples the run and every step process; collapsed stacks to `profile`
         spy = str(ROOT / ".venv" / "bin" / "py-spy")
         cmd = [spy, "record", "--subprocesses", "--rate", "40", "--format", "raw", "-o", str(profile), "--", *cmd]
-    peak, done = [0.0, 0.0], threading.Event()
+    peak, done, busy = [0.0, 0.0], threading.Event(), []
     ticks0 = _cpu_ticks()
-    t0 = time.perf_counter()
+    t0, started_at = time.perf_counter(), time.time()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=workdir)
 
     def sample() -> None:
+        last, n = ticks0, 0
         while not done.wait(0.1):
             now = _tree_memory_mib(proc.pid)
             peak[0], peak[1] = max(peak[0], now[0]), max(peak[1], now[1])
+            n += 1
+            if n % 10 == 0:  # the machine's busy cores over each second
+                ticks = _cpu_ticks()
+                cores = os.cpu_count() or 1
+                busy.append(round(cores * (1 - (ticks[1] - last[1]) / max(1, ticks[0] - last[0])), 1))
+                last = ticks
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -198,6 +207,10 @@ def run_cams(
         "peak_mib": round(peak[0]),
         "peak_pss_mib": round(peak[1]),
         "steps_s": step_times(home),
+        # when each step of the backfill and the jobs around it ran (seconds from the command's start), and
+        # how many of the machine's cores were busy each second: where the idle is
+        "timeline": timeline(home, started_at),
+        "busy_cores_per_s": busy,
         "after_s": job_step_times(home),  # price book, budgets, selection (quality, savings) around the backfill
         "accepted": summary["records"]["relaycore"]["accepted"],
         # what each budget came to: two trees must agree
@@ -235,6 +248,23 @@ def step_times(home: Path) -> dict[str, float]:
 
     with dg.DagsterInstance.get() as instance:
         return {k: round(v, 1) for k, v in step_seconds_per_day(instance, "backfill_job").items()}
+
+
+def timeline(home: Path, since: float) -> dict[str, list[float]]:
+    """Each step's [start, end] in seconds from `since`, for the runs of that Dagster home since then (its
+    event log; the home holds the earlier runs of the same executor too)."""
+    os.environ["DAGSTER_HOME"] = str(home)
+    import dagster as dg
+
+    out: dict[str, list[float]] = {}
+    kinds = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}
+    with dg.DagsterInstance.get() as instance:
+        for run in instance.get_runs():
+            for entry in instance.all_logs(run.run_id, of_type=kinds):
+                event = entry.dagster_event
+                if event is not None and event.step_key is not None and entry.timestamp >= since:
+                    out.setdefault(event.step_key, []).append(round(entry.timestamp - since, 1))
+    return dict(sorted(out.items(), key=lambda kv: kv[1][0]))
 
 
 def job_step_times(
