@@ -20,6 +20,7 @@ from typing import Any
 import dagster as dg
 from dagster._core.definitions.job_base import InMemoryJob
 from dagster._core.execution.api import execute_run
+from dagster._core.execution.execution_result import ExecutionResult
 from dagster._core.utils import make_new_run_id
 from dagster._serdes import ConfigurableClassData
 
@@ -133,9 +134,7 @@ def run_range(
         if not budgets.success:
             return budgets, None
         progress(f"publishing model quality and a new selection table version as of {as_of.isoformat()}")
-        return budgets, defs.resolve_job_def(SELECTION_JOB).execute_in_process(
-            instance=on, run_config=QUIET, tags=as_of_tags, raise_on_error=False
-        )
+        return budgets, _execute(defs.resolve_job_def(SELECTION_JOB), on, as_of_tags)
 
     progress(f"ingesting, costing, rolling up, reconciling and exporting {start} .. {end}")
     job = defs.resolve_job_def(BACKFILL_JOB)
@@ -177,10 +176,20 @@ def run_range(
     return {**summary, "warnings": warnings}
 
 
+def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, tags: dict[str, str]) -> ExecutionResult:
+    """`job` in this process, on its own executor where that is threads: the selection job's token calibration
+    (which grows with the estimates of 30 days) then runs beside the quality statistics, the table and the
+    savings report instead of after them. `execute_in_process` would swap in the in-process executor."""
+    if job.executor_def.name != "threads":
+        return job.execute_in_process(instance=instance, run_config=QUIET, tags=tags, raise_on_error=False)
+    run = instance.create_run_for_job(job_def=job, run_config=QUIET, tags=tags)
+    return execute_run(InMemoryJob(job), run, instance, raise_on_error=False)
+
+
 RUN_TOKEN_TAG = "cams/run_token"
 # what the budget and selection jobs read: once a backfill has these, they can run beside its reconciliation
 EVALUATION_READS = frozenset({"cost_tracking", "auterity_spans"})
-Evaluated = tuple[dg.ExecuteInProcessResult, dg.ExecuteInProcessResult | None]
+Evaluated = tuple[dg.ExecuteInProcessResult, ExecutionResult | None]
 
 
 def _run_on_executor(
@@ -211,7 +220,7 @@ def _run_on_executor(
         runs = instance.get_run_ids(dg.RunsFilter(tags={RUN_TOKEN_TAG: token}), limit=1)
         return runs[0] if runs else None
 
-    def execute() -> dg.ExecutionResult:
+    def execute() -> ExecutionResult:
         if executor == "threads":  # `execute_in_process` would swap in the in-process executor
             run = instance.create_run_for_job(job_def=job, run_config=QUIET, tags=tags)
             return execute_run(InMemoryJob(job), run, instance, raise_on_error=False)
