@@ -198,25 +198,10 @@ def cost_partition(
         return _summary(figures)
 
 
-COSTED_COLS = [
-    "day",
-    "request_id",
-    "timestamp",
-    "org_id",
-    "team_id",
-    "user_id",
-    "task_type",
-    "model",
-    "provider",
-    "service_tier",
-    "status",
-    *TOKEN_COLS,
-    *STEERING_COLS,
-    "cost_usd",
-    "charged_usd",
-    "unpriced",
-    "price_id",
-]
+# cost_tracking's columns but computed_at: what each request carries from its landing, then its cost
+CARRIED_COLS = ["day", "request_id", "timestamp", "org_id", "team_id", "user_id", "task_type", "model", "provider"]
+CARRIED_COLS += ["service_tier", "status", *TOKEN_COLS, *STEERING_COLS]
+COSTED_COLS = [*CARRIED_COLS, "cost_usd", "charged_usd", "unpriced", "price_id"]
 
 
 def costed_requests(dialect: str, r: Table, day: date) -> Select:
@@ -224,11 +209,10 @@ def costed_requests(dialect: str, r: Table, day: date) -> Select:
     but computed_at. What costing inserts, and what reconciliation pairs with the spans (so it need not
     wait for cost_tracking: both run beside each other on the same landed day and price book)."""
     u = t.relaycore_usage
-    carried = [c for c in COSTED_COLS if c not in ("cost_usd", "charged_usd", "unpriced", "price_id")]
     tokens = [u.c[c] for c in TOKEN_COLS]
     return (
         select(
-            *(u.c[c] for c in carried),
+            *(u.c[c] for c in CARRIED_COLS),
             cost_expression(r, *tokens, dialect).label("cost_usd"),
             u.c.cost_usd.label("charged_usd"),
             r.c.price_id.is_(None).label("unpriced"),
