@@ -135,3 +135,23 @@ def test_on_the_threads_executor_auterity_lands_apart_beside_relaycore() -> None
         tags = {n.name: n.definition.tags for n in graph.nodes}
         assert PARSE_TAG.items() <= tags["relaycore_usage"].items()
         assert (PARSE_TAG.items() <= tags["auterity_spans"].items()) is not apart, url
+
+
+def test_what_else_the_child_writes_to_stdout_is_no_answer(engine, tmp_path, small_sim, sim_days, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Text on the child's stdout that is not an answer (an import that prints, a print at exit) does not
+    break the landing: before the child takes its stdout the parent passes such lines on to stderr, and
+    after it they go to stderr in the child."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import atexit, sys\nprint('hello from an import')\natexit.register(lambda: print('bye', flush=True))\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    dirs = write_drops(small_sim, tmp_path / "drop")
+    start, end = day_window(sim_days[0])
+    prepare_days(engine, t.auterity_spans, sim_days)
+    cfg = SourceConfig(name="auterity", drop_dir=str(dirs["auterity"]))
+    summary, _ = land_apart(
+        cfg, engine.url.render_as_string(hide_password=False), start, end, None, STARTED, lambda _m: None
+    )
+    assert summary.counts["accepted"] == len(_landed(engine, t.auterity_spans, "span_id")) > 250

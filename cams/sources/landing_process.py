@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import traceback
@@ -27,6 +28,8 @@ from typing import Any
 from cams.config import SourceConfig
 from cams.sources.http_client import SourceApiError
 from cams.sources.landing import LandingSummary
+
+_MARK = "cams-landing: "  # what starts an answer line on the child's stdout
 
 
 class LandingProcessError(RuntimeError):
@@ -62,7 +65,10 @@ def land_apart(
         proc.stdin.write(json.dumps(job))
         proc.stdin.close()
         for line in proc.stdout:  # the GIL is released while this thread waits for a line
-            message = json.loads(line)
+            if not line.startswith(_MARK):  # written before the child took its stdout: not an answer
+                sys.stderr.write(line)
+                continue
+            message = json.loads(line[len(_MARK) :])
             if "progress" in message:
                 say(message["progress"])
             else:
@@ -81,13 +87,22 @@ def land_apart(
     return LandingSummary(s["source"], s["counts"], s["replaced"], s["quarantine_reasons"]), outcome["detail"]
 
 
+_ANSWERS: Any = None  # the child's answer channel: its stdout as it started, before anything else can write
+
+
 def _say(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message, default=str) + "\n")
-    sys.stdout.flush()
+    _ANSWERS.write(_MARK + json.dumps(message, default=str) + "\n")
+    _ANSWERS.flush()
 
 
 def _child() -> None:
-    """The child's side: read the job, land, answer."""
+    """The child's side: read the job, land, answer. The answers keep the stdout it was started with;
+    anything else written to its stdout (a library's print, C code writing to fd 1) goes to stderr, so only
+    answers reach the parent's reader."""
+    global _ANSWERS
+    _ANSWERS = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     from cams.progress import DayProgress
     from cams.sources.landing import Stage, land
     from cams.sources.reading import read_window
