@@ -51,7 +51,7 @@ from cams.pricing.rate_table import cost_expression, rate_match, rate_table, rou
 from cams.progress import DayProgress
 from cams.warehouse import schema as t
 from cams.warehouse.db import COUNTED, bytewise, insert_rows, replace_rows, temporary, tune_for_a_day
-from cams.warehouse.partitions import days_with_rows, replacing
+from cams.warehouse.partitions import DAY_STATISTICS_TARGET, days_with_rows, replacing
 
 CATEGORIES = (
     "matched",
@@ -325,7 +325,9 @@ def reconcile_partition(
                     spans = _first_spans((day - timedelta(days=1), day + timedelta(days=2)), dialect)
                     conn.execute(insert(firsts).from_select(list(SPAN_COLS), spans))
                     if dialect == "postgresql":  # a million rows the planner would otherwise take for a few
+                        conn.exec_driver_sql(f"SET LOCAL default_statistics_target = {DAY_STATISTICS_TARGET}")
                         conn.exec_driver_sql("ANALYZE cams_first_spans")
+                        conn.exec_driver_sql("SET LOCAL default_statistics_target TO DEFAULT")
                     else:  # SQLite joins by nested loops: without it pairing is quadratic (158 s for 50k)
                         conn.exec_driver_sql(
                             "CREATE INDEX cams_first_spans_request ON cams_first_spans (relaycore_request_id)"

@@ -17,6 +17,7 @@ from cams.warehouse import schema as t
 from cams.warehouse.db import insert_rows, make_engine, migrate
 from cams.warehouse.partitions import (
     DAY_PARTITIONED,
+    DAY_STATISTICS_TARGET,
     analyze_days,
     day_children,
     days_with_rows,
@@ -229,6 +230,31 @@ def test_the_parent_gets_statistics_once_and_the_new_days_their_own(engine) -> N
         analyze_days(conn, t.relaycore_usage, D2, D3)
     # the new child of D2 is analyzed; the parent is not sampled again (it would count 80)
     assert {k: rows_seen()[k] for k in ("relaycore_usage", d1, d2)} == {"relaycore_usage": 70, d1: 30, d2: 50}
+
+
+@pytest.mark.parametrize("db_url", PG_ONLY, indirect=True)
+def test_a_days_statistics_come_from_a_smaller_sample_and_still_see_every_id_distinct(engine) -> None:  # type: ignore[no-untyped-def]
+    """analyze_days samples a day at DAY_STATISTICS_TARGET (9,000 rows, not 30,000: a sixth of the time): the
+    histograms are coarser, the ids still all distinct, and the caller's transaction gets its setting back."""
+    rows = [{**r, "input_tokens": i, "model": f"m{i % 7}"} for i, r in enumerate(_usage(D1, 40_000))]
+    _replace(engine, D1, D2, rows)
+    with engine.begin() as conn:
+        analyze_days(conn, t.relaycore_usage, D1, D2)  # the parent's first: every child with it
+        analyze_days(conn, t.relaycore_usage, D1, D2)  # the child alone
+        restored = conn.exec_driver_sql("SHOW default_statistics_target").scalar_one()
+    with engine.connect() as conn:
+        stats = {
+            r[0]: r[1:]
+            for r in conn.exec_driver_sql(
+                "SELECT attname, n_distinct, array_length(histogram_bounds::text::text[], 1),"
+                " array_length(most_common_vals::text::text[], 1) FROM pg_stats"
+                f" WHERE tablename = 'relaycore_usage_p{D1:%Y%m%d}' AND NOT inherited"
+            ).all()
+        }
+    assert restored == "100"
+    assert stats["request_id"][0] == -1.0  # what the joins by id need
+    assert stats["input_tokens"][1] == DAY_STATISTICS_TARGET + 1  # 30 buckets, not 100
+    assert stats["model"][2] == 7  # the few models: an exact list either way
 
 
 @pytest.mark.parametrize("backend", PG_ONLY)
