@@ -26,8 +26,10 @@ def landed_apart(cfg: ExecutionConfig, database_url: str) -> frozenset[str]:
     """The sources whose landing runs in a process of its own (cams.sources.landing_process): Auterity's on
     the threads executor, so it decodes on the other core while RelayCore lands in the run's process
     (two landings in one process only take turns at the GIL). Elsewhere none: in-process runs one step at
-    a time (SQLite: one writer), and multiprocess and Celery steps are processes of their own already."""
-    return frozenset({"auterity"}) if cfg.resolved(database_url) == "threads" else frozenset()
+    a time (SQLite: one writer, also where threads were asked for), and multiprocess and Celery steps are
+    processes of their own already."""
+    threads = cfg.resolved(database_url) == "threads" and not database_url.startswith("sqlite")
+    return frozenset({"auterity"}) if threads else frozenset()
 
 
 def executor_for(cfg: ExecutionConfig, database_url: str) -> dg.ExecutorDefinition:

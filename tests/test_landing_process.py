@@ -129,8 +129,13 @@ def test_on_the_threads_executor_auterity_lands_apart_beside_relaycore() -> None
     from cams import config as cams_config
     from pipelines.definitions import build_definitions
 
-    cfg = cams_config.parse({})
-    for url, apart in (("postgresql://u@127.0.0.1:5432/w", True), ("sqlite:////tmp/cams-apart-test.db", False)):
+    threads = cams_config.parse({"execution": {"executor": "threads"}})
+    cases = (
+        (cams_config.parse({}), "postgresql://u@127.0.0.1:5432/w", True),
+        (cams_config.parse({}), "sqlite:////tmp/cams-apart-test.db", False),
+        (threads, "sqlite:////tmp/cams-apart-test.db", False),  # one writer: never two landings at once
+    )
+    for cfg, url, apart in cases:
         graph = build_definitions(cfg, url).resolve_job_def("backfill_job").graph
         tags = {n.name: n.definition.tags for n in graph.nodes}
         assert PARSE_TAG.items() <= tags["relaycore_usage"].items()
